@@ -1,0 +1,55 @@
+/**
+ * Disconnect codes: why a connection was closed, and whether the client should come back.
+ * The same number is the WebSocket close code and the `code` of a `kick` frame on TCP.
+ *
+ * Ranges (checkable without the table): 4000-4499 reconnect (with backoff),
+ * 4500-4999 do not reconnect (terminal). 1000 is a normal close by the client.
+ */
+export const DISCONNECT = {
+  normal: { code: 1000, reconnect: false, text: 'closed by the client' },
+  shutdown: { code: 4000, reconnect: true, text: 'server shutting down' },
+  reconnect_elsewhere: { code: 4001, reconnect: true, text: 'server draining: reconnect (possibly elsewhere)' },
+  keepalive_timeout: { code: 4002, reconnect: true, text: 'no frame received within the keepalive timeout' },
+  handshake_timeout: { code: 4003, reconnect: true, text: 'hello not completed in time' },
+  slow_consumer: { code: 4004, reconnect: true, text: 'client did not read fast enough' },
+  internal_error: { code: 4005, reconnect: true, text: 'internal server error' },
+  rate_limited: { code: 4006, reconnect: true, text: 'too many messages' },
+  protocol_error: { code: 4500, reconnect: false, text: 'bytes that are not protocol v1' },
+  frame_too_large: { code: 4501, reconnect: false, text: 'frame larger than the maximum frame size' },
+  unauthorized: { code: 4502, reconnect: false, text: 'authentication refused' },
+  kicked: { code: 4503, reconnect: false, text: 'kicked by the server' },
+  replaced: { code: 4504, reconnect: false, text: 'replaced by a newer login of the same user' },
+  forbidden: { code: 4505, reconnect: false, text: 'not allowed' },
+  bad_hello: { code: 4506, reconnect: false, text: 'hello missing or malformed, or codec unknown' },
+} as const;
+
+export type DisconnectName = keyof typeof DISCONNECT;
+
+export interface DisconnectInfo {
+  code: number;
+  /** The name from the table (e.g. "keepalive_timeout"), or "unknown"/"transport". */
+  name: string;
+  reason: string;
+  reconnect: boolean;
+}
+
+const BY_CODE = new Map<number, DisconnectName>(
+  (Object.keys(DISCONNECT) as DisconnectName[]).map((name) => [DISCONNECT[name].code, name]),
+);
+
+export function disconnectName(code: number): string {
+  return BY_CODE.get(code) ?? 'unknown';
+}
+
+/** Should a client reconnect after this code? Unknown codes follow the ranges. */
+export function shouldReconnect(code: number): boolean {
+  const name = BY_CODE.get(code);
+  if (name) return DISCONNECT[name].reconnect;
+  if (code >= 4500 && code <= 4999) return false;
+  return true;
+}
+
+export function disconnectInfo(name: DisconnectName, reason?: string): DisconnectInfo {
+  const d = DISCONNECT[name];
+  return { code: d.code, name, reason: reason ?? d.text, reconnect: d.reconnect };
+}
