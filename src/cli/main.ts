@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { VERSION } from '../gateway/version.js';
+import { start } from './start.js';
+
+function intArg(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+const program = new Command('pylon')
+  .description('Long-connection server and push/IM gateway')
+  .version(VERSION);
+
+program
+  .command('start')
+  .description('run the gateway in the foreground (TCP + WebSocket, built-in echo)')
+  .addOption(new Option('--host <host>', 'address to bind').env('PYLON_HOST').default('127.0.0.1'))
+  .addOption(
+    new Option('--ws-port <port>', 'WebSocket port (path /ws)')
+      .env('PYLON_WS_PORT')
+      .default(8080)
+      .argParser(intArg('--ws-port', 0, 65535)),
+  )
+  .addOption(
+    new Option('--tcp-port <port>', 'TCP port (4-byte length framing)')
+      .env('PYLON_TCP_PORT')
+      .default(8081)
+      .argParser(intArg('--tcp-port', 0, 65535)),
+  )
+  .addOption(
+    new Option('--keepalive-interval <seconds>', 'ping a connection idle this long; 0 turns keepalive off')
+      .env('PYLON_KEEPALIVE_INTERVAL')
+      .default(30)
+      .argParser(intArg('--keepalive-interval', 0, 86_400)),
+  )
+  .addOption(
+    new Option('--keepalive-timeout <seconds>', 'close a connection idle this long')
+      .env('PYLON_KEEPALIVE_TIMEOUT')
+      .default(75)
+      .argParser(intArg('--keepalive-timeout', 1, 86_400)),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'log level')
+      .env('PYLON_LOG_LEVEL')
+      .choices(['debug', 'info', 'warn', 'error', 'silent'])
+      .default('info'),
+  )
+  .action(async (flags) => {
+    if (flags.keepaliveInterval > 0 && flags.keepaliveTimeout < flags.keepaliveInterval) {
+      program.error(
+        `--keepalive-timeout (${flags.keepaliveTimeout}) must not be less than --keepalive-interval (${flags.keepaliveInterval})`,
+      );
+    }
+    try {
+      await start(flags);
+    } catch (err) {
+      process.stderr.write(`pylon: could not start: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+program.parseAsync(process.argv);

@@ -1,0 +1,55 @@
+import { createGateway } from '../gateway/gateway.js';
+import { createLogger, type LogLevel } from '../gateway/logger.js';
+import { installEcho } from './echo.js';
+
+export interface StartFlags {
+  host: string;
+  wsPort: number;
+  tcpPort: number;
+  keepaliveInterval: number;
+  keepaliveTimeout: number;
+  logLevel: LogLevel;
+}
+
+/** Runs the gateway in the foreground until SIGINT/SIGTERM. */
+export async function start(flags: StartFlags): Promise<void> {
+  const logger = createLogger(flags.logLevel);
+  const gateway = createGateway({
+    tcp: { port: flags.tcpPort, host: flags.host },
+    ws: { port: flags.wsPort, host: flags.host, path: '/ws' },
+    keepalive:
+      flags.keepaliveInterval > 0
+        ? { interval: flags.keepaliveInterval * 1000, timeout: flags.keepaliveTimeout * 1000 }
+        : false,
+    logger,
+  });
+  installEcho(gateway);
+  const addr = await gateway.listen();
+  const hostPart = (a: { address: string; family: string }) =>
+    a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  if (addr.ws) process.stdout.write(`pylon: WebSocket on ws://${hostPart(addr.ws)}:${addr.ws.port}/ws\n`);
+  if (addr.tcp) process.stdout.write(`pylon: TCP on tcp://${hostPart(addr.tcp)}:${addr.tcp.port}\n`);
+  process.stdout.write('pylon: ready (Ctrl-C stops)\n');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      process.stdout.write('pylon: forced exit\n');
+      process.exit(1);
+    }
+    stopping = true;
+    process.stdout.write(`pylon: ${signal}, closing ${gateway.connections.size} connection(s)\n`);
+    gateway.close().then(
+      () => {
+        process.stdout.write('pylon: stopped\n');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'close failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

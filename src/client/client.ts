@@ -1,0 +1,606 @@
+import type { Codec, CodecName } from '../protocol/codec.js';
+import { type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
+import { type Envelope, MAX_ID } from '../protocol/envelope.js';
+import { PylonError, TimeoutError } from '../protocol/errors.js';
+import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
+import { getCodec, jsonCodec } from '../protocol/index.js';
+import { type Clock, systemClock } from '../timer/clock.js';
+import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
+import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
+
+export interface ReconnectOptions extends BackoffOptions {
+  /** Give up after this many failed attempts in a row. Default: never. */
+  maxAttempts: number;
+}
+
+export interface ClientOptions {
+  /** Sent in the WS URL (?token=) and in hello. */
+  token?: string;
+  /** Default "json". */
+  codec?: CodecName;
+  /** Default time for a request to be answered (ms). Default 10 s. */
+  requestTimeout?: number;
+  /** Time to open the link and get `welcome` (ms). Default 10 s. */
+  connectTimeout?: number;
+  /**
+   * Send a ping after this long without sending anything (ms). Default 4 min 55 s, under the
+   * 5-minute idle cut of mobile networks; lowered to the server's interval from `welcome`.
+   */
+  heartbeat?: number;
+  /** Declare the link dead after this long without receiving anything (ms). Default: the server's timeout from `welcome`, else twice the heartbeat. */
+  heartbeatTimeout?: number;
+  /** Automatic reconnection; `false` turns it off. */
+  reconnect?: Partial<ReconnectOptions> | false;
+  /** Requests and messages issued while disconnected: wait for the link ("queue", the default) or fail at once ("fail"). */
+  offline?: 'queue' | 'fail';
+  /** Most requests/messages waiting for the link. Default 1000. */
+  maxQueue?: number;
+  /** Largest frame accepted (bytes). Default 1 MiB. */
+  maxFrame?: number;
+  /** Extra headers for the WebSocket upgrade (Node only). */
+  headers?: Record<string, string>;
+  /** Time source (tests pass a FakeClock). */
+  clock?: Clock;
+  /** Random source for backoff jitter (tests pass a fixed one). */
+  random?: () => number;
+}
+
+export interface RequestOptions {
+  /** ms; default: the client's requestTimeout. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+/** What the server said in `welcome`. */
+export interface Welcome {
+  connection: string;
+  server: string;
+  codec: CodecName;
+  maxFrame: number;
+  heartbeat: { interval: number; timeout: number } | null;
+  [key: string]: unknown;
+}
+
+export interface PushMeta {
+  type: string;
+  seq: number | undefined;
+  qos: 0 | 1;
+}
+
+export type PushHandler<T = unknown> = (data: T, meta: PushMeta) => void | Promise<void>;
+
+export interface CloseEvent extends DisconnectInfo {
+  /** The client will try to reconnect. */
+  willReconnect: boolean;
+}
+
+export interface ClientEvents {
+  open: [welcome: Welcome];
+  close: [event: CloseEvent];
+  reconnecting: [event: { attempt: number; delay: number }];
+  reconnected: [welcome: Welcome];
+  error: [error: Error];
+}
+
+/** Lifecycle event names; pushes of these types cannot be listened to with `on`. */
+export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+  'open',
+  'close',
+  'reconnecting',
+  'reconnected',
+  'error',
+]);
+
+type ClientState = 'connecting' | 'open' | 'waiting' | 'closed';
+
+interface Pending {
+  id: number;
+  env: Envelope;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer: WheelTimer | undefined;
+  /** Sent on the current link (else still in the offline queue). */
+  sent: boolean;
+  client: PylonClient;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+let sharedWheel: TimingWheel | undefined;
+function wheelFor(clock: Clock | undefined): TimingWheel {
+  if (clock) return new TimingWheel({ clock });
+  sharedWheel ??= new TimingWheel({ clock: systemClock });
+  return sharedWheel;
+}
+
+/**
+ * A Pylon client over one link at a time: requests matched by id, one-way messages, pushes
+ * with auto-ack and dedup for qos 1, heartbeat, and reconnection with backoff.
+ */
+export class PylonClient {
+  /** The current welcome, or undefined while not connected. */
+  welcome: Welcome | undefined;
+  /** Highest qos-1 push seq handled: pushes at or below it are acked again but not re-run. */
+  lastSeq = 0;
+  private state: ClientState = 'connecting';
+  private link: ClientLink | undefined;
+  private readonly codec: Codec;
+  private readonly wheel: TimingWheel;
+  private readonly pushHandlers = new Map<string, PushHandler[]>();
+  private readonly listeners = new Map<string, Array<(...args: never[]) => void>>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly queue: Pending[] = [];
+  private nextId = 0;
+  private lastSent = 0;
+  private lastRecv = 0;
+  private heartbeatMs = 0;
+  private deadAfterMs = 0;
+  private timer: WheelTimer | undefined;
+  private attempt = 0;
+  private kick: DisconnectInfo | undefined;
+  private connectWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  private pushChain: Promise<void> = Promise.resolve();
+  private closedWaiter: (() => void) | undefined;
+  private readonly reconnectOptions: ReconnectOptions | undefined;
+
+  constructor(
+    readonly url: URL,
+    private readonly options: ClientOptions,
+    private readonly dialer: Dialer,
+  ) {
+    const codec = getCodec(options.codec ?? 'json');
+    if (codec === undefined) throw new TypeError(`unknown codec "${options.codec}"`);
+    this.codec = codec;
+    this.wheel = wheelFor(options.clock);
+    this.reconnectOptions =
+      options.reconnect === false
+        ? undefined
+        : { ...DEFAULT_BACKOFF, maxAttempts: Infinity, ...options.reconnect };
+  }
+
+  get connected(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Requests waiting for an answer (sent or queued). */
+  get pendingRequests(): number {
+    return this.pending.size;
+  }
+
+  /** Open the link and wait for `welcome`. Rejects if the first attempt fails. */
+  start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.connectWaiter = { resolve, reject };
+      this.dial();
+    });
+  }
+
+  /**
+   * Call `type` on the server and wait for its answer. Rejects with a PylonError carrying the
+   * server's error code, a TimeoutError, or UNAVAILABLE if the link is lost before the answer.
+   */
+  request<T = unknown>(type: string, data?: unknown, options: RequestOptions = {}): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.state === 'closed') {
+        reject(new PylonError('UNAVAILABLE', 'client is closed'));
+        return;
+      }
+      if (options.signal?.aborted) {
+        reject(new PylonError('CANCELLED', 'request aborted'));
+        return;
+      }
+      const id = this.allocateId();
+      const p: Pending = {
+        id,
+        env: data === undefined ? { kind: 'req', id, type } : { kind: 'req', id, type, data },
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer: undefined,
+        sent: false,
+        client: this,
+        signal: options.signal,
+        onAbort: undefined,
+      };
+      const timeout = options.timeout ?? this.options.requestTimeout ?? 10_000;
+      p.timer = this.wheel.schedule(timeout, onRequestTimeout, p);
+      if (options.signal) {
+        p.onAbort = () => this.settle(p, new PylonError('CANCELLED', 'request aborted'));
+        options.signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.pending.set(id, p);
+      if (this.state === 'open') {
+        p.sent = true;
+        this.write(p.env);
+      } else if (!this.enqueue(p)) {
+        this.settle(p, this.offlineError());
+      }
+    });
+  }
+
+  /** Send a one-way message (at most once). Queued while disconnected, unless offline is "fail". */
+  send(type: string, data?: unknown): void {
+    const env: Envelope = data === undefined ? { kind: 'msg', type } : { kind: 'msg', type, data };
+    if (this.state === 'open') {
+      this.write(env);
+      return;
+    }
+    if (this.state === 'closed') throw new PylonError('UNAVAILABLE', 'client is closed');
+    const p: Pending = {
+      id: 0,
+      env,
+      resolve: noop,
+      reject: noop,
+      timer: undefined,
+      sent: false,
+      client: this,
+      signal: undefined,
+      onAbort: undefined,
+    };
+    if (!this.enqueue(p)) throw this.offlineError();
+  }
+
+  /**
+   * Listen to pushes of `type` ("*" for every push), or to a lifecycle event: open, close,
+   * reconnecting, reconnected, error.
+   */
+  on<E extends keyof ClientEvents>(event: E, listener: (...args: ClientEvents[E]) => void): this;
+  on<T = unknown>(type: string, handler: PushHandler<T>): this;
+  on(name: string, fn: (...args: never[]) => unknown): this {
+    if (RESERVED_EVENTS.has(name)) {
+      const list = this.listeners.get(name) ?? [];
+      list.push(fn as (...args: never[]) => void);
+      this.listeners.set(name, list);
+    } else {
+      const list = this.pushHandlers.get(name) ?? [];
+      list.push(fn as PushHandler);
+      this.pushHandlers.set(name, list);
+    }
+    return this;
+  }
+
+  off(name: string, fn: (...args: never[]) => unknown): this {
+    const map = RESERVED_EVENTS.has(name) ? this.listeners : this.pushHandlers;
+    const list = map.get(name) as Array<unknown> | undefined;
+    const i = list?.indexOf(fn) ?? -1;
+    if (list && i >= 0) list.splice(i, 1);
+    return this;
+  }
+
+  /** Say bye and close for good (no reconnect). Pending requests fail with UNAVAILABLE. */
+  close(): Promise<void> {
+    if (this.state === 'closed' && !this.link) return Promise.resolve();
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    this.timer?.cancel();
+    this.failAll(new PylonError('UNAVAILABLE', 'client closed'));
+    const link = this.link;
+    if (!link) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.closedWaiter = resolve;
+      if (wasOpen) this.write({ kind: 'bye' });
+      link.close(1000, 'bye');
+    });
+  }
+
+  // ---- link lifecycle ----
+
+  private dial(): void {
+    this.kick = undefined;
+    const events: ClientLinkEvents = {
+      open: () => this.onLinkOpen(link),
+      frame: (payload) => this.onFrame(link, payload),
+      close: (code, reason) => this.onLinkClose(link, code, reason),
+    };
+    let link: ClientLink;
+    try {
+      link = this.dialer(
+        this.url,
+        {
+          codec: this.codec.name,
+          token: this.options.token,
+          headers: this.options.headers,
+          maxFrame: this.options.maxFrame ?? DEFAULT_MAX_FRAME,
+        },
+        events,
+      );
+    } catch (err) {
+      this.connectWaiter?.reject(err as Error);
+      this.connectWaiter = undefined;
+      this.state = 'closed';
+      return;
+    }
+    this.link = link;
+    this.lastRecv = this.wheel.now();
+    this.timer?.cancel();
+    this.timer = this.wheel.schedule(this.options.connectTimeout ?? 10_000, onConnectTimeout, this);
+  }
+
+  private onLinkOpen(link: ClientLink): void {
+    if (link !== this.link) return;
+    const hello: Envelope = {
+      kind: 'hello',
+      data: { codec: this.codec.name, token: this.options.token, client: 'pylon-js/0.1.0' },
+    };
+    // On TCP the hello is always JSON; on WebSocket the subprotocol already set the codec.
+    const helloCodec = this.url.protocol === 'tcp:' ? jsonCodec : this.codec;
+    link.send(helloCodec.encode(hello), !helloCodec.binary);
+    this.lastSent = this.wheel.now();
+  }
+
+  private onFrame(link: ClientLink, payload: Uint8Array): void {
+    if (link !== this.link) return;
+    this.lastRecv = this.wheel.now();
+    let env: Envelope;
+    try {
+      env = this.codec.decode(payload);
+    } catch (err) {
+      this.emit('error', err as Error);
+      link.close(4500, 'protocol error');
+      return;
+    }
+    switch (env.kind) {
+      case 'welcome':
+        this.onWelcome(env);
+        return;
+      case 'res':
+        this.onResponse(env);
+        return;
+      case 'push':
+        this.onPush(env);
+        return;
+      case 'ping':
+        this.write({ kind: 'pong' });
+        return;
+      case 'kick':
+        this.onKick(env);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onWelcome(env: Envelope): void {
+    const welcome = (env.data ?? {}) as Welcome;
+    this.welcome = welcome;
+    const reconnected = this.attempt > 0 || this.connectWaiter === undefined;
+    this.state = 'open';
+    this.attempt = 0;
+    const own = this.options.heartbeat ?? 295_000;
+    const server = welcome.heartbeat;
+    this.heartbeatMs = server ? Math.min(own, server.interval) : own;
+    this.deadAfterMs = this.options.heartbeatTimeout ?? (server ? server.timeout : 2 * this.heartbeatMs);
+    this.timer?.cancel();
+    this.timer = this.wheel.schedule(this.nextCheck(), onHeartbeat, this);
+    this.flushQueue();
+    if (this.connectWaiter) {
+      this.connectWaiter.resolve();
+      this.connectWaiter = undefined;
+    }
+    this.emit('open', welcome);
+    if (reconnected) this.emit('reconnected', welcome);
+  }
+
+  private onResponse(env: Envelope): void {
+    const p = this.pending.get(env.id as number);
+    if (p === undefined) return;
+    if (env.error) this.settle(p, new PylonError(env.error.code, env.error.message));
+    else this.settle(p, undefined, env.data);
+  }
+
+  private onPush(env: Envelope): void {
+    const type = env.type as string;
+    const meta: PushMeta = { type, seq: env.seq, qos: env.qos === 1 ? 1 : 0 };
+    if (meta.qos === 0 || env.seq === undefined) {
+      this.runHandlers(env.data, meta).catch((err) => this.emit('error', err as Error));
+      return;
+    }
+    // qos 1: handlers run one push at a time, in arrival order; the ack goes after they return,
+    // so a crash before that means the server sends it again. Seen seqs are acked, not re-run.
+    const seq = env.seq;
+    this.pushChain = this.pushChain.then(async () => {
+      if (seq > this.lastSeq) {
+        try {
+          await this.runHandlers(env.data, meta);
+        } catch (err) {
+          this.emit('error', err as Error);
+          return;
+        }
+        this.lastSeq = seq;
+      }
+      if (this.state === 'open') this.write({ kind: 'ack', seq: this.lastSeq });
+    });
+  }
+
+  private async runHandlers(data: unknown, meta: PushMeta): Promise<void> {
+    const list = this.pushHandlers.get(meta.type);
+    const any = this.pushHandlers.get('*');
+    if (list) for (const h of list) await h(data, meta);
+    if (any) for (const h of any) await h(data, meta);
+  }
+
+  private onKick(env: Envelope): void {
+    const d = (env.data ?? {}) as Partial<DisconnectInfo>;
+    if (typeof d.code === 'number') {
+      this.kick = {
+        code: d.code,
+        name: typeof d.name === 'string' ? d.name : disconnectName(d.code),
+        reason: typeof d.reason === 'string' ? d.reason : '',
+        reconnect: typeof d.reconnect === 'boolean' ? d.reconnect : shouldReconnect(d.code),
+      };
+    }
+  }
+
+  private onLinkClose(link: ClientLink, code: number, reason: string): void {
+    if (link !== this.link) return;
+    this.link = undefined;
+    this.timer?.cancel();
+    const wasOpen = this.state === 'open';
+    const info: DisconnectInfo = this.kick ?? {
+      code,
+      name: code === 1006 ? 'connection_lost' : disconnectName(code),
+      reason,
+      reconnect: code === 1000 ? false : shouldReconnect(code),
+    };
+    if (this.state === 'closed') {
+      this.emit('close', { ...info, willReconnect: false });
+      this.closedWaiter?.();
+      this.closedWaiter = undefined;
+      return;
+    }
+    // In-flight requests may or may not have run: fail them rather than guess.
+    for (const p of [...this.pending.values()]) {
+      if (p.sent)
+        this.settle(p, new PylonError('UNAVAILABLE', `connection lost before the answer (${info.name})`));
+    }
+    const first = this.connectWaiter;
+    const ro = this.reconnectOptions;
+    const retry = ro !== undefined && info.reconnect && first === undefined && this.attempt < ro.maxAttempts;
+    this.state = retry ? 'waiting' : 'closed';
+    if (wasOpen || !retry) this.emit('close', { ...info, willReconnect: retry });
+    if (first) {
+      this.connectWaiter = undefined;
+      first.reject(
+        new PylonError('UNAVAILABLE', `could not connect: ${info.reason || info.name} (${info.code})`),
+      );
+    }
+    if (!retry) {
+      this.failAll(new PylonError('UNAVAILABLE', `disconnected: ${info.name} (${info.code})`));
+      return;
+    }
+    const delay = backoffDelay(this.attempt, ro, this.options.random);
+    this.attempt++;
+    this.emit('reconnecting', { attempt: this.attempt, delay });
+    this.timer = this.wheel.schedule(delay, onRetry, this);
+  }
+
+  // ---- timers (module-level callbacks below call these) ----
+
+  /** @internal */
+  retry(): void {
+    if (this.state !== 'waiting') return;
+    this.state = 'connecting';
+    this.dial();
+  }
+
+  /** @internal */
+  connectExpired(): void {
+    if (this.state === 'open' || !this.link) return;
+    this.kick = { code: 4003, name: 'handshake_timeout', reason: 'no welcome in time', reconnect: true };
+    this.link.close(4003, 'connect timeout');
+  }
+
+  /** @internal */
+  heartbeatCheck(): void {
+    if (this.state !== 'open' || !this.link) return;
+    const now = this.wheel.now();
+    if (now - this.lastRecv >= this.deadAfterMs) {
+      this.kick = {
+        code: 4002,
+        name: 'keepalive_timeout',
+        reason: `nothing received for ${Math.round((now - this.lastRecv) / 1000)} s`,
+        reconnect: true,
+      };
+      this.link.close(4002, 'heartbeat timeout');
+      return;
+    }
+    if (now - this.lastSent >= this.heartbeatMs) this.write({ kind: 'ping' });
+    this.timer?.reschedule(this.nextCheck());
+  }
+
+  /** @internal */
+  expire(p: Pending): void {
+    this.settle(p, new TimeoutError(`request "${p.env.type}" timed out`));
+  }
+
+  private nextCheck(): number {
+    const now = this.wheel.now();
+    const untilPing = this.heartbeatMs - (now - this.lastSent);
+    const untilDead = this.deadAfterMs - (now - this.lastRecv);
+    return Math.max(1, Math.min(untilPing, untilDead));
+  }
+
+  // ---- helpers ----
+
+  private write(env: Envelope): void {
+    const link = this.link;
+    if (!link) return;
+    link.send(this.codec.encode(env), !this.codec.binary);
+    this.lastSent = this.wheel.now();
+  }
+
+  private allocateId(): number {
+    do {
+      this.nextId = this.nextId >= MAX_ID ? 1 : this.nextId + 1;
+    } while (this.pending.has(this.nextId));
+    return this.nextId;
+  }
+
+  private enqueue(p: Pending): boolean {
+    if ((this.options.offline ?? 'queue') === 'fail') return false;
+    if (this.queue.length >= (this.options.maxQueue ?? 1000)) return false;
+    this.queue.push(p);
+    return true;
+  }
+
+  private offlineError(): PylonError {
+    return (this.options.offline ?? 'queue') === 'fail'
+      ? new PylonError('UNAVAILABLE', 'not connected')
+      : new PylonError('TOO_MANY_REQUESTS', 'offline queue is full');
+  }
+
+  private flushQueue(): void {
+    const items = this.queue.splice(0);
+    for (const p of items) {
+      if (p.id !== 0 && !this.pending.has(p.id)) continue; // timed out or aborted while queued
+      p.sent = true;
+      this.write(p.env);
+    }
+  }
+
+  private settle(p: Pending, err: Error | undefined, value?: unknown): void {
+    if (p.id !== 0) {
+      if (this.pending.get(p.id) !== p) return;
+      this.pending.delete(p.id);
+    }
+    p.timer?.cancel();
+    if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+    if (err) p.reject(err);
+    else p.resolve(value);
+  }
+
+  private failAll(err: PylonError): void {
+    for (const p of [...this.pending.values()]) this.settle(p, err);
+    this.queue.length = 0;
+  }
+
+  private emit<E extends keyof ClientEvents>(event: E, ...args: ClientEvents[E]): void {
+    const list = this.listeners.get(event);
+    if (!list) return;
+    for (const fn of [...list]) {
+      try {
+        (fn as unknown as (...a: ClientEvents[E]) => void)(...args);
+      } catch (err) {
+        if (event !== 'error') this.emit('error', err as Error);
+      }
+    }
+  }
+}
+
+function noop(): void {}
+
+function onRequestTimeout(p: Pending): void {
+  p.client.expire(p);
+}
+
+function onConnectTimeout(client: PylonClient): void {
+  client.connectExpired();
+}
+
+function onHeartbeat(client: PylonClient): void {
+  client.heartbeatCheck();
+}
+
+function onRetry(client: PylonClient): void {
+  client.retry();
+}

@@ -1,0 +1,29 @@
+import { type ClientOptions, PylonClient } from './client.js';
+import { nodeDialer } from './transport-node.js';
+
+export type { CodecName } from '../protocol/codec.js';
+export { DISCONNECT, type DisconnectInfo, shouldReconnect } from '../protocol/disconnect.js';
+export { ERROR_CODES, PylonError, TimeoutError } from '../protocol/errors.js';
+export { type BackoffOptions, backoffDelay } from './backoff.js';
+export type {
+  ClientEvents,
+  ClientOptions,
+  CloseEvent,
+  PushHandler,
+  PushMeta,
+  ReconnectOptions,
+  RequestOptions,
+  Welcome,
+} from './client.js';
+export { PylonClient, RESERVED_EVENTS } from './client.js';
+export type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
+
+/**
+ * Connect to a Pylon gateway at a `tcp://host:port` or `ws://host:port/ws` URL and wait for
+ * its `welcome`. Rejects if that first attempt fails; later drops reconnect by themselves.
+ */
+export async function connect(url: string | URL, options: ClientOptions = {}): Promise<PylonClient> {
+  const client = new PylonClient(new URL(url), options, nodeDialer);
+  await client.start();
+  return client;
+}

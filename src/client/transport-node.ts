@@ -1,0 +1,103 @@
+// The only file of the client SDK that imports Node built-ins: a browser build swaps it out.
+import { connect as netConnect, type Socket } from 'node:net';
+import { WebSocket } from 'ws';
+import { FrameDecoder, frame } from '../protocol/framing.js';
+import type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
+
+class TcpClientLink implements ClientLink {
+  private readonly decoder: FrameDecoder;
+  private readonly socket: Socket;
+  private reason = 'connection lost';
+  private closeCode = 1006;
+
+  constructor(url: URL, options: DialOptions, events: ClientLinkEvents) {
+    this.decoder = new FrameDecoder(options.maxFrame);
+    const port = Number(url.port);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.socket = netConnect({ host, port, noDelay: true });
+    this.socket.on('connect', () => events.open());
+    this.socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk, events.frame, undefined);
+      } catch (err) {
+        this.reason = (err as Error).message;
+        this.socket.destroy();
+      }
+    });
+    this.socket.on('error', (err) => {
+      this.reason = err.message;
+    });
+    this.socket.on('close', () => events.close(this.closeCode, this.reason));
+  }
+
+  get buffered(): number {
+    return this.socket.writableLength;
+  }
+
+  send(payload: Uint8Array): void {
+    if (this.socket.writable) this.socket.write(frame(payload));
+  }
+
+  close(code: number, reason: string): void {
+    this.closeCode = code;
+    this.reason = reason;
+    this.socket.end();
+    // A peer that never finishes the close would keep the socket; end() is enough for a live
+    // server, destroy() for a dead one.
+    if (code !== 1000) this.socket.destroy();
+  }
+}
+
+const BINARY = { binary: true } as const;
+const TEXT = { binary: false } as const;
+
+class WsClientLink implements ClientLink {
+  private readonly ws: WebSocket;
+  private failure = '';
+
+  constructor(url: URL, options: DialOptions, events: ClientLinkEvents) {
+    const target = new URL(url);
+    if (options.token !== undefined && !target.searchParams.has('token'))
+      target.searchParams.set('token', options.token);
+    this.ws = new WebSocket(target, [`pylon.v1.${options.codec}`], {
+      headers: options.headers,
+      maxPayload: options.maxFrame,
+      perMessageDeflate: false,
+    });
+    this.ws.on('open', () => events.open());
+    this.ws.on('message', (data: Buffer) => events.frame(data));
+    this.ws.on('error', (err) => {
+      this.failure = err.message;
+    });
+    this.ws.on('close', (code: number, reason: Buffer) =>
+      events.close(code, reason.toString() || this.failure),
+    );
+  }
+
+  get buffered(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(payload: Uint8Array, text: boolean): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(payload, text ? TEXT : BINARY);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
+    else if (code === 1000) this.ws.close(1000, reason);
+    else this.ws.terminate();
+  }
+}
+
+/** Dials tcp:// and ws:// / wss:// URLs from Node. */
+export const nodeDialer: Dialer = (url, options, events) => {
+  switch (url.protocol) {
+    case 'tcp:':
+      return new TcpClientLink(url, options, events);
+    case 'ws:':
+    case 'wss:':
+      return new WsClientLink(url, options, events);
+    default:
+      throw new TypeError(`unsupported URL scheme "${url.protocol}" (use tcp://, ws:// or wss://)`);
+  }
+};

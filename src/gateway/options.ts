@@ -1,0 +1,121 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
+import type { Clock } from '../timer/clock.js';
+import type { Logger } from './logger.js';
+import { createLogger } from './logger.js';
+
+export interface ListenOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+}
+
+export interface WsListenOptions extends ListenOptions {
+  /** Path that accepts WebSocket upgrades. Default "/ws". */
+  path?: string;
+  /** Serves plain HTTP requests on the WebSocket port (pages, health). Default: 404. */
+  httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export interface KeepaliveOptions {
+  /** A connection that sent nothing for this long gets a ping (ms). Default 30 s. */
+  interval: number;
+  /** A connection that sent nothing for this long is closed with keepalive_timeout (ms). Default 75 s. */
+  timeout: number;
+}
+
+export interface GatewayOptions {
+  /** TCP listener with Pylon framing. Omit for none. */
+  tcp?: ListenOptions;
+  /** WebSocket listener. Omit for none. */
+  ws?: WsListenOptions;
+  /** Largest frame/message body accepted, in bytes. Default 1 MiB. */
+  maxFrame?: number;
+  /** Keepalive by server pings; `false` turns it off. Defaults suit mobile networks: 30 s / 75 s. */
+  keepalive?: Partial<KeepaliveOptions> | false;
+  /** TCP: time to complete `hello`; WS: time to complete the upgrade request (ms). Default 10 s. */
+  handshakeTimeout?: number;
+  /** Per-connection outgoing buffer, in bytes, above which the link reports backpressure. Default 1 MiB. */
+  highWaterMark?: number;
+  /** Requests of one connection that may run at once; more are answered TOO_MANY_REQUESTS. Default 256. */
+  maxPendingRequests?: number;
+  /** Time a closing connection has to finish its close before it is destroyed (ms). Default 5 s. */
+  closeTimeout?: number;
+  /** Default: pino at level "info" on stderr. */
+  logger?: Logger;
+  /** Time source for every deadline (tests pass a FakeClock). */
+  clock?: Clock;
+  /** Resolution of the timing wheel (ms). Default 10. */
+  tickMs?: number;
+}
+
+export interface ResolvedOptions {
+  tcp: Required<ListenOptions> | undefined;
+  ws: (Required<Omit<WsListenOptions, 'httpHandler'>> & Pick<WsListenOptions, 'httpHandler'>) | undefined;
+  maxFrame: number;
+  keepalive: KeepaliveOptions | undefined;
+  handshakeTimeout: number;
+  highWaterMark: number;
+  maxPendingRequests: number;
+  closeTimeout: number;
+  logger: Logger;
+  clock: Clock | undefined;
+  tickMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { interval: 30_000, timeout: 75_000 };
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`option ${name} must be a positive number, got ${String(value)}`);
+  }
+  return value;
+}
+
+function port(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    throw new RangeError(`option ${name} must be a port number 0-65535, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Fills defaults and rejects impossible values with a message that names the option. */
+export function resolveOptions(o: GatewayOptions): ResolvedOptions {
+  let keepalive: KeepaliveOptions | undefined;
+  if (o.keepalive !== false) {
+    const interval = positive('keepalive.interval', o.keepalive?.interval, DEFAULT_KEEPALIVE.interval);
+    const timeout = positive(
+      'keepalive.timeout',
+      o.keepalive?.timeout,
+      Math.max(DEFAULT_KEEPALIVE.timeout, interval),
+    );
+    if (timeout < interval) {
+      throw new RangeError(
+        `option keepalive.timeout (${timeout}) must not be less than keepalive.interval (${interval})`,
+      );
+    }
+    keepalive = { interval, timeout };
+  }
+  return {
+    tcp: o.tcp ? { port: port('tcp.port', o.tcp.port), host: o.tcp.host ?? '127.0.0.1' } : undefined,
+    ws: o.ws
+      ? {
+          port: port('ws.port', o.ws.port),
+          host: o.ws.host ?? '127.0.0.1',
+          path: o.ws.path ?? '/ws',
+          httpHandler: o.ws.httpHandler,
+        }
+      : undefined,
+    maxFrame: positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME),
+    keepalive,
+    handshakeTimeout: positive('handshakeTimeout', o.handshakeTimeout, 10_000),
+    highWaterMark: positive('highWaterMark', o.highWaterMark, 1024 * 1024),
+    maxPendingRequests: positive('maxPendingRequests', o.maxPendingRequests, 256),
+    closeTimeout: positive('closeTimeout', o.closeTimeout, 5_000),
+    logger: o.logger ?? createLogger('info'),
+    clock: o.clock,
+    tickMs: positive('tickMs', o.tickMs, 10),
+  };
+}

@@ -1,0 +1,27 @@
+// Pylon's public server API. Everything not exported here is internal.
+export { Connection, type ConnectionState } from './gateway/connection.js';
+export {
+  createGateway,
+  Gateway,
+  type GatewayAddresses,
+  type GatewayEvents,
+  type GatewayStats,
+} from './gateway/gateway.js';
+export { createLogger, type Logger, type LogLevel } from './gateway/logger.js';
+export type { GatewayOptions, KeepaliveOptions, ListenOptions, WsListenOptions } from './gateway/options.js';
+export { DEFAULT_KEEPALIVE } from './gateway/options.js';
+export type { Context, Handler, Middleware } from './gateway/router.js';
+export { VERSION } from './gateway/version.js';
+export type { Codec, CodecName } from './protocol/codec.js';
+export {
+  DISCONNECT,
+  type DisconnectInfo,
+  type DisconnectName,
+  disconnectName,
+  shouldReconnect,
+} from './protocol/disconnect.js';
+export { type Envelope, KINDS, type Kind, type WireError } from './protocol/envelope.js';
+export { ERROR_CODES, type ErrorCode, ProtocolError, PylonError, TimeoutError } from './protocol/errors.js';
+export { codecs, getCodec } from './protocol/index.js';
+export { type Clock, FakeClock, systemClock } from './timer/clock.js';
+export type { WheelTimer } from './timer/wheel.js';

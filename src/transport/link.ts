@@ -1,0 +1,57 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type TransportName = 'tcp' | 'ws';
+
+/**
+ * One client's byte pipe, as the gateway sees it: whole frames in (through a LinkSink), whole
+ * frames out. Transports adapt sockets to this and hold no business state (centrifuge's
+ * transport.go is the model).
+ */
+export interface Link {
+  readonly transport: TransportName;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** Bytes written but not yet handed to the kernel. */
+  readonly buffered: number;
+  /**
+   * Send one frame's payload (the transport adds its framing). `text` picks a WebSocket text
+   * frame; TCP ignores it. Returns false once the link is over its high-water mark: the write
+   * is still queued, the caller should stop writing until `onDrain`.
+   */
+  send(payload: Uint8Array, text: boolean): boolean;
+  /** Flush what is queued, then close. `code` is the disconnect code (the WS close code). */
+  close(code: number, reason: string): void;
+  /** Close now, dropping anything queued. */
+  destroy(): void;
+  /** Stop/restart reading from the socket (inbound backpressure). */
+  pause(): void;
+  resume(): void;
+  /** The object the sink attached to this link (the gateway's connection). */
+  owner: unknown;
+}
+
+/** What the upgrade or accept step learned about the peer. */
+export interface LinkInfo {
+  transport: TransportName;
+  remoteAddress: string;
+  remotePort: number;
+  headers: IncomingHttpHeaders;
+  /** Query parameters of the WebSocket URL (empty for TCP). */
+  query: URLSearchParams;
+  /** The subprotocol the WebSocket client chose, if any. */
+  protocol: string;
+}
+
+/**
+ * The receiving side of every transport: the gateway implements it once. Calls carry the link
+ * so that transports can use module-level listeners instead of per-connection closures.
+ */
+export interface LinkSink {
+  onOpen(link: Link, info: LinkInfo): void;
+  onFrame(link: Link, payload: Uint8Array): void;
+  /** A frame could not be read (bad framing, over-size). The link is already being closed. */
+  onFrameError(link: Link, err: Error): void;
+  onDrain(link: Link): void;
+  /** Called once, whatever closed the link. */
+  onClose(link: Link, code: number, reason: string): void;
+}

@@ -1,0 +1,202 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Link, LinkInfo, LinkSink } from './link.js';
+
+export interface WsTransportOptions {
+  sink: LinkSink;
+  /** URL path that accepts upgrades. */
+  path: string;
+  /** Largest message accepted, in bytes (ws closes the link with 1009 above it). */
+  maxFrame: number;
+  /** `send` returns false once this many bytes are queued. */
+  highWaterMark: number;
+  /** Time allowed for the HTTP upgrade request (slowloris guard), in ms. */
+  handshakeTimeout: number;
+  /** Subprotocols this server speaks, in order of preference. */
+  protocols: readonly string[];
+  /** Serves plain HTTP requests on the same port (pages, health). Default: 404. */
+  httpHandler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
+}
+
+const kLink = Symbol('pylon.link');
+type LinkedWebSocket = WebSocket & { [kLink]: WsLink };
+type LinkedSocket = Socket & { [kLink]: WsLink };
+
+const BINARY = { binary: true } as const;
+const TEXT = { binary: false } as const;
+
+/** A WebSocket connection: one WS message per frame. */
+export class WsLink implements Link {
+  readonly transport = 'ws' as const;
+  owner: unknown = undefined;
+  closed = false;
+  closeCode = 0;
+  closeReason = '';
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly socket: Socket,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    readonly options: WsTransportOptions,
+  ) {}
+
+  get buffered(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(payload: Uint8Array, text: boolean): boolean {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(payload, text ? TEXT : BINARY);
+    return this.ws.bufferedAmount < this.options.highWaterMark;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    // A close reason is at most 123 bytes in a WS close frame.
+    this.ws.close(code, truncateReason(reason));
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.ws.terminate();
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.ws.resume();
+  }
+}
+
+function truncateReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= 123) return reason;
+  let cut = reason.slice(0, 120);
+  while (Buffer.byteLength(cut) > 120) cut = cut.slice(0, -1);
+  return cut;
+}
+
+function onMessage(this: WebSocket, data: Buffer): void {
+  const link = (this as LinkedWebSocket)[kLink];
+  if (!link.closed) link.options.sink.onFrame(link, data);
+}
+
+function onWsError(this: WebSocket, err: Error): void {
+  // ws reports framing faults (bad opcode, over-size, invalid UTF-8) here and closes the link.
+  const link = (this as LinkedWebSocket)[kLink];
+  link.options.sink.onFrameError(link, err);
+}
+
+function onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+  const link = (this as LinkedWebSocket)[kLink];
+  // Our own close code wins over what the peer echoed back.
+  const c = link.closeCode || code;
+  const r = link.closeReason || reason.toString() || 'connection lost';
+  link.options.sink.onClose(link, c, r);
+}
+
+function onSocketDrain(this: LinkedSocket): void {
+  const link = this[kLink];
+  link.options.sink.onDrain(link);
+}
+
+/** Serves WebSocket upgrades on `path` of an HTTP server (its own, or one given). */
+export class WsTransport {
+  private server: Server | undefined;
+  private stopped = false;
+  private readonly wss: WebSocketServer;
+
+  constructor(private readonly options: WsTransportOptions) {
+    const protocols = new Set(options.protocols);
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrame,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (offered) => {
+        for (const p of offered) if (protocols.has(p)) return p;
+        return false;
+      },
+    });
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    const t = this.options.handshakeTimeout;
+    const server = createServer(
+      {
+        headersTimeout: t,
+        requestTimeout: t,
+        connectionsCheckingInterval: Math.min(1000, t),
+      },
+      this.options.httpHandler ?? notFound,
+    );
+    this.attach(server);
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve(server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Serve upgrades on an existing HTTP server (the application owns its lifecycle). */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.upgrade(req, socket, head),
+    );
+  }
+
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (this.stopped) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (url.pathname !== this.options.path) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    socket.setNoDelay(true);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const link = new WsLink(ws, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0, this.options);
+      (ws as LinkedWebSocket)[kLink] = link;
+      (socket as LinkedSocket)[kLink] = link;
+      ws.on('message', onMessage);
+      ws.on('error', onWsError);
+      ws.on('close', onWsClose);
+      socket.on('drain', onSocketDrain);
+      const info: LinkInfo = {
+        transport: 'ws',
+        remoteAddress: link.remoteAddress,
+        remotePort: link.remotePort,
+        headers: req.headers,
+        query: url.searchParams,
+        protocol: ws.protocol,
+      };
+      this.options.sink.onOpen(link, info);
+    });
+  }
+
+  /** Stop accepting new upgrades and HTTP requests; open links stay. */
+  stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    this.stopped = true;
+    if (server) {
+      server.close();
+      server.closeIdleConnections();
+    }
+    return Promise.resolve();
+  }
+}
+
+function notFound(_req: IncomingMessage, res: import('node:http').ServerResponse): void {
+  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+}

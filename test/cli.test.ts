@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { connect } from '../src/client/index.js';
+import { Child } from './support/process.js';
+
+// These run the built CLI (npm test builds first), as a user would.
+const children: Child[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+function startCli(args: string[] = [], env: Record<string, string> = {}): Child {
+  const child = new Child(
+    process.execPath,
+    ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', ...args],
+    {
+      PYLON_LOG_LEVEL: 'warn',
+      ...env,
+    },
+  );
+  children.push(child);
+  return child;
+}
+
+describe('pylon start', () => {
+  it('prints where it listens, answers echo over TCP and WS, hotpot Echo, and stops cleanly on SIGTERM', async () => {
+    const cli = startCli();
+    const ws = (await cli.waitFor(/WebSocket on (ws:\/\/\S+)/))[1]!;
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    await cli.waitFor(/ready/);
+
+    const overTcp = await connect(tcp, { reconnect: false });
+    await expect(overTcp.request('echo', { over: 'tcp' })).resolves.toEqual({ over: 'tcp' });
+    const overWs = await connect(ws, { codec: 'msgpack', reconnect: false });
+    await expect(overWs.request('echo', { over: 'ws' })).resolves.toEqual({ over: 'ws' });
+
+    const plain = new WebSocket(ws);
+    const echoed = new Promise<unknown>((resolve) => {
+      plain.on('message', (d) => {
+        const m = JSON.parse(d.toString());
+        if (m.type === 'Echo') resolve(m.data);
+      });
+    });
+    await new Promise((r) => plain.on('open', r));
+    plain.send(JSON.stringify({ type: 'Echo', data: { Message: 'hi' } }));
+    await expect(echoed).resolves.toEqual({ Message: 'hi' });
+
+    const closed = new Promise<{ code: number }>((resolve) => overTcp.on('close', resolve));
+    cli.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+    expect((await closed).code).toBe(4000);
+    await cli.waitFor(/stopped/);
+    plain.close();
+    await overWs.close();
+  });
+
+  it('takes its settings from PYLON_* environment variables', async () => {
+    const cli = new Child(process.execPath, ['dist/cli/main.js', 'start'], {
+      PYLON_WS_PORT: '0',
+      PYLON_TCP_PORT: '0',
+      PYLON_KEEPALIVE_INTERVAL: '7',
+      PYLON_KEEPALIVE_TIMEOUT: '20',
+      PYLON_LOG_LEVEL: 'warn',
+    });
+    children.push(cli);
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const client = await connect(tcp, { reconnect: false });
+    expect(client.welcome?.heartbeat).toEqual({ interval: 7000, timeout: 20000 });
+    await client.close();
+  });
+
+  it('refuses bad flags with a message naming the flag', async () => {
+    const cli = startCli(['--keepalive-interval', '60', '--keepalive-timeout', '30']);
+    expect(await cli.exited).not.toBe(0);
+    expect(cli.stderr).toMatch(/--keepalive-timeout/);
+    const bad = new Child(process.execPath, ['dist/cli/main.js', 'start', '--tcp-port', 'eighty']);
+    children.push(bad);
+    expect(await bad.exited).not.toBe(0);
+    expect(bad.stderr).toMatch(/--tcp-port must be an integer/);
+  });
+});
+
+describe('examples/echo', () => {
+  it('the example client talks to the example server over TCP and WS', async () => {
+    const server = new Child(process.execPath, ['examples/echo/server.js'], { TCP_PORT: '0', WS_PORT: '0' });
+    children.push(server);
+    const m = await server.waitFor(/(tcp:\/\/\S+) (ws:\/\/\S+)/);
+    for (const url of [m[1]!, m[2]!]) {
+      const client = new Child(process.execPath, ['examples/echo/client.js', url]);
+      children.push(client);
+      expect(await client.exited).toBe(0);
+      expect(client.lines).toContain('echo: {"hello":"pylon"}');
+      expect(client.lines).toContain('push Echo: {"Message":"hi"}');
+      expect(client.lines).toContain('divide: BAD_REQUEST division by zero');
+    }
+  });
+});
