@@ -8,7 +8,11 @@
 export const DISCONNECT = {
   normal: { code: 1000, reconnect: false, text: 'closed by the client' },
   shutdown: { code: 4000, reconnect: true, text: 'server shutting down' },
-  reconnect_elsewhere: { code: 4001, reconnect: true, text: 'server draining: reconnect (possibly elsewhere)' },
+  reconnect_elsewhere: {
+    code: 4001,
+    reconnect: true,
+    text: 'server draining: reconnect (possibly elsewhere)',
+  },
   keepalive_timeout: { code: 4002, reconnect: true, text: 'no frame received within the keepalive timeout' },
   handshake_timeout: { code: 4003, reconnect: true, text: 'hello not completed in time' },
   slow_consumer: { code: 4004, reconnect: true, text: 'client did not read fast enough' },

@@ -31,7 +31,11 @@ export class PylonError extends Error {
 /** Bytes that cannot be a frame or an envelope. The connection that sent them is closed. */
 export class ProtocolError extends PylonError {
   override name = 'ProtocolError';
-  constructor(message: string, code: 'PROTOCOL' | 'FRAME_TOO_LARGE' = 'PROTOCOL', options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    code: 'PROTOCOL' | 'FRAME_TOO_LARGE' = 'PROTOCOL',
+    options?: { cause?: unknown },
+  ) {
     super(code, message, options);
   }
 }
