@@ -1,4 +1,5 @@
 // Pylon's public server API. Everything not exported here is internal.
+export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';
 export {
   createGateway,
@@ -6,12 +7,16 @@ export {
   type GatewayAddresses,
   type GatewayEvents,
   type GatewayStats,
+  type PushOptions,
+  type PushResult,
 } from './gateway/gateway.js';
+export { type JwtOptions, jwtValidator, readJwksFile } from './gateway/jwt.js';
 export { createLogger, type Logger, type LogLevel } from './gateway/logger.js';
 export type { GatewayOptions, KeepaliveOptions, ListenOptions, WsListenOptions } from './gateway/options.js';
 export { DEFAULT_KEEPALIVE } from './gateway/options.js';
 export type { Context, Handler, Middleware } from './gateway/router.js';
 export { VERSION } from './gateway/version.js';
+export type { LabelQuery, Target } from './hub/member.js';
 export type { Codec, CodecName } from './protocol/codec.js';
 export {
   DISCONNECT,

@@ -181,6 +181,30 @@ export class PylonClient {
    * server's error code, a TimeoutError, or UNAVAILABLE if the link is lost before the answer.
    */
   request<T = unknown>(type: string, data?: unknown, options: RequestOptions = {}): Promise<T> {
+    return this.ask<T>('req', type, data, options);
+  }
+
+  /**
+   * Ask the server to add labels to this connection (the server's authorizeSub hook decides,
+   * all or nothing). Resolves to the connection's labels after the change.
+   */
+  async subscribe(labels: string[], options: RequestOptions = {}): Promise<string[]> {
+    const res = await this.ask<{ labels: string[] }>('sub', undefined, { labels }, options);
+    return res.labels;
+  }
+
+  /** Ask the server to remove labels from this connection. Resolves to the labels left. */
+  async unsubscribe(labels: string[], options: RequestOptions = {}): Promise<string[]> {
+    const res = await this.ask<{ labels: string[] }>('unsub', undefined, { labels }, options);
+    return res.labels;
+  }
+
+  private ask<T>(
+    kind: 'req' | 'sub' | 'unsub',
+    type: string | undefined,
+    data: unknown,
+    options: RequestOptions,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.state === 'closed') {
         reject(new PylonError('UNAVAILABLE', 'client is closed'));
@@ -193,7 +217,7 @@ export class PylonClient {
       const id = this.allocateId();
       const p: Pending = {
         id,
-        env: data === undefined ? { kind: 'req', id, type } : { kind: 'req', id, type, data },
+        env: { kind, id, type, data },
         resolve: resolve as (value: unknown) => void,
         reject,
         timer: undefined,
@@ -318,10 +342,9 @@ export class PylonClient {
 
   private onLinkOpen(link: ClientLink): void {
     if (link !== this.link) return;
-    const hello: Envelope = {
-      kind: 'hello',
-      data: { codec: this.codec.name, token: this.options.token, client: 'pylon-js/0.1.0' },
-    };
+    const data: Record<string, unknown> = { codec: this.codec.name, client: 'pylon-js/0.1.0' };
+    if (this.options.token !== undefined) data.token = this.options.token;
+    const hello: Envelope = { kind: 'hello', data };
     // On TCP the hello is always JSON; on WebSocket the subprotocol already set the codec.
     const helloCodec = this.url.protocol === 'tcp:' ? jsonCodec : this.codec;
     link.send(helloCodec.encode(hello), !helloCodec.binary);
@@ -486,7 +509,8 @@ export class PylonClient {
   /** @internal */
   connectExpired(): void {
     if (this.state === 'open' || !this.link) return;
-    this.kick = { code: 4003, name: 'handshake_timeout', reason: 'no welcome in time', reconnect: true };
+    // A kick that already arrived says why better than the timeout does.
+    this.kick ??= { code: 4003, name: 'handshake_timeout', reason: 'no welcome in time', reconnect: true };
     this.link.close(4003, 'connect timeout');
   }
 
@@ -510,7 +534,7 @@ export class PylonClient {
 
   /** @internal */
   expire(p: Pending): void {
-    this.settle(p, new TimeoutError(`request "${p.env.type}" timed out`));
+    this.settle(p, new TimeoutError(`${p.env.kind} "${p.env.type ?? ''}" timed out`));
   }
 
   private nextCheck(): number {

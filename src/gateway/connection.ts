@@ -1,12 +1,16 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { encodePush } from '../hub/fanout.js';
+import type { Member } from '../hub/member.js';
 import type { Codec } from '../protocol/codec.js';
 import { DISCONNECT, type DisconnectInfo, type DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { Link, TransportName } from '../transport/link.js';
+import type { OutFrame } from '../transport/out-frame.js';
 import type { KeepaliveOptions } from './options.js';
 
 /** Where a connection is in its life. */
-export type ConnectionState = 'handshake' | 'open' | 'closing' | 'closed';
+export type ConnectionState = 'handshake' | 'auth' | 'open' | 'closing' | 'closed';
 
 /**
  * What the gateway does for a connection; the connection knows its gateway only through this
@@ -14,10 +18,17 @@ export type ConnectionState = 'handshake' | 'open' | 'closing' | 'closed';
  */
 export interface ConnectionOwner {
   readonly keepalive: KeepaliveOptions | undefined;
+  readonly highWaterMark: number;
   /** The gateway clock's now (monotonic ms). */
   now(): number;
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
   countOut(): void;
+  /** A qos-0 push was dropped because the connection's buffer is over its high-water mark. */
+  dropped(conn: Connection): void;
+  /** The connection's buffer went over its high-water mark. */
+  overWater(conn: Connection): void;
+  join(conn: Connection, label: string): boolean;
+  leave(conn: Connection, label: string): boolean;
   /** Handshake deadline passed. */
   handshakeExpired(conn: Connection): void;
   /** Nothing received for keepalive.timeout. */
@@ -28,7 +39,7 @@ export interface ConnectionOwner {
  * One client connection, on any transport. Holds only what every connection needs; the
  * application's own state goes in `data`.
  */
-export class Connection {
+export class Connection implements Member {
   /** Monotonic-clock time (ms) of the last frame received: any frame counts as life. */
   lastRecv: number;
   state: ConnectionState = 'handshake';
@@ -36,16 +47,27 @@ export class Connection {
   pending = 0;
   /** The one timer of this connection (handshake deadline, then keepalive checks). */
   timer: WheelTimer | undefined = undefined;
-  /** Set when the server decides to close; reported in the disconnect event. */
+  /** Armed while the outgoing buffer is over the high-water mark (slow-consumer deadline). */
+  slowTimer: WheelTimer | undefined = undefined;
+  /** Set when the connection is closed; reported in the disconnect event. */
   closeInfo: DisconnectInfo | undefined = undefined;
-  /** Authenticated user id, if any. */
+  /** Authenticated user id; undefined for an anonymous connection. */
   user: string | undefined = undefined;
+  /** Device and client version, as the validate hook reported them. */
+  device: string | undefined = undefined;
+  version: string | undefined = undefined;
+  /** Labels, in the order they were added (undefined until the first). */
+  labels: Set<string> | undefined = undefined;
   /** Wall-clock time the connection was accepted (ms since the epoch). */
   readonly connectedAt = Date.now();
   /** Whether the client has sent its hello (TCP: required first; WS: optional). */
   helloSeen = false;
   /** Whether `connect` was emitted (then `disconnect` will be). */
   opened = false;
+  /** Frames that arrived while the validate hook ran; replayed once open. */
+  early: Uint8Array[] | undefined = undefined;
+  /** The WebSocket upgrade's headers, kept only until a hello brings the token. */
+  upgradeHeaders: IncomingHttpHeaders | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;
 
   constructor(
@@ -72,7 +94,7 @@ export class Connection {
     return this.link.buffered;
   }
 
-  /** The application's per-connection state, created on first use. */
+  /** The application's per-connection state (the validate hook's `data` lands here). */
   get data(): Record<string, unknown> {
     this.appData ??= {};
     return this.appData;
@@ -82,13 +104,28 @@ export class Connection {
     return this.state === 'open';
   }
 
+  /** Whether the connection has `label`. */
+  has(label: string): boolean {
+    return this.labels?.has(label) ?? false;
+  }
+
+  /** Add a label (O(1)); pushes to that label reach this connection from now on. */
+  join(label: string): boolean {
+    return this.owner.join(this, label);
+  }
+
+  /** Remove a label (O(1)). */
+  leave(label: string): boolean {
+    return this.owner.leave(this, label);
+  }
+
   /**
    * Push a one-way message to this client (qos 0, at most once). Returns false when the
-   * connection is closed or over its high-water mark (the message is still queued then).
+   * connection is not open or its buffer is over the high-water mark (then it is dropped).
    */
   send(type: string, data?: unknown): boolean {
     if (this.state !== 'open') return false;
-    return this.write({ kind: 'push', type, data });
+    return this.deliver(encodePush(this.codec, type, data), 0);
   }
 
   /** Close with a disconnect code from the table (default "kicked": the client will not reconnect). */
@@ -97,10 +134,24 @@ export class Connection {
     this.owner.disconnect(this, name, reason);
   }
 
-  /** @internal Encode and send one envelope. */
+  /** @internal Member: write a prepared push, dropping qos 0 over the high-water mark. */
+  deliver(frame: OutFrame, qos: 0 | 1): boolean {
+    if (this.state !== 'open') return false;
+    if (qos === 0 && this.link.buffered >= this.owner.highWaterMark) {
+      this.owner.dropped(this);
+      return false;
+    }
+    this.owner.countOut();
+    if (!this.link.sendFrame(frame)) this.owner.overWater(this);
+    return true;
+  }
+
+  /** @internal Encode and send one envelope (responses, control frames: never dropped). */
   write(env: Envelope): boolean {
     const bytes = this.codec.encode(env);
     this.owner.countOut();
-    return this.link.send(bytes, !this.codec.binary);
+    const ok = this.link.send(bytes, !this.codec.binary);
+    if (!ok) this.owner.overWater(this);
+    return ok;
   }
 }

@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { Fanout } from '../hub/fanout.js';
+import { Hub } from '../hub/hub.js';
+import type { Target } from '../hub/member.js';
+import { parseTarget } from '../hub/target.js';
 import type { Codec } from '../protocol/codec.js';
 import {
   type DisconnectInfo,
@@ -9,7 +13,7 @@ import {
   disconnectName,
   shouldReconnect,
 } from '../protocol/disconnect.js';
-import type { Envelope, WireError } from '../protocol/envelope.js';
+import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
 import type { Clock } from '../timer/clock.js';
@@ -18,7 +22,10 @@ import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
 import type { Link, LinkInfo, LinkSink } from '../transport/link.js';
 import { TcpTransport } from '../transport/tcp.js';
 import { WsTransport } from '../transport/ws.js';
+import { checkLabel, upgradeToken } from './auth.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { dispatchMessage, dispatchRequest } from './dispatch.js';
+import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { onConnectionTimer } from './keepalive.js';
 import type { Logger } from './logger.js';
 import {
@@ -27,11 +34,11 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
-import { type Context, type Handler, type Middleware, NO_HANDLER, Router } from './router.js';
-import { VERSION } from './version.js';
+import { type Handler, type Middleware, Router } from './router.js';
+import { type SubscribeHost, subscribe } from './subscribe.js';
 
 export interface GatewayEvents {
-  /** A connection completed its handshake and can send and receive. */
+  /** A connection completed its handshake (and authentication) and can send and receive. */
   connect: [connection: Connection];
   /** A connection that had connected is gone; `info` says why (code from the disconnect table). */
   disconnect: [connection: Connection, info: DisconnectInfo];
@@ -46,31 +53,65 @@ export interface GatewayAddresses {
 
 export interface GatewayStats {
   connections: number;
+  users: number;
+  labels: number;
   messagesIn: number;
   messagesOut: number;
+  /** qos-0 pushes dropped because a connection's buffer was over its high-water mark. */
+  pushesDropped: number;
+  /** Connections closed as slow consumers. */
+  slowConsumers: number;
+  /** Connections refused by the validate hook. */
+  authFailures: number;
+}
+
+export interface PushOptions {
+  /** Per-label payloads: a connection gets the variant of the first of its labels that has one, else `data`. */
+  variants?: Record<string, unknown>;
+  /** 0: at most once (default). */
+  qos?: 0;
+}
+
+export interface PushResult {
+  /** Connections selected by the target. */
+  targeted: number;
+  /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
+  done: Promise<{ delivered: number; dropped: number }>;
 }
 
 const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
+const MAX_EARLY_FRAMES = 64;
 
 /**
- * The server core: accepts links from its transports, runs the handshake, routes frames to
- * handlers, keeps connections alive, and closes them with documented codes.
+ * The server core: accepts links from its transports, runs the handshake and authentication,
+ * routes frames to handlers, keeps connections alive, pushes to targets through the hub, and
+ * closes connections with documented codes.
  */
-export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, ConnectionOwner {
+export class Gateway
+  extends EventEmitter<GatewayEvents>
+  implements LinkSink, ConnectionOwner, HandshakeHost, SubscribeHost
+{
+  /** Every connection past the transport's accept, by id (including ones still authenticating). */
   readonly connections = new Map<string, Connection>();
   readonly keepalive: KeepaliveOptions | undefined;
+  readonly highWaterMark: number;
+  readonly maxPendingRequests: number;
   readonly logger: Logger;
   readonly addresses: GatewayAddresses = {};
+  readonly router = new Router();
+  /** @internal Settings the handshake and subscriptions read. */
+  readonly handshake: HandshakeHost['handshake'];
+  readonly subscriptions: SubscribeHost['subscriptions'];
+  private readonly hub = new Hub<Connection>();
+  private readonly fanout: Fanout;
   private readonly options: ResolvedOptions;
   private readonly clock: Clock;
   private readonly wheel: TimingWheel;
-  private readonly router = new Router();
   private readonly nodeId = randomBytes(4).toString('hex');
   private nextId = 0;
   private tcp: TcpTransport | undefined;
   private ws: WsTransport | undefined;
-  private messagesIn = 0;
-  private messagesOut = 0;
+  private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
   private onEmpty: (() => void) | undefined;
   /** Connections told to close whose sockets have not closed yet (at most closeTimeout). */
@@ -80,14 +121,27 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
     super();
     this.options = resolveOptions(options);
     this.keepalive = this.options.keepalive;
+    this.highWaterMark = this.options.highWaterMark;
+    this.maxPendingRequests = this.options.maxPendingRequests;
     this.logger = this.options.logger;
+    const o = this.options;
+    this.handshake = {
+      validate: o.validate,
+      maxFrame: o.maxFrame,
+      maxLabels: o.maxLabels,
+      duplicateLogin: o.duplicateLogin,
+    };
+    this.subscriptions = { authorizeSub: o.authorizeSub, maxLabels: o.maxLabels };
     this.clock = this.options.clock ?? systemClock;
+    this.fanout = new Fanout({ chunk: this.options.fanoutChunk });
     this.wheel = new TimingWheel({
       clock: this.clock,
       tickMs: this.options.tickMs,
       onError: (err) => this.logger.error({ err }, 'timer callback failed'),
     });
   }
+
+  // ---- application API ----
 
   /** Register the handler of requests and one-way messages of `type`. */
   handle<TReq = unknown, TRes = unknown>(type: string, handler: Handler<TReq, TRes>): this {
@@ -109,6 +163,62 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
   /** Run `fn` every `ms` until the returned timer is cancelled. */
   every(ms: number, fn: () => void): WheelTimer {
     return this.wheel.every(ms, callNoArg, fn);
+  }
+
+  /**
+   * Push `type`/`data` to every connection the target selects: a user, a list of users, a
+   * connection, labels ({all, any, not}) or everyone. qos 0: at most once; a connection over
+   * its high-water mark drops it. Encoded once per (codec, variant), written as the same bytes.
+   */
+  push(target: Target, type: string, data?: unknown, options: PushOptions = {}): PushResult {
+    const t = parseTarget(target, 'target');
+    if (typeof type !== 'string' || type.length === 0)
+      throw new PylonError('BAD_REQUEST', 'type: must be a non-empty string');
+    if ((options.qos ?? 0) !== 0)
+      throw new PylonError('BAD_REQUEST', 'qos: only 0 is supported by this gateway');
+    let variants: Map<string, unknown> | undefined;
+    if (options.variants !== undefined) {
+      if (typeof options.variants !== 'object' || options.variants === null) {
+        throw new PylonError('BAD_REQUEST', 'variants: must be an object of label -> data');
+      }
+      variants = new Map(Object.entries(options.variants));
+    }
+    const members = this.hub.select(t);
+    return this.fanout.deliver(members, { type, data, variants });
+  }
+
+  /** Close the connections of a user, or one connection, with `kicked` (4503). Returns how many. */
+  kick(target: { user: string } | { connection: string }, reason?: string): number {
+    const conns =
+      'user' in target ? [...this.hub.ofUser(target.user)] : [this.connections.get(target.connection)];
+    let n = 0;
+    for (const c of conns) {
+      if (c && c.state !== 'closing' && c.state !== 'closed') {
+        this.disconnect(c, 'kicked', reason);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Whether `user` has at least one open connection on this gateway. */
+  online(user: string): boolean {
+    return this.hub.ofUser(user).size > 0;
+  }
+
+  /** The open connections of `user`. */
+  connectionsOf(user: string): Connection[] {
+    return [...this.hub.ofUser(user)];
+  }
+
+  /** How many open connections have each label. */
+  labelCounts(): Map<string, number> {
+    return this.hub.labelCounts();
+  }
+
+  stats(): GatewayStats {
+    const hub = this.hub.stats();
+    return { connections: hub.connections, users: hub.users, labels: hub.labels, ...this.counters };
   }
 
   /** Start the configured listeners. Resolves with their addresses (useful with port 0). */
@@ -142,10 +252,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
     return this.addresses;
   }
 
-  stats(): GatewayStats {
-    return { connections: this.connections.size, messagesIn: this.messagesIn, messagesOut: this.messagesOut };
-  }
-
   /** Monotonic ms of the gateway's clock. */
   now(): number {
     return this.clock.now();
@@ -153,7 +259,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
 
   /**
    * Stop accepting, close every connection with `shutdown` (4000: clients reconnect) and
-   * wait for them to go, at most `closeTimeout`, then drop the rest.
+   * wait for their sockets to close, at most `closeTimeout`, then drop the rest.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -197,18 +303,40 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
       this.disconnect(conn, 'bad_hello', `unknown codec "${info.query.get('codec')}"`);
       return;
     }
-    if (info.transport === 'tcp') {
-      conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
-    } else {
-      this.openConnection(conn);
+    if (info.transport === 'ws') {
+      const token = upgradeToken(info.query, info.headers);
+      if (this.options.validate === undefined) {
+        this.openConnection(conn);
+        return;
+      }
+      if (token !== undefined) {
+        authenticate(this, conn, token, {
+          transport: 'ws',
+          remoteAddress: info.remoteAddress,
+          headers: info.headers,
+        });
+        return;
+      }
+      // No token on the upgrade: it must come in hello, within the handshake timeout.
+      conn.upgradeHeaders = info.headers;
     }
+    conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
   }
 
   onFrame(link: Link, payload: Uint8Array): void {
     const conn = link.owner as Connection;
-    if (conn.state === 'closing' || conn.state === 'closed') return;
+    const state = conn.state;
+    if (state === 'closing' || state === 'closed') return;
     conn.lastRecv = this.clock.now();
-    this.messagesIn++;
+    this.counters.messagesIn++;
+    if (state === 'auth') {
+      // The validate hook is running; keep what the client pipelined, in order.
+      conn.early ??= [];
+      if (conn.early.length >= MAX_EARLY_FRAMES)
+        this.disconnect(conn, 'protocol_error', 'too many frames before welcome');
+      else conn.early.push(payload.slice());
+      return;
+    }
     let env: Envelope;
     try {
       env = conn.codec.decode(payload);
@@ -216,49 +344,24 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
       this.protocolError(conn, err);
       return;
     }
-    if (conn.state === 'handshake') {
-      if (env.kind === 'hello') this.hello(conn, env);
+    if (state === 'handshake') {
+      if (env.kind === 'hello') hello(this, conn, env);
       else this.disconnect(conn, 'bad_hello', `the first frame must be hello, got ${env.kind}`);
       return;
     }
-    switch (env.kind) {
-      case 'req':
-        this.request(conn, env);
-        return;
-      case 'msg':
-        this.message(conn, env);
-        return;
-      case 'ping':
-        conn.write(env.data === undefined ? PONG : { kind: 'pong', data: env.data });
-        return;
-      case 'pong':
-      case 'ack':
-        return;
-      case 'hello':
-        if (conn.helloSeen) this.disconnect(conn, 'protocol_error', 'hello sent twice');
-        else this.hello(conn, env);
-        return;
-      case 'sub':
-      case 'unsub':
-        if (env.id !== undefined) {
-          this.reply(conn, env.id, undefined, new PylonError('FORBIDDEN', 'subscriptions are not enabled'));
-        }
-        return;
-      case 'bye':
-        this.release(conn, disconnectInfo('normal', 'bye'), false);
-        return;
-      default:
-        this.disconnect(conn, 'protocol_error', `kind "${env.kind}" is not sent by clients`);
-    }
+    this.route(conn, env);
   }
 
   onFrameError(link: Link, err: Error): void {
-    const conn = link.owner as Connection;
-    this.protocolError(conn, err);
+    this.protocolError(link.owner as Connection, err);
   }
 
-  onDrain(_link: Link): void {
-    // Outgoing backpressure is handled by the hub (pushes) once it lands.
+  onDrain(link: Link): void {
+    const conn = link.owner as Connection;
+    if (conn.slowTimer !== undefined && link.buffered < this.highWaterMark) {
+      conn.slowTimer.cancel();
+      conn.slowTimer = undefined;
+    }
   }
 
   onClose(link: Link, code: number, reason: string): void {
@@ -276,19 +379,65 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
     this.checkDrained();
   }
 
-  // ---- ConnectionOwner: what connections and their timer call ----
+  // ---- ConnectionOwner: what connections and their timers call ----
 
   /**
    * Close `conn` with a code from the disconnect table. The connection is gone for the
-   * application at once (disconnect event, maps, stats); its socket gets a kick frame and
-   * up to closeTimeout to finish closing.
+   * application at once (disconnect event, hub, stats); its socket gets a kick frame and up to
+   * closeTimeout to finish closing.
    */
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void {
     this.release(conn, disconnectInfo(name, reason), true);
   }
 
   countOut(): void {
-    this.messagesOut++;
+    this.counters.messagesOut++;
+  }
+
+  dropped(_conn: Connection): void {
+    this.counters.pushesDropped++;
+  }
+
+  overWater(conn: Connection): void {
+    if (conn.slowTimer === undefined && conn.state === 'open') {
+      conn.slowTimer = this.wheel.schedule(this.options.slowConsumerTimeout, onSlowCheck, conn);
+    }
+  }
+
+  /** @internal The slow-consumer deadline of `conn` passed. */
+  slowCheck(conn: Connection): void {
+    conn.slowTimer = undefined;
+    if (conn.state !== 'open' || conn.link.buffered < this.highWaterMark) return;
+    this.counters.slowConsumers++;
+    this.logger.warn(
+      { conn: conn.id, user: conn.user, remote: conn.remoteAddress, buffered: conn.link.buffered },
+      'slow consumer',
+    );
+    // Its buffer is full: a kick would never arrive. Free the memory now.
+    this.release(conn, disconnectInfo('slow_consumer'), false);
+    conn.link.destroy();
+  }
+
+  join(conn: Connection, label: string): boolean {
+    checkLabel(label);
+    if (conn.state === 'closing' || conn.state === 'closed') return false;
+    conn.labels ??= new Set();
+    if (conn.labels.has(label)) return false;
+    if (conn.labels.size >= this.options.maxLabels) {
+      throw new PylonError(
+        'TOO_MANY_REQUESTS',
+        `a connection may have at most ${this.options.maxLabels} labels`,
+      );
+    }
+    conn.labels.add(label);
+    this.hub.indexLabel(conn, label);
+    return true;
+  }
+
+  leave(conn: Connection, label: string): boolean {
+    if (!conn.labels?.delete(label)) return false;
+    this.hub.unindexLabel(conn, label);
+    return true;
   }
 
   handshakeExpired(conn: Connection): void {
@@ -310,7 +459,65 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
     this.disconnect(conn, 'keepalive_timeout', `no frame for ${Math.round(idleMs / 1000)} s`);
   }
 
+  replay(conn: Connection, frame: Uint8Array): void {
+    this.onFrame(conn.link, frame);
+  }
+
+  authFailure(): void {
+    this.counters.authFailures++;
+  }
+
+  handlerFailed(conn: Connection, type: string | undefined, error: Error): void {
+    this.logger.error({ err: error, conn: conn.id, type }, 'handler failed');
+    if (this.listenerCount('error') > 0) this.emit('error', error, conn);
+  }
+
   // ---- inside ----
+
+  private route(conn: Connection, env: Envelope): void {
+    switch (env.kind) {
+      case 'req':
+        dispatchRequest(this, conn, env);
+        return;
+      case 'msg':
+        dispatchMessage(this, conn, env);
+        return;
+      case 'ping':
+        conn.write(env.data === undefined ? PONG : { kind: 'pong', data: env.data });
+        return;
+      case 'pong':
+      case 'ack':
+        return;
+      case 'hello':
+        if (conn.helloSeen) this.disconnect(conn, 'protocol_error', 'hello sent twice');
+        else hello(this, conn, env);
+        return;
+      case 'sub':
+      case 'unsub':
+        subscribe(this, conn, env);
+        return;
+      case 'bye':
+        this.release(conn, disconnectInfo('normal', 'bye'), false);
+        return;
+      default:
+        this.disconnect(conn, 'protocol_error', `kind "${env.kind}" is not sent by clients`);
+    }
+  }
+
+  /** @internal Registers the connection (hub, keepalive) and emits connect. */
+  openConnection(conn: Connection): void {
+    conn.state = 'open';
+    conn.opened = true;
+    this.hub.add(conn);
+    const ka = this.keepalive;
+    if (ka) {
+      if (conn.timer) conn.timer.reschedule(ka.interval);
+      else conn.timer = this.wheel.schedule(ka.interval, onConnectionTimer, conn);
+    } else {
+      conn.timer?.cancel();
+    }
+    this.emit('connect', conn);
+  }
 
   private release(conn: Connection, info: DisconnectInfo, kick: boolean): void {
     if (conn.state === 'closing' || conn.state === 'closed') return;
@@ -336,142 +543,17 @@ export class Gateway extends EventEmitter<GatewayEvents> implements LinkSink, Co
     conn.closeInfo = info;
     conn.timer?.cancel();
     conn.timer = undefined;
+    conn.slowTimer?.cancel();
+    conn.slowTimer = undefined;
+    conn.early = undefined;
     this.connections.delete(conn.id);
+    this.hub.remove(conn);
     this.logger.debug({ conn: conn.id, code: info.code, name: info.name, reason: info.reason }, 'disconnect');
     if (conn.opened) this.emit('disconnect', conn, info);
   }
 
   private checkDrained(): void {
     if (this.onEmpty && this.connections.size === 0 && this.lingering.size === 0) this.onEmpty();
-  }
-
-  private openConnection(conn: Connection): void {
-    conn.state = 'open';
-    conn.opened = true;
-    const ka = this.keepalive;
-    if (ka) {
-      if (conn.timer) conn.timer.reschedule(ka.interval);
-      else conn.timer = this.wheel.schedule(ka.interval, onConnectionTimer, conn);
-    } else {
-      conn.timer?.cancel();
-    }
-    this.emit('connect', conn);
-  }
-
-  private hello(conn: Connection, env: Envelope): void {
-    const data = env.data;
-    if (data !== undefined && (typeof data !== 'object' || data === null || Array.isArray(data))) {
-      this.disconnect(conn, 'bad_hello', 'hello data must be an object');
-      return;
-    }
-    const fields = (data ?? {}) as Record<string, unknown>;
-    const wanted = fields.codec ?? conn.codec.name;
-    const codec = typeof wanted === 'string' ? getCodec(wanted) : undefined;
-    if (codec === undefined) {
-      this.disconnect(conn, 'bad_hello', `unknown codec "${String(wanted)}"`);
-      return;
-    }
-    if (conn.transport === 'ws' && codec !== conn.codec) {
-      this.disconnect(conn, 'bad_hello', 'on WebSocket the codec is set by the subprotocol or ?codec=');
-      return;
-    }
-    conn.helloSeen = true;
-    conn.codec = codec;
-    const ka = this.keepalive;
-    conn.write({
-      kind: 'welcome',
-      data: {
-        connection: conn.id,
-        server: `pylon/${VERSION}`,
-        codec: codec.name,
-        maxFrame: this.options.maxFrame,
-        heartbeat: ka ? { interval: ka.interval, timeout: ka.timeout } : null,
-      },
-    });
-    if (conn.state === 'handshake') this.openConnection(conn);
-  }
-
-  private request(conn: Connection, env: Envelope): void {
-    const id = env.id as number;
-    if (conn.pending >= this.options.maxPendingRequests) {
-      this.reply(conn, id, undefined, new PylonError('TOO_MANY_REQUESTS', 'too many requests in flight'));
-      return;
-    }
-    const ctx: Context = { connection: conn, kind: 'req', type: env.type as string, id, data: env.data };
-    let result: unknown;
-    try {
-      result = this.router.run(ctx);
-    } catch (err) {
-      this.reply(conn, id, undefined, err);
-      return;
-    }
-    if (result === NO_HANDLER) {
-      this.reply(conn, id, undefined, new PylonError('NOT_FOUND', `no handler for "${ctx.type}"`));
-    } else if (isThenable(result)) {
-      conn.pending++;
-      result.then(
-        (value) => {
-          conn.pending--;
-          this.reply(conn, id, value, undefined);
-        },
-        (err: unknown) => {
-          conn.pending--;
-          this.reply(conn, id, undefined, err ?? new Error('rejected'));
-        },
-      );
-    } else {
-      this.reply(conn, id, result, undefined);
-    }
-  }
-
-  private message(conn: Connection, env: Envelope): void {
-    const ctx: Context = {
-      connection: conn,
-      kind: 'msg',
-      type: env.type as string,
-      id: undefined,
-      data: env.data,
-    };
-    try {
-      const result = this.router.run(ctx);
-      if (result === NO_HANDLER) {
-        this.logger.debug({ conn: conn.id, type: ctx.type }, 'no handler for message');
-      } else if (isThenable(result)) {
-        result.then(undefined, (err: unknown) => this.handlerFailed(conn, ctx.type, err));
-      }
-    } catch (err) {
-      this.handlerFailed(conn, ctx.type, err);
-    }
-  }
-
-  /** Answer request `id`: data, or the error turned into its wire form. Dropped if closed. */
-  private reply(conn: Connection, id: number, data: unknown, err: unknown): void {
-    if (conn.state !== 'open') return;
-    if (err === undefined) {
-      try {
-        conn.write(data === undefined ? { kind: 'res', id } : { kind: 'res', id, data });
-        return;
-      } catch (encodeErr) {
-        err = encodeErr;
-      }
-    }
-    conn.write({ kind: 'res', id, error: this.wireError(conn, err) });
-  }
-
-  private wireError(conn: Connection, err: unknown): WireError {
-    if (err instanceof PylonError) return { code: err.code, message: err.message };
-    this.handlerFailed(conn, undefined, err);
-    return { code: 'INTERNAL', message: 'internal error' };
-  }
-
-  private handlerFailed(conn: Connection, type: string | undefined, err: unknown): void {
-    const error = err instanceof Error ? err : new Error(String(err));
-    if (err instanceof PylonError) {
-      this.logger.debug({ conn: conn.id, type, code: err.code }, err.message);
-      return;
-    }
-    this.logger.error({ err: error, conn: conn.id, type }, 'handler failed');
-    if (this.listenerCount('error') > 0) this.emit('error', error, conn);
   }
 
   private protocolError(conn: Connection, err: unknown): void {
@@ -490,12 +572,8 @@ function callNoArg(fn: () => void): void {
   fn();
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
+function onSlowCheck(conn: Connection): void {
+  (conn.owner as Gateway).slowCheck(conn);
 }
 
 /** Create a gateway; call `listen()` to start its listeners. */

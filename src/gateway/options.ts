@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import type { Clock } from '../timer/clock.js';
+import type { Validator } from './auth.js';
+import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 
@@ -42,6 +44,28 @@ export interface GatewayOptions {
   maxPendingRequests?: number;
   /** Time a closing connection has to finish its close before it is destroyed (ms). Default 5 s. */
   closeTimeout?: number;
+  /**
+   * Authentication: checks the token (WS `?token=` or `Authorization: Bearer`, TCP `hello`) and
+   * returns the identity. Without it connections are anonymous (no user) and anyone may connect.
+   */
+  validate?: Validator;
+  /**
+   * May this connection join (`sub`) or leave (`unsub`) this label on its own request? Without
+   * this hook every client `sub`/`unsub` is refused with FORBIDDEN.
+   */
+  authorizeSub?: (
+    connection: Connection,
+    label: string,
+    action: 'sub' | 'unsub',
+  ) => boolean | Promise<boolean>;
+  /** A second login of the same user: keep both ("allow", multi-device) or close the older with `replaced` ("replace"). Default "allow". */
+  duplicateLogin?: 'allow' | 'replace';
+  /** A connection whose outgoing buffer stays over highWaterMark this long is closed as `slow_consumer` (ms). Default 10 s. */
+  slowConsumerTimeout?: number;
+  /** Connections written per event-loop turn during a fan-out. Default 1000. */
+  fanoutChunk?: number;
+  /** Most labels one connection may have. Default 256. */
+  maxLabels?: number;
   /** Default: pino at level "info" on stderr. */
   logger?: Logger;
   /** Time source for every deadline (tests pass a FakeClock). */
@@ -59,6 +83,12 @@ export interface ResolvedOptions {
   highWaterMark: number;
   maxPendingRequests: number;
   closeTimeout: number;
+  validate: Validator | undefined;
+  authorizeSub: GatewayOptions['authorizeSub'];
+  duplicateLogin: 'allow' | 'replace';
+  slowConsumerTimeout: number;
+  fanoutChunk: number;
+  maxLabels: number;
   logger: Logger;
   clock: Clock | undefined;
   tickMs: number;
@@ -71,6 +101,13 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   if (!Number.isFinite(value) || value <= 0) {
     throw new RangeError(`option ${name} must be a positive number, got ${String(value)}`);
   }
+  return value;
+}
+
+function oneOf<T extends string>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value))
+    throw new RangeError(`option ${name} must be one of ${allowed.join(', ')}, got ${String(value)}`);
   return value;
 }
 
@@ -114,6 +151,12 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     highWaterMark: positive('highWaterMark', o.highWaterMark, 1024 * 1024),
     maxPendingRequests: positive('maxPendingRequests', o.maxPendingRequests, 256),
     closeTimeout: positive('closeTimeout', o.closeTimeout, 5_000),
+    validate: o.validate,
+    authorizeSub: o.authorizeSub,
+    duplicateLogin: oneOf('duplicateLogin', o.duplicateLogin, ['allow', 'replace'] as const, 'allow'),
+    slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
+    fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),
+    maxLabels: Math.floor(positive('maxLabels', o.maxLabels, 256)),
     logger: o.logger ?? createLogger('info'),
     clock: o.clock,
     tickMs: positive('tickMs', o.tickMs, 10),

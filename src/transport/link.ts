@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { OutFrame } from './out-frame.js';
 
 export type TransportName = 'tcp' | 'ws';
 
@@ -19,6 +20,8 @@ export interface Link {
    * is still queued, the caller should stop writing until `onDrain`.
    */
   send(payload: Uint8Array, text: boolean): boolean;
+  /** Send a prepared frame (shared by many links: it is framed once per transport). Same return as send. */
+  sendFrame(frame: OutFrame): boolean;
   /** Flush what is queued, then close. `code` is the disconnect code (the WS close code). */
   close(code: number, reason: string): void;
   /** Close now, dropping anything queued. */

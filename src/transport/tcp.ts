@@ -1,6 +1,7 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { FrameDecoder, frame } from '../protocol/framing.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
+import type { OutFrame } from './out-frame.js';
 
 export interface TcpTransportOptions {
   sink: LinkSink;
@@ -48,12 +49,18 @@ export class TcpLink implements Link {
     return this.socket.writableLength < this.options.highWaterMark;
   }
 
+  sendFrame(f: OutFrame): boolean {
+    if (this.socket.writable) this.socket.write(f.tcp());
+    return this.socket.writableLength < this.options.highWaterMark;
+  }
+
   close(code: number, reason: string): void {
     if (this.closed || this.socket.destroyed) return;
     this.closed = true;
     this.closeCode = code;
     this.closeReason = reason;
-    this.socket.pause();
+    // Keep reading (and discarding, see onData) so the peer's FIN is seen and 'close' comes.
+    this.socket.resume();
     this.socket.end();
     this.options.after(this.options.closeTimeout, destroyLink, this);
   }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Link, LinkInfo, LinkSink } from './link.js';
+import { type OutFrame, wsFrame } from './out-frame.js';
 
 export interface WsTransportOptions {
   sink: LinkSink;
@@ -23,9 +24,6 @@ const kLink = Symbol('pylon.link');
 type LinkedWebSocket = WebSocket & { [kLink]: WsLink };
 type LinkedSocket = Socket & { [kLink]: WsLink };
 
-const BINARY = { binary: true } as const;
-const TEXT = { binary: false } as const;
-
 /** A WebSocket connection: one WS message per frame. */
 export class WsLink implements Link {
   readonly transport = 'ws' as const;
@@ -43,12 +41,20 @@ export class WsLink implements Link {
   ) {}
 
   get buffered(): number {
-    return this.ws.bufferedAmount;
+    return this.socket.writableLength;
   }
 
+  // Data frames are written straight to the socket, framed by us: one buffer and one write per
+  // message, and a broadcast's frame is built once for all links (ws's Sender would frame it
+  // again for each). Without permessage-deflate ws's Sender never queues, so order is kept.
   send(payload: Uint8Array, text: boolean): boolean {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(payload, text ? TEXT : BINARY);
-    return this.ws.bufferedAmount < this.options.highWaterMark;
+    if (this.ws.readyState === WebSocket.OPEN) this.socket.write(wsFrame(payload, text));
+    return this.socket.writableLength < this.options.highWaterMark;
+  }
+
+  sendFrame(f: OutFrame): boolean {
+    if (this.ws.readyState === WebSocket.OPEN) this.socket.write(f.ws());
+    return this.socket.writableLength < this.options.highWaterMark;
   }
 
   close(code: number, reason: string): void {
@@ -56,6 +62,8 @@ export class WsLink implements Link {
     this.closed = true;
     this.closeCode = code;
     this.closeReason = reason;
+    // Read on (messages are ignored once closed) so the closing handshake can complete.
+    this.ws.resume();
     // A close reason is at most 123 bytes in a WS close frame.
     this.ws.close(code, truncateReason(reason));
   }

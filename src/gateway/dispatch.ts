@@ -1,0 +1,109 @@
+import type { Envelope, WireError } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
+import type { Connection } from './connection.js';
+import type { Logger } from './logger.js';
+import { type Context, NO_HANDLER, type Router } from './router.js';
+
+/** What request dispatch needs from the gateway. */
+export interface DispatchHost {
+  readonly router: Router;
+  readonly logger: Logger;
+  readonly maxPendingRequests: number;
+  /** A handler threw something that is not a PylonError. */
+  handlerFailed(conn: Connection, type: string | undefined, err: Error): void;
+}
+
+/**
+ * Runs a request's handler and answers it. Requests of one connection run concurrently; the
+ * answer carries the request id, so they may finish in any order (woodpecker's case).
+ * A synchronous handler without middleware is answered without a promise.
+ */
+export function dispatchRequest(host: DispatchHost, conn: Connection, env: Envelope): void {
+  const id = env.id as number;
+  if (conn.pending >= host.maxPendingRequests) {
+    reply(host, conn, id, undefined, new PylonError('TOO_MANY_REQUESTS', 'too many requests in flight'));
+    return;
+  }
+  const ctx: Context = { connection: conn, kind: 'req', type: env.type as string, id, data: env.data };
+  let result: unknown;
+  try {
+    result = host.router.run(ctx);
+  } catch (err) {
+    reply(host, conn, id, undefined, err ?? new Error('thrown'));
+    return;
+  }
+  if (result === NO_HANDLER) {
+    reply(host, conn, id, undefined, new PylonError('NOT_FOUND', `no handler for "${ctx.type}"`));
+  } else if (isThenable(result)) {
+    conn.pending++;
+    result.then(
+      (value) => {
+        conn.pending--;
+        reply(host, conn, id, value, undefined);
+      },
+      (err: unknown) => {
+        conn.pending--;
+        reply(host, conn, id, undefined, err ?? new Error('rejected'));
+      },
+    );
+  } else {
+    reply(host, conn, id, result, undefined);
+  }
+}
+
+/** Runs a one-way message's handler; failures are logged, nothing is answered. */
+export function dispatchMessage(host: DispatchHost, conn: Connection, env: Envelope): void {
+  const ctx: Context = {
+    connection: conn,
+    kind: 'msg',
+    type: env.type as string,
+    id: undefined,
+    data: env.data,
+  };
+  try {
+    const result = host.router.run(ctx);
+    if (result === NO_HANDLER) {
+      host.logger.debug({ conn: conn.id, type: ctx.type }, 'no handler for message');
+    } else if (isThenable(result)) {
+      result.then(undefined, (err: unknown) => failed(host, conn, ctx.type, err));
+    }
+  } catch (err) {
+    failed(host, conn, ctx.type, err);
+  }
+}
+
+/** Answer request `id` with data, or with the error in its wire form. Dropped if the connection closed. */
+export function reply(host: DispatchHost, conn: Connection, id: number, data: unknown, err: unknown): void {
+  if (conn.state !== 'open') return;
+  if (err === undefined) {
+    try {
+      conn.write(data === undefined ? { kind: 'res', id } : { kind: 'res', id, data });
+      return;
+    } catch (encodeErr) {
+      err = encodeErr;
+    }
+  }
+  conn.write({ kind: 'res', id, error: wireError(host, conn, err) });
+}
+
+function wireError(host: DispatchHost, conn: Connection, err: unknown): WireError {
+  if (err instanceof PylonError) return { code: err.code, message: err.message };
+  failed(host, conn, undefined, err);
+  return { code: 'INTERNAL', message: 'internal error' };
+}
+
+function failed(host: DispatchHost, conn: Connection, type: string | undefined, err: unknown): void {
+  if (err instanceof PylonError) {
+    host.logger.debug({ conn: conn.id, type, code: err.code }, err.message);
+    return;
+  }
+  host.handlerFailed(conn, type, err instanceof Error ? err : new Error(String(err)));
+}
+
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}

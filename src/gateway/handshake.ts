@@ -1,0 +1,157 @@
+import type { DisconnectName } from '../protocol/disconnect.js';
+import type { Envelope } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
+import { getCodec } from '../protocol/index.js';
+import { type AuthMeta, checkIdentity, type Validator } from './auth.js';
+import type { Connection } from './connection.js';
+import { isThenable } from './dispatch.js';
+import type { Logger } from './logger.js';
+import type { KeepaliveOptions } from './options.js';
+import { VERSION } from './version.js';
+
+/** What the handshake needs from the gateway. */
+export interface HandshakeHost {
+  readonly logger: Logger;
+  readonly keepalive: KeepaliveOptions | undefined;
+  readonly handshake: {
+    validate: Validator | undefined;
+    maxFrame: number;
+    maxLabels: number;
+    duplicateLogin: 'allow' | 'replace';
+  };
+  disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
+  /** Registers the connection (hub, keepalive) and emits connect. */
+  openConnection(conn: Connection): void;
+  /** The user's open connections (for the duplicate-login policy). */
+  connectionsOf(user: string): Connection[];
+  /** Feeds a frame that arrived during authentication back in. */
+  replay(conn: Connection, frame: Uint8Array): void;
+  authFailure(): void;
+}
+
+/**
+ * `hello`: picks the codec (TCP), takes the token, and either opens the connection or starts
+ * authentication. On WebSocket the hello is optional and only asks for the welcome.
+ */
+export function hello(host: HandshakeHost, conn: Connection, env: Envelope): void {
+  const data = env.data;
+  if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data))) {
+    host.disconnect(conn, 'bad_hello', 'hello data must be an object');
+    return;
+  }
+  const fields = (data ?? {}) as Record<string, unknown>;
+  const wanted = fields.codec ?? conn.codec.name;
+  const codec = typeof wanted === 'string' ? getCodec(wanted) : undefined;
+  if (codec === undefined) {
+    host.disconnect(conn, 'bad_hello', `unknown codec "${String(wanted)}"`);
+    return;
+  }
+  if (conn.transport === 'ws' && codec !== conn.codec) {
+    host.disconnect(conn, 'bad_hello', 'on WebSocket the codec is set by the subprotocol or ?codec=');
+    return;
+  }
+  if (fields.token != null && typeof fields.token !== 'string') {
+    host.disconnect(conn, 'bad_hello', 'hello token must be a string');
+    return;
+  }
+  conn.helloSeen = true;
+  conn.codec = codec;
+  if (conn.state === 'handshake' && host.handshake.validate !== undefined) {
+    const headers = conn.upgradeHeaders ?? {};
+    conn.upgradeHeaders = undefined;
+    authenticate(host, conn, (fields.token as string | null | undefined) ?? undefined, {
+      transport: conn.transport,
+      remoteAddress: conn.remoteAddress,
+      headers,
+    });
+    return;
+  }
+  welcome(host, conn);
+  if (conn.state === 'handshake') host.openConnection(conn);
+}
+
+export function welcome(host: HandshakeHost, conn: Connection): void {
+  const ka = host.keepalive;
+  const data: Record<string, unknown> = {
+    connection: conn.id,
+    server: `pylon/${VERSION}`,
+    codec: conn.codec.name,
+    maxFrame: host.handshake.maxFrame,
+    heartbeat: ka ? { interval: ka.interval, timeout: ka.timeout } : null,
+  };
+  if (conn.user !== undefined) data.user = conn.user;
+  if (conn.labels !== undefined) data.labels = [...conn.labels];
+  conn.write({ kind: 'welcome', data });
+}
+
+/**
+ * Runs the validate hook; the connection is registered only if it resolves to an identity.
+ * Reading pauses meanwhile, and frames already in hand wait in `conn.early`.
+ */
+export function authenticate(
+  host: HandshakeHost,
+  conn: Connection,
+  token: string | undefined,
+  meta: AuthMeta,
+): void {
+  const validate = host.handshake.validate;
+  if (validate === undefined) return;
+  conn.state = 'auth';
+  conn.link.pause();
+  let result: unknown;
+  try {
+    result = validate(token, meta);
+  } catch (err) {
+    failed(host, conn, err);
+    return;
+  }
+  if (isThenable(result)) {
+    result.then(
+      (identity) => accepted(host, conn, identity),
+      (err: unknown) => failed(host, conn, err),
+    );
+  } else {
+    accepted(host, conn, result);
+  }
+}
+
+function accepted(host: HandshakeHost, conn: Connection, result: unknown): void {
+  if (conn.state !== 'auth') return; // closed (or timed out) while validating
+  if (result === null || result === undefined) {
+    failed(host, conn, new PylonError('UNAUTHORIZED', 'token refused'));
+    return;
+  }
+  let identity: ReturnType<typeof checkIdentity>;
+  try {
+    identity = checkIdentity(result, host.handshake.maxLabels);
+  } catch (err) {
+    host.logger.error({ err, conn: conn.id }, 'validate returned a malformed identity');
+    failed(host, conn, new PylonError('UNAUTHORIZED', 'identity refused'));
+    return;
+  }
+  conn.user = identity.user;
+  conn.device = identity.device;
+  conn.version = identity.version;
+  if (identity.data) Object.assign(conn.data, identity.data);
+  if (identity.labels && identity.labels.length > 0) conn.labels = new Set(identity.labels);
+  if (host.handshake.duplicateLogin === 'replace') {
+    for (const older of host.connectionsOf(identity.user)) {
+      host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);
+    }
+  }
+  if (conn.helloSeen) welcome(host, conn);
+  host.openConnection(conn);
+  conn.link.resume();
+  const early = conn.early;
+  conn.early = undefined;
+  if (early) for (const frame of early) host.replay(conn, frame);
+}
+
+function failed(host: HandshakeHost, conn: Connection, err: unknown): void {
+  if (conn.state !== 'auth') return;
+  host.authFailure();
+  const reason = err instanceof PylonError ? err.message : 'token refused';
+  if (!(err instanceof PylonError)) host.logger.error({ err, conn: conn.id }, 'validate hook failed');
+  host.logger.info({ conn: conn.id, remote: conn.remoteAddress, reason }, 'auth failure');
+  host.disconnect(conn, 'unauthorized', reason);
+}

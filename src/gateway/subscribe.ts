@@ -1,0 +1,84 @@
+import type { DisconnectName } from '../protocol/disconnect.js';
+import type { Envelope } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
+import { checkLabel } from './auth.js';
+import type { Connection } from './connection.js';
+import { type DispatchHost, reply } from './dispatch.js';
+
+export interface SubscribeHost extends DispatchHost {
+  readonly subscriptions: {
+    authorizeSub:
+      | ((connection: Connection, label: string, action: 'sub' | 'unsub') => boolean | Promise<boolean>)
+      | undefined;
+    maxLabels: number;
+  };
+  disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
+}
+
+/**
+ * A client's `sub`/`unsub`: join or leave the labels if the authorizeSub hook allows every one
+ * of them (all or nothing), answered by a `res` with the connection's labels after the change.
+ */
+export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope): void {
+  const id = env.id;
+  if (id === undefined) {
+    host.disconnect(conn, 'protocol_error', `${env.kind} needs an id`);
+    return;
+  }
+  const action = env.kind as 'sub' | 'unsub';
+  const { authorizeSub, maxLabels } = host.subscriptions;
+  const labels = (env.data as { labels?: unknown } | undefined)?.labels;
+  if (!Array.isArray(labels) || labels.length === 0 || labels.length > maxLabels) {
+    reply(
+      host,
+      conn,
+      id,
+      undefined,
+      new PylonError('BAD_REQUEST', `data.labels: must be a list of 1 to ${maxLabels} labels`),
+    );
+    return;
+  }
+  for (const l of labels) {
+    try {
+      checkLabel(l);
+    } catch (err) {
+      reply(host, conn, id, undefined, err);
+      return;
+    }
+  }
+  if (authorizeSub === undefined) {
+    reply(
+      host,
+      conn,
+      id,
+      undefined,
+      new PylonError('FORBIDDEN', 'this gateway does not allow clients to choose labels'),
+    );
+    return;
+  }
+  Promise.all((labels as string[]).map(async (l) => [l, await authorizeSub(conn, l, action)] as const)).then(
+    (answers) => {
+      const refused = answers.find(([, ok]) => ok !== true);
+      if (refused) {
+        reply(
+          host,
+          conn,
+          id,
+          undefined,
+          new PylonError('FORBIDDEN', `not allowed to ${action} "${refused[0]}"`),
+        );
+        return;
+      }
+      try {
+        for (const [l] of answers) {
+          if (action === 'sub') conn.join(l);
+          else conn.leave(l);
+        }
+        reply(host, conn, id, { labels: conn.labels ? [...conn.labels] : [] }, undefined);
+      } catch (err) {
+        reply(host, conn, id, undefined, err);
+      }
+    },
+    (err: unknown) => reply(host, conn, id, undefined, err),
+  );
+}

@@ -1,0 +1,104 @@
+import type { Codec } from '../protocol/codec.js';
+import type { Envelope } from '../protocol/envelope.js';
+import { OutFrame } from '../transport/out-frame.js';
+import type { Member } from './member.js';
+
+/** A qos-0 push on its way to many members. */
+export interface Broadcast {
+  type: string;
+  /** The default payload. */
+  data: unknown;
+  /**
+   * Per-label payloads (sim's multi-version push): a member gets the variant of the first of
+   * its labels, in the order it got them, that has one; otherwise `data`.
+   */
+  variants?: ReadonlyMap<string, unknown>;
+}
+
+export interface FanoutResult {
+  /** Members selected. */
+  targeted: number;
+  /** Resolves when every member has been written to (or skipped), with the counts. */
+  done: Promise<{ delivered: number; dropped: number }>;
+}
+
+export interface FanoutOptions {
+  /** Members written per turn of the event loop. */
+  chunk: number;
+}
+
+/**
+ * Writes one push to many members. Each (codec, variant) pair is encoded once and framed once
+ * per transport, and the same bytes go to every member that needs them. Sets larger than one
+ * chunk are written a chunk per event-loop turn (setImmediate), so a broadcast to every
+ * connection of a busy process never stalls its heartbeats and requests for long.
+ */
+export class Fanout {
+  constructor(private readonly options: FanoutOptions) {}
+
+  deliver(members: Member[], push: Broadcast): FanoutResult {
+    const frames = new FrameCache(push);
+    const state = { members, frames, index: 0, delivered: 0, dropped: 0 };
+    const targeted = members.length;
+    if (targeted <= this.options.chunk) {
+      this.run(state, targeted);
+      return { targeted, done: Promise.resolve({ delivered: state.delivered, dropped: state.dropped }) };
+    }
+    const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
+      const step = () => {
+        this.run(state, this.options.chunk);
+        if (state.index < targeted) setImmediate(step);
+        else resolve({ delivered: state.delivered, dropped: state.dropped });
+      };
+      step();
+    });
+    return { targeted, done };
+  }
+
+  private run(
+    s: { members: Member[]; frames: FrameCache; index: number; delivered: number; dropped: number },
+    count: number,
+  ): void {
+    const end = Math.min(s.members.length, s.index + count);
+    for (let i = s.index; i < end; i++) {
+      const m = s.members[i] as Member;
+      if (!m.open) continue;
+      if (m.deliver(s.frames.for(m), 0)) s.delivered++;
+      else s.dropped++;
+    }
+    s.index = end;
+  }
+}
+
+/** The encoded frames of one push, built on first use per (codec, variant). */
+class FrameCache {
+  private readonly byKey = new Map<string, OutFrame>();
+
+  constructor(private readonly push: Broadcast) {}
+
+  for(m: Member): OutFrame {
+    let variant = '';
+    const variants = this.push.variants;
+    if (variants !== undefined && m.labels !== undefined) {
+      for (const label of m.labels) {
+        if (variants.has(label)) {
+          variant = label;
+          break;
+        }
+      }
+    }
+    const key = variant === '' ? m.codec.name : `${m.codec.name}\u0000${variant}`;
+    let f = this.byKey.get(key);
+    if (f === undefined) {
+      const data = variant === '' ? this.push.data : variants?.get(variant);
+      f = encodePush(m.codec, this.push.type, data);
+      this.byKey.set(key, f);
+    }
+    return f;
+  }
+}
+
+export function encodePush(codec: Codec, type: string, data: unknown): OutFrame {
+  const env: Envelope = data === undefined ? { kind: 'push', type } : { kind: 'push', type, data };
+  return new OutFrame(codec.encode(env), !codec.binary);
+}

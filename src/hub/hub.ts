@@ -1,0 +1,175 @@
+import type { LabelQuery, Member, Target } from './member.js';
+
+export interface HubStats {
+  connections: number;
+  users: number;
+  labels: number;
+}
+
+/**
+ * Who is connected: user -> connections, label -> connections. Lookup by user and join/leave
+ * of a label are O(1); selecting by labels is O(size of the smallest `all` label) or
+ * O(sum of the `any` labels' sizes). Members carry their own label sets; the hub keeps the
+ * reverse index in step through join/leave.
+ */
+export class Hub<M extends Member = Member> {
+  private readonly members = new Map<string, M>();
+  private readonly byUser = new Map<string, Set<M>>();
+  private readonly byLabel = new Map<string, Set<M>>();
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  add(m: M): void {
+    this.members.set(m.id, m);
+    if (m.user !== undefined) addTo(this.byUser, m.user, m);
+    if (m.labels) for (const label of m.labels) addTo(this.byLabel, label, m);
+  }
+
+  remove(m: M): void {
+    if (this.members.get(m.id) !== m) return;
+    this.members.delete(m.id);
+    if (m.user !== undefined) removeFrom(this.byUser, m.user, m);
+    if (m.labels) for (const label of m.labels) removeFrom(this.byLabel, label, m);
+  }
+
+  has(m: M): boolean {
+    return this.members.get(m.id) === m;
+  }
+
+  get(id: string): M | undefined {
+    return this.members.get(id);
+  }
+
+  /** Index `m` under `label`. The caller has added the label to the member's own set. */
+  indexLabel(m: M, label: string): void {
+    if (this.has(m)) addTo(this.byLabel, label, m);
+  }
+
+  /** Drop `m` from `label`'s index. */
+  unindexLabel(m: M, label: string): void {
+    if (this.has(m)) removeFrom(this.byLabel, label, m);
+  }
+
+  /** The connections of `user` (empty when offline). */
+  ofUser(user: string): ReadonlySet<M> {
+    return this.byUser.get(user) ?? EMPTY;
+  }
+
+  /** The connections that have `label`. */
+  ofLabel(label: string): ReadonlySet<M> {
+    return this.byLabel.get(label) ?? EMPTY;
+  }
+
+  /** How many connections each label has. */
+  labelCounts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [label, set] of this.byLabel) out.set(label, set.size);
+    return out;
+  }
+
+  stats(): HubStats {
+    return { connections: this.members.size, users: this.byUser.size, labels: this.byLabel.size };
+  }
+
+  all(): IterableIterator<M> {
+    return this.members.values();
+  }
+
+  /** The members a target selects, each once. */
+  select(target: Target): M[] {
+    if ('user' in target) return [...this.ofUser(target.user)];
+    if ('users' in target) {
+      const out: M[] = [];
+      // A connection has one user, so distinct users give distinct connections; repeated ids are skipped.
+      const seen = target.users.length > 1 ? new Set<string>() : undefined;
+      for (const u of target.users) {
+        if (seen) {
+          if (seen.has(u)) continue;
+          seen.add(u);
+        }
+        for (const m of this.ofUser(u)) out.push(m);
+      }
+      return out;
+    }
+    if ('connection' in target) {
+      const m = this.members.get(target.connection);
+      return m ? [m] : [];
+    }
+    if ('all' in target) return [...this.members.values()];
+    return this.selectLabels(target.labels);
+  }
+
+  private selectLabels(q: LabelQuery): M[] {
+    const all = q.all ?? [];
+    const any = q.any ?? [];
+    const not = q.not ?? [];
+    const out: M[] = [];
+    if (all.length > 0) {
+      // Walk the smallest `all` set; check the rest on each member's own label set.
+      let smallest: ReadonlySet<M> | undefined;
+      for (const label of all) {
+        const set = this.byLabel.get(label);
+        if (set === undefined) return out;
+        if (smallest === undefined || set.size < smallest.size) smallest = set;
+      }
+      for (const m of smallest as ReadonlySet<M>) {
+        const labels = m.labels as ReadonlySet<string>;
+        if (hasAll(labels, all) && (any.length === 0 || hasAny(labels, any)) && !hasAny(labels, not))
+          out.push(m);
+      }
+      return out;
+    }
+    if (any.length > 0) {
+      // Union without a seen-set: a member is taken from the first `any` label it has.
+      for (let i = 0; i < any.length; i++) {
+        const set = this.byLabel.get(any[i] as string);
+        if (set === undefined) continue;
+        for (const m of set) {
+          const labels = m.labels as ReadonlySet<string>;
+          if (!hasAnyBefore(labels, any, i) && !hasAny(labels, not)) out.push(m);
+        }
+      }
+      return out;
+    }
+    for (const m of this.members.values()) {
+      if (m.labels === undefined || !hasAny(m.labels, not)) out.push(m);
+    }
+    return out;
+  }
+}
+
+const EMPTY: ReadonlySet<never> = new Set<never>();
+
+function addTo<K, M>(map: Map<K, Set<M>>, key: K, m: M): void {
+  let set = map.get(key);
+  if (set === undefined) {
+    set = new Set<M>();
+    map.set(key, set);
+  }
+  set.add(m);
+}
+
+function removeFrom<K, M>(map: Map<K, Set<M>>, key: K, m: M): void {
+  const set = map.get(key);
+  if (set === undefined) return;
+  set.delete(m);
+  if (set.size === 0) map.delete(key);
+}
+
+function hasAll(labels: ReadonlySet<string>, wanted: string[]): boolean {
+  for (const l of wanted) if (!labels.has(l)) return false;
+  return true;
+}
+
+function hasAny(labels: ReadonlySet<string> | undefined, wanted: string[]): boolean {
+  if (labels === undefined) return false;
+  for (const l of wanted) if (labels.has(l)) return true;
+  return false;
+}
+
+function hasAnyBefore(labels: ReadonlySet<string>, wanted: string[], end: number): boolean {
+  for (let i = 0; i < end; i++) if (labels.has(wanted[i] as string)) return true;
+  return false;
+}
