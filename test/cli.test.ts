@@ -95,3 +95,38 @@ describe('examples/echo', () => {
     }
   });
 });
+
+describe('pylon start authentication', () => {
+  it('defaults to dev auth on loopback with a loud warning: the token is the user id, no token is anonymous', async () => {
+    const cli = startCli();
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    await cli.waitFor(/auth dev/);
+    expect(cli.stderr).toMatch(/WARNING: --auth dev/);
+    const named = await connect(tcp, { token: 'zoe', reconnect: false });
+    expect(named.welcome?.user).toBe('zoe');
+    const anonymous = await connect(tcp, { reconnect: false });
+    expect(anonymous.welcome?.user).toBeUndefined();
+    await named.close();
+    await anonymous.close();
+  });
+
+  it('refuses to bind beyond loopback without --auth', async () => {
+    const cli = startCli(['--host', '0.0.0.0']);
+    expect(await cli.exited).not.toBe(0);
+    expect(cli.stderr).toMatch(/--auth is required when binding to 0.0.0.0/);
+  });
+
+  it('--auth jwt --jwt-secret checks tokens', async () => {
+    const { SignJWT } = await import('jose');
+    const secret = 'cli-test-secret-0123456789';
+    const cli = startCli(['--auth', 'jwt', '--jwt-secret', secret]);
+    const ws = (await cli.waitFor(/WebSocket on (ws:\/\/\S+)/))[1]!;
+    const token = await new SignJWT({ sub: 'jwt-user' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new TextEncoder().encode(secret));
+    const ok = await connect(ws, { token, reconnect: false });
+    expect(ok.welcome?.user).toBe('jwt-user');
+    await expect(connect(ws, { token: 'jwt-user', reconnect: false })).rejects.toThrow(/4502/);
+    await ok.close();
+  });
+});

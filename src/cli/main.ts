@@ -46,6 +46,30 @@ program
       .argParser(intArg('--keepalive-timeout', 1, 86_400)),
   )
   .addOption(
+    new Option(
+      '--auth <mode>',
+      'token check: dev (token = user id; default on loopback), jwt, none (anonymous)',
+    )
+      .env('PYLON_AUTH')
+      .choices(['dev', 'jwt', 'none']),
+  )
+  .addOption(new Option('--jwt-secret <secret>', 'HS256 shared secret (--auth jwt)').env('PYLON_JWT_SECRET'))
+  .addOption(
+    new Option('--jwt-public-key <file>', 'RS256 public key, PEM (--auth jwt)').env('PYLON_JWT_PUBLIC_KEY'),
+  )
+  .addOption(new Option('--jwt-jwks <file>', 'JWKS file with RS256 keys (--auth jwt)').env('PYLON_JWT_JWKS'))
+  .addOption(new Option('--jwt-issuer <iss>', 'required iss claim').env('PYLON_JWT_ISSUER'))
+  .addOption(new Option('--jwt-audience <aud>', 'required aud claim').env('PYLON_JWT_AUDIENCE'))
+  .addOption(
+    new Option(
+      '--duplicate-login <policy>',
+      'a second login of a user: allow (multi-device) or replace the older',
+    )
+      .env('PYLON_DUPLICATE_LOGIN')
+      .choices(['allow', 'replace'])
+      .default('allow'),
+  )
+  .addOption(
     new Option('--log-level <level>', 'log level')
       .env('PYLON_LOG_LEVEL')
       .choices(['debug', 'info', 'warn', 'error', 'silent'])

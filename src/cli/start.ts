@@ -1,20 +1,25 @@
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../gateway/logger.js';
+import { type AuthFlags, resolveAuth } from './auth.js';
 import { installEcho } from './echo.js';
 
-export interface StartFlags {
+export interface StartFlags extends AuthFlags {
   host: string;
   wsPort: number;
   tcpPort: number;
   keepaliveInterval: number;
   keepaliveTimeout: number;
   logLevel: LogLevel;
+  duplicateLogin: 'allow' | 'replace';
 }
 
 /** Runs the gateway in the foreground until SIGINT/SIGTERM. */
 export async function start(flags: StartFlags): Promise<void> {
   const logger = createLogger(flags.logLevel);
+  const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
   const gateway = createGateway({
+    validate: auth.validate,
+    duplicateLogin: flags.duplicateLogin,
     tcp: { port: flags.tcpPort, host: flags.host },
     ws: { port: flags.wsPort, host: flags.host, path: '/ws' },
     keepalive:
@@ -29,6 +34,7 @@ export async function start(flags: StartFlags): Promise<void> {
     a.family === 'IPv6' ? `[${a.address}]` : a.address;
   if (addr.ws) process.stdout.write(`pylon: WebSocket on ws://${hostPart(addr.ws)}:${addr.ws.port}/ws\n`);
   if (addr.tcp) process.stdout.write(`pylon: TCP on tcp://${hostPart(addr.tcp)}:${addr.tcp.port}\n`);
+  process.stdout.write(`pylon: auth ${auth.mode}\n`);
   process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
   let stopping = false;

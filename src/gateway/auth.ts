@@ -4,8 +4,8 @@ import type { TransportName } from '../transport/link.js';
 
 /** Who a connection is, as the validate hook says. */
 export interface Identity {
-  /** The user id: pushes to this user reach this connection. */
-  user: string;
+  /** The user id: pushes to this user reach this connection. Absent: an anonymous connection. */
+  user?: string;
   /** Labels the connection starts with (e.g. "version_v2", "room_2018"). */
   labels?: string[];
   device?: string;
@@ -34,15 +34,11 @@ export type Validator = (
 ) => Identity | null | undefined | Promise<Identity | null | undefined>;
 
 /**
- * Development mode: the token is the user id, no check at all. Never expose a gateway that uses
- * it beyond loopback.
+ * Development mode: the token is the user id, no check at all; no token gives an anonymous
+ * connection. Never expose a gateway that uses it beyond loopback.
  */
 export function devValidator(): Validator {
-  return (token) => {
-    if (token === undefined || token.length === 0)
-      throw new PylonError('UNAUTHORIZED', 'dev auth: the token is the user id and must not be empty');
-    return { user: token };
-  };
+  return (token) => (token ? { user: token } : {});
 }
 
 /** The token of a WebSocket upgrade: `?token=` or `Authorization: Bearer …`. */
@@ -64,8 +60,9 @@ export function checkIdentity(id: unknown, maxLabels: number): Identity {
   if (typeof id !== 'object' || id === null)
     throw new TypeError('validate must return an identity object or null');
   const i = id as Identity;
-  if (typeof i.user !== 'string' || i.user.length === 0)
-    throw new TypeError('identity.user must be a non-empty string');
+  if (i.user !== undefined && (typeof i.user !== 'string' || i.user.length === 0)) {
+    throw new TypeError('identity.user must be a non-empty string when given');
+  }
   if (i.labels !== undefined) {
     if (!Array.isArray(i.labels)) throw new TypeError('identity.labels must be an array of strings');
     if (i.labels.length > maxLabels) throw new TypeError(`identity.labels has more than ${maxLabels} labels`);

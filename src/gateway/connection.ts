@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import { encodePush } from '../hub/fanout.js';
 import type { Member } from '../hub/member.js';
 import type { Codec } from '../protocol/codec.js';
@@ -66,8 +65,6 @@ export class Connection implements Member {
   opened = false;
   /** Frames that arrived while the validate hook ran; replayed once open. */
   early: Uint8Array[] | undefined = undefined;
-  /** The WebSocket upgrade's headers, kept only until a hello brings the token. */
-  upgradeHeaders: IncomingHttpHeaders | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;
 
   constructor(

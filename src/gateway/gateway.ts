@@ -304,21 +304,13 @@ export class Gateway
       return;
     }
     if (info.transport === 'ws') {
-      const token = upgradeToken(info.query, info.headers);
-      if (this.options.validate === undefined) {
-        this.openConnection(conn);
-        return;
+      // WebSocket credentials come with the upgrade (?token= or Authorization); hello is optional.
+      if (this.options.validate === undefined) this.openConnection(conn);
+      else {
+        const meta = { transport: 'ws' as const, remoteAddress: info.remoteAddress, headers: info.headers };
+        authenticate(this, conn, upgradeToken(info.query, info.headers), meta);
       }
-      if (token !== undefined) {
-        authenticate(this, conn, token, {
-          transport: 'ws',
-          remoteAddress: info.remoteAddress,
-          headers: info.headers,
-        });
-        return;
-      }
-      // No token on the upgrade: it must come in hello, within the handshake timeout.
-      conn.upgradeHeaders = info.headers;
+      return;
     }
     conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
   }

@@ -56,13 +56,13 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
   }
   conn.helloSeen = true;
   conn.codec = codec;
+  // Only TCP is still in 'handshake' here: WebSocket authenticated at the upgrade.
   if (conn.state === 'handshake' && host.handshake.validate !== undefined) {
-    const headers = conn.upgradeHeaders ?? {};
-    conn.upgradeHeaders = undefined;
-    authenticate(host, conn, (fields.token as string | null | undefined) ?? undefined, {
+    const token = (fields.token as string | null | undefined) ?? undefined;
+    authenticate(host, conn, token, {
       transport: conn.transport,
       remoteAddress: conn.remoteAddress,
-      headers,
+      headers: {},
     });
     return;
   }
@@ -129,12 +129,12 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
     failed(host, conn, new PylonError('UNAUTHORIZED', 'identity refused'));
     return;
   }
-  conn.user = identity.user;
+  conn.user = identity.user ?? undefined;
   conn.device = identity.device;
   conn.version = identity.version;
   if (identity.data) Object.assign(conn.data, identity.data);
   if (identity.labels && identity.labels.length > 0) conn.labels = new Set(identity.labels);
-  if (host.handshake.duplicateLogin === 'replace') {
+  if (host.handshake.duplicateLogin === 'replace' && identity.user !== undefined) {
     for (const older of host.connectionsOf(identity.user)) {
       host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);
     }
