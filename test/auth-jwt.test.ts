@@ -28,7 +28,7 @@ describe('JWT validator', () => {
     expect(overWs.welcome).toMatchObject({ user: 'u42', labels: ['room_2018', 'version_v2'] });
     const [conn] = gateway.connectionsOf('u42');
     expect(conn?.version).toBe('2.1.0');
-    expect((conn?.data.claims as { sub: string }).sub).toBe('u42');
+    expect(conn?.data.claims).toMatchObject({ sub: 'u42' });
     expect(gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'x').targeted).toBe(2);
   });
 
