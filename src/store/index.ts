@@ -1,0 +1,35 @@
+import { MemoryStore } from './memory-store.js';
+import { RedisStore } from './redis-store.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { MessageStore, StoreOptions } from './store.js';
+
+export { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER, MemoryStore } from './memory-store.js';
+export { RedisStore } from './redis-store.js';
+export { SqliteStore } from './sqlite-store.js';
+export type {
+  DeadLetter,
+  DeadReason,
+  MessageStore,
+  NewMessage,
+  StoredMessage,
+  StoreOptions,
+  StoreStats,
+} from './store.js';
+
+const FORMS = '"memory", "sqlite:<path>" (e.g. sqlite:./data/pylon.db) or "redis://host:port[/db]"';
+
+/**
+ * Opens the store named by `spec`: `memory`, `sqlite:<path>` (the file and its directory are
+ * created if missing), or a Redis URL `redis://host:port[/db]` (also `rediss://`, and
+ * `redis://:password@host:port`).
+ */
+export async function openStore(spec: string, options: StoreOptions = {}): Promise<MessageStore> {
+  if (spec === 'memory') return new MemoryStore(options);
+  if (spec.startsWith('sqlite:')) {
+    const path = spec.slice('sqlite:'.length);
+    if (path === '') throw new Error(`store "${spec}": no path after "sqlite:"; use ${FORMS}`);
+    return SqliteStore.open(path, options);
+  }
+  if (spec.startsWith('redis://') || spec.startsWith('rediss://')) return RedisStore.connect(spec, options);
+  throw new Error(`unknown store "${spec}": use ${FORMS}`);
+}

@@ -1,0 +1,281 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import type {
+  DeadLetter,
+  DeadReason,
+  MessageStore,
+  NewMessage,
+  StoredMessage,
+  StoreOptions,
+  StoreStats,
+} from './store.js';
+
+/*
+ * Layout (schema version 1, in PRAGMA user_version):
+ * - users(user, last_seq, pending): the last seq ever given to the user, never lowered, so seqs are
+ *   not reused after acks delete rows; `pending` counts the user's inbox rows (the overflow check
+ *   without a count(*)).
+ * - inbox(user, seq, ...) with PRIMARY KEY (user, seq) and an index on expires_at. `data` holds
+ *   JSON text when is_binary = 0 and the raw bytes of a Uint8Array (a BLOB) when is_binary = 1.
+ *   Each user of a push gets its own row (the payload is repeated per user).
+ * - dead_letters(n AUTOINCREMENT, ...): the same columns plus reason and dead_at; newest = highest
+ *   n; trimmed to the newest maxDeadLetters by n.
+ * - counters(name, value): 'messages' (rows in inbox) and 'dead_letters' (moved aside, ever).
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS users (
+  user TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL,
+  pending INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+  user TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  is_binary INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (user, seq)
+);
+CREATE INDEX IF NOT EXISTS inbox_expires_at ON inbox (expires_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+  n INTEGER PRIMARY KEY AUTOINCREMENT,
+  user TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  is_binary INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  dead_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('messages', 0), ('dead_letters', 0);
+PRAGMA user_version = 1;
+`;
+
+const COLUMNS = 'user, seq, id, type, is_binary, data, created_at, expires_at';
+
+interface Row {
+  seq: number;
+  id: string;
+  type: string;
+  is_binary: number;
+  data: string | Buffer;
+  created_at: number;
+  expires_at: number;
+}
+
+interface DeadRow extends Row {
+  user: string;
+  reason: DeadReason;
+  dead_at: number;
+}
+
+/**
+ * A MessageStore in one SQLite file (better-sqlite3). Every method runs synchronously inside the
+ * returned promise's executor, each write in one transaction (one per `append` batch, covering
+ * all its users), so the file is always consistent.
+ *
+ * WAL with synchronous = NORMAL: a committed transaction is in the WAL before `append` resolves,
+ * so it survives a crash or SIGKILL of this process; only a crash of the OS or a power loss
+ * before the next checkpoint can lose the last transactions (FULL would fsync every commit).
+ */
+export class SqliteStore implements MessageStore {
+  private readonly maxPerUser: number;
+  private readonly maxDeadLetters: number;
+  private readonly s: ReturnType<typeof prepare>;
+  private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
+  private readonly ackTx: (user: string, uptoSeq: number) => number;
+  private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
+  private readonly expireTx: (now: number) => number;
+
+  private constructor(
+    private readonly db: Database.Database,
+    options: StoreOptions,
+  ) {
+    this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
+    this.maxDeadLetters = Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS);
+    const s = prepare(db);
+    this.s = s;
+
+    this.appendTx = db.transaction((users: readonly string[], m: NewMessage): number[] => {
+      const isBinary = m.data instanceof Uint8Array ? 1 : 0;
+      const data = encodeData(m.data);
+      const seqs: number[] = [];
+      let moved = 0;
+      let lastDead = 0;
+      for (const user of users) {
+        const { last_seq: seq, pending } = s.bumpUser.get(user) as { last_seq: number; pending: number };
+        s.insert.run(user, seq, m.id, m.type, isBinary, data, m.createdAt, m.expiresAt);
+        seqs.push(seq);
+        const over = pending - this.maxPerUser;
+        if (over > 0) {
+          // The oldest `over` rows go, stamped with the push's own time.
+          const cutoff = (s.nthSeq.get(user, over - 1) as { seq: number }).seq;
+          const info = s.buryUpTo.run('overflow', m.createdAt, user, cutoff);
+          s.deleteUpTo.run(user, cutoff);
+          s.addPending.run(-info.changes, user);
+          moved += info.changes;
+          lastDead = Number(info.lastInsertRowid);
+        }
+      }
+      s.addCounter.run(seqs.length - moved, 'messages');
+      if (moved > 0) this.movedAside(moved, lastDead);
+      return seqs;
+    });
+
+    this.ackTx = db.transaction((user: string, uptoSeq: number): number => {
+      const n = s.deleteUpTo.run(user, uptoSeq).changes;
+      if (n > 0) {
+        s.addPending.run(-n, user);
+        s.addCounter.run(-n, 'messages');
+      }
+      return n;
+    });
+
+    this.buryTx = db.transaction((user: string, seq: number, reason: DeadReason, now: number): void => {
+      const info = s.buryOne.run(reason, now, user, seq);
+      if (info.changes === 0) return;
+      s.deleteOne.run(user, seq);
+      s.addPending.run(-1, user);
+      s.addCounter.run(-1, 'messages');
+      this.movedAside(1, Number(info.lastInsertRowid));
+    });
+
+    this.expireTx = db.transaction((now: number): number => {
+      const perUser = s.expiredPerUser.all(now) as { user: string; n: number }[];
+      if (perUser.length === 0) return 0;
+      const info = s.buryExpired.run(now, now);
+      s.deleteExpired.run(now);
+      for (const { user, n } of perUser) s.addPending.run(-n, user);
+      s.addCounter.run(-info.changes, 'messages');
+      this.movedAside(info.changes, Number(info.lastInsertRowid));
+      return info.changes;
+    });
+  }
+
+  /** Opens (creating it and its directory if needed) the store at `path`. */
+  static open(path: string, options: StoreOptions = {}): SqliteStore {
+    if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path);
+    try {
+      db.pragma('journal_mode = WAL');
+      // Durable against a crash of the process (SIGKILL included), not of the OS: see the class doc.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.exec(SCHEMA);
+      return new SqliteStore(db, options);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async append(users: readonly string[], message: NewMessage): Promise<number[]> {
+    if (users.length === 0) return [];
+    return this.appendTx(users, message);
+  }
+
+  async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const rows = this.s.pending.all(user, afterSeq, now, Math.floor(limit)) as Row[];
+    return rows.map(toStored);
+  }
+
+  async ack(user: string, uptoSeq: number): Promise<number> {
+    return this.ackTx(user, uptoSeq);
+  }
+
+  async lastSeq(user: string): Promise<number> {
+    const row = this.s.lastSeq.get(user) as { last_seq: number } | undefined;
+    return row?.last_seq ?? 0;
+  }
+
+  async bury(user: string, seq: number, reason: DeadReason, now: number): Promise<void> {
+    this.buryTx(user, seq, reason, now);
+  }
+
+  async expire(now: number): Promise<number> {
+    return this.expireTx(now);
+  }
+
+  async deadLetters(limit: number): Promise<DeadLetter[]> {
+    if (limit <= 0) return [];
+    const rows = this.s.deadLetters.all(Math.floor(limit)) as DeadRow[];
+    return rows.map((r) => ({ ...toStored(r), user: r.user, reason: r.reason, deadAt: r.dead_at }));
+  }
+
+  async stats(): Promise<StoreStats> {
+    const rows = this.s.counters.all() as { name: string; value: number }[];
+    const get = (name: string) => rows.find((r) => r.name === name)?.value ?? 0;
+    return { messages: get('messages'), deadLetters: get('dead_letters') };
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Counts `n` rows just moved aside; the newest has dead_letters.n = `last`. Trims the table. */
+  private movedAside(n: number, last: number): void {
+    this.s.addCounter.run(n, 'dead_letters');
+    this.s.trimDead.run(last - this.maxDeadLetters);
+  }
+}
+
+function prepare(db: Database.Database) {
+  const toDead = `INSERT INTO dead_letters (${COLUMNS}, reason, dead_at) SELECT ${COLUMNS}, ?, ? FROM inbox`;
+  return {
+    bumpUser: db.prepare(
+      `INSERT INTO users (user, last_seq, pending) VALUES (?, 1, 1)
+       ON CONFLICT (user) DO UPDATE SET last_seq = last_seq + 1, pending = pending + 1
+       RETURNING last_seq, pending`,
+    ),
+    insert: db.prepare(`INSERT INTO inbox (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    nthSeq: db.prepare('SELECT seq FROM inbox WHERE user = ? ORDER BY seq LIMIT 1 OFFSET ?'),
+    buryUpTo: db.prepare(`${toDead} WHERE user = ? AND seq <= ? ORDER BY seq`),
+    deleteUpTo: db.prepare('DELETE FROM inbox WHERE user = ? AND seq <= ?'),
+    buryOne: db.prepare(`${toDead} WHERE user = ? AND seq = ?`),
+    deleteOne: db.prepare('DELETE FROM inbox WHERE user = ? AND seq = ?'),
+    expiredPerUser: db.prepare('SELECT user, count(*) AS n FROM inbox WHERE expires_at < ? GROUP BY user'),
+    buryExpired: db.prepare(
+      `INSERT INTO dead_letters (${COLUMNS}, reason, dead_at) SELECT ${COLUMNS}, 'expired', ? FROM inbox
+       WHERE expires_at < ? ORDER BY expires_at, user, seq`,
+    ),
+    deleteExpired: db.prepare('DELETE FROM inbox WHERE expires_at < ?'),
+    addPending: db.prepare('UPDATE users SET pending = pending + ? WHERE user = ?'),
+    addCounter: db.prepare('UPDATE counters SET value = value + ? WHERE name = ?'),
+    trimDead: db.prepare('DELETE FROM dead_letters WHERE n <= ?'),
+    pending: db.prepare(
+      `SELECT seq, id, type, is_binary, data, created_at, expires_at FROM inbox
+       WHERE user = ? AND seq > ? AND expires_at >= ? ORDER BY seq LIMIT ?`,
+    ),
+    lastSeq: db.prepare('SELECT last_seq FROM users WHERE user = ?'),
+    deadLetters: db.prepare(`SELECT ${COLUMNS}, reason, dead_at FROM dead_letters ORDER BY n DESC LIMIT ?`),
+    counters: db.prepare('SELECT name, value FROM counters'),
+  };
+}
+
+/** Uint8Array -> its bytes (BLOB); anything else -> JSON text (undefined is stored as null). */
+function encodeData(data: unknown): string | Buffer {
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return JSON.stringify(data) ?? 'null';
+}
+
+function toStored(r: Row): StoredMessage {
+  const data = r.is_binary === 1 ? new Uint8Array(r.data as Buffer) : JSON.parse(String(r.data));
+  return {
+    seq: r.seq,
+    id: r.id,
+    type: r.type,
+    data,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+  };
+}
