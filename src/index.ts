@@ -1,4 +1,6 @@
 // Pylon's public server API. Everything not exported here is internal.
+
+export type { DeliveryOptions } from './delivery/delivery.js';
 export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';
 export {
@@ -14,6 +16,7 @@ export { type JwtOptions, jwtValidator, readJwksFile } from './gateway/jwt.js';
 export { createLogger, type Logger, type LogLevel } from './gateway/logger.js';
 export type { GatewayOptions, KeepaliveOptions, ListenOptions, WsListenOptions } from './gateway/options.js';
 export { DEFAULT_KEEPALIVE } from './gateway/options.js';
+export type { ResumeOptions } from './gateway/resume.js';
 export type { Context, Handler, Middleware } from './gateway/router.js';
 export { VERSION } from './gateway/version.js';
 export type { LabelQuery, Target } from './hub/member.js';
@@ -28,5 +31,18 @@ export {
 export { type Envelope, KINDS, type Kind, type WireError } from './protocol/envelope.js';
 export { ERROR_CODES, type ErrorCode, ProtocolError, PylonError, TimeoutError } from './protocol/errors.js';
 export { codecs, getCodec } from './protocol/index.js';
+export {
+  type DeadLetter,
+  type DeadReason,
+  MemoryStore,
+  type MessageStore,
+  type NewMessage,
+  openStore,
+  RedisStore,
+  SqliteStore,
+  type StoredMessage,
+  type StoreOptions,
+  type StoreStats,
+} from './store/index.js';
 export { type Clock, FakeClock, systemClock } from './timer/clock.js';
 export type { WheelTimer } from './timer/wheel.js';

@@ -29,7 +29,7 @@ describe('JWT validator', () => {
     const [conn] = gateway.connectionsOf('u42');
     expect(conn?.version).toBe('2.1.0');
     expect(conn?.data.claims).toMatchObject({ sub: 'u42' });
-    expect(gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'x').targeted).toBe(2);
+    expect((await gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'x')).targeted).toBe(2);
   });
 
   it('refuses a wrong signature, an expired token, a missing sub and a wrong issuer with 4502', async () => {

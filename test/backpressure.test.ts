@@ -37,7 +37,7 @@ describe('backpressure', () => {
     while (slow.open && Date.now() < deadline) {
       // Pace to the healthy reader, as a real producer would: it must never be dropped.
       while (fast.buffered > highWaterMark / 2) await new Promise((r) => setTimeout(r, 1));
-      gateway.push({ all: true }, 'blob', blob);
+      await gateway.push({ all: true }, 'blob', blob);
       sent++;
       maxBuffered = Math.max(maxBuffered, slow.buffered);
     }

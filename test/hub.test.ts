@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type PylonClient } from '../src/client/index.js';
-import { type GatewayOptions, type Identity, PylonError } from '../src/index.js';
+import { type Gateway, type GatewayOptions, type Identity, PylonError } from '../src/index.js';
 import { once, RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 afterEach(stopAll);
@@ -39,8 +39,8 @@ async function threeClients(extra: GatewayOptions = {}) {
 }
 
 /** Pushes a marker afterwards to everyone, so "did not receive" is known once the marker is in. */
-async function settled(g: { gateway: { push: Function } }, clients: Rx[]): Promise<void> {
-  g.gateway.push({ all: true }, 'marker', null);
+async function settled(g: { gateway: Gateway }, clients: Rx[]): Promise<void> {
+  await g.gateway.push({ all: true }, 'marker', null);
   await expect.poll(() => clients.every((c) => c.got.some((m) => m.type === 'marker'))).toBe(true);
 }
 
@@ -49,7 +49,7 @@ const received = (c: Rx, type: string) => c.got.filter((m) => m.type === type).m
 describe('targeted pushes', () => {
   it('labels.all is an intersection: [room_2018, version_v2] reaches only the second client', async () => {
     const g = await threeClients();
-    const r = g.gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'news', { n: 1 });
+    const r = await g.gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'news', { n: 1 });
     expect(r.targeted).toBe(1);
     await settled(g, g.all);
     expect(received(g.c1, 'news')).toEqual([]);
@@ -59,7 +59,11 @@ describe('targeted pushes', () => {
 
   it('labels.any is a union that reaches each matching connection once', async () => {
     const g = await threeClients();
-    const r = g.gateway.push({ labels: { any: ['version_v2', 'room_2018', 'room_2019'] } }, 'news', 'x');
+    const r = await g.gateway.push(
+      { labels: { any: ['version_v2', 'room_2018', 'room_2019'] } },
+      'news',
+      'x',
+    );
     expect(r.targeted).toBe(3);
     await settled(g, g.all);
     for (const c of g.all) expect(received(c, 'news')).toEqual(['x']);
@@ -67,9 +71,13 @@ describe('targeted pushes', () => {
 
   it('labels.not excludes, alone or with all/any', async () => {
     const g = await threeClients();
-    expect(g.gateway.push({ labels: { any: ['room_2018'], not: ['version_v1'] } }, 'a', 1).targeted).toBe(1);
-    expect(g.gateway.push({ labels: { not: ['room_2018'] } }, 'b', 2).targeted).toBe(1);
-    expect(g.gateway.push({ labels: { all: ['version_v2'], not: ['room_2019'] } }, 'c', 3).targeted).toBe(1);
+    expect(
+      (await g.gateway.push({ labels: { any: ['room_2018'], not: ['version_v1'] } }, 'a', 1)).targeted,
+    ).toBe(1);
+    expect((await g.gateway.push({ labels: { not: ['room_2018'] } }, 'b', 2)).targeted).toBe(1);
+    expect(
+      (await g.gateway.push({ labels: { all: ['version_v2'], not: ['room_2019'] } }, 'c', 3)).targeted,
+    ).toBe(1);
     await settled(g, g.all);
     expect(received(g.c2, 'a')).toEqual([1]);
     expect(received(g.c3, 'b')).toEqual([2]);
@@ -80,7 +88,7 @@ describe('targeted pushes', () => {
   it('gives each connection its per-version variant, or the default', async () => {
     const g = await threeClients();
     const c4 = await clientOf(g.wsUrl, 'u4:room_2018', 'proto');
-    const r = g.gateway.push(
+    const r = await g.gateway.push(
       { all: true },
       'upgrade',
       { shape: 'default' },
@@ -103,10 +111,10 @@ describe('targeted pushes', () => {
     const bob = await clientOf(g.tcpUrl, 'bob');
     const carol = await clientOf(g.wsUrl, 'carol', 'msgpack');
     const everyone = [phone, laptop, bob, carol];
-    expect(g.gateway.push({ user: 'alice' }, 'u', 1).targeted).toBe(2);
-    expect(g.gateway.push({ users: ['bob', 'carol', 'bob', 'nobody'] }, 'us', 2).targeted).toBe(2);
-    expect(g.gateway.push({ connection: bob.client.welcome!.connection }, 'c', 3).targeted).toBe(1);
-    const all = g.gateway.push({ all: true }, 'all', 4);
+    expect((await g.gateway.push({ user: 'alice' }, 'u', 1)).targeted).toBe(2);
+    expect((await g.gateway.push({ users: ['bob', 'carol', 'bob', 'nobody'] }, 'us', 2)).targeted).toBe(2);
+    expect((await g.gateway.push({ connection: bob.client.welcome!.connection }, 'c', 3)).targeted).toBe(1);
+    const all = await g.gateway.push({ all: true }, 'all', 4);
     expect(all.targeted).toBe(4);
     await expect(all.done).resolves.toEqual({ delivered: 4, dropped: 0 });
     await settled(g, everyone);
@@ -128,12 +136,12 @@ describe('targeted pushes', () => {
 
   it('rejects malformed targets with BAD_REQUEST naming the field', async () => {
     const g = await startGateway({ validate });
-    const push = (t: unknown) => () => g.gateway.push(t as never, 'x');
-    expect(push({ labels: { all: 'room' } })).toThrow(/target.labels.all: must be an array/);
-    expect(push({ labels: {} })).toThrow(/target.labels: needs at least one label/);
-    expect(push({ user: '' })).toThrow(/target.user/);
-    expect(push({ user: 'a', all: true })).toThrow(/exactly one/);
-    expect(push({ everyone: true })).toThrow(PylonError);
+    const push = (t: unknown) => g.gateway.push(t as never, 'x');
+    await expect(push({ labels: { all: 'room' } })).rejects.toThrow(/target.labels.all: must be an array/);
+    await expect(push({ labels: {} })).rejects.toThrow(/target.labels: needs at least one label/);
+    await expect(push({ user: '' })).rejects.toThrow(/target.user/);
+    await expect(push({ user: 'a', all: true })).rejects.toThrow(/exactly one/);
+    await expect(push({ everyone: true })).rejects.toThrow(PylonError);
   });
 });
 
@@ -215,7 +223,7 @@ describe('labels from the application and the client', () => {
     expect(g2.gateway.labelCounts().get('room_1')).toBeUndefined();
     await expect(c2.subscribe(['room_1', 'room_2'])).resolves.toEqual(['room_1', 'room_2']);
     const got = once<unknown>((r) => c2.on('hello', r));
-    expect(g2.gateway.push({ labels: { all: ['room_2'] } }, 'hello', 'room 2').targeted).toBe(1);
+    expect((await g2.gateway.push({ labels: { all: ['room_2'] } }, 'hello', 'room 2')).targeted).toBe(1);
     await expect(got).resolves.toBe('room 2');
     await expect(c2.unsubscribe(['room_1'])).resolves.toEqual(['room_2']);
     expect(g2.gateway.labelCounts()).toEqual(new Map([['room_2', 1]]));

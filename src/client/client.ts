@@ -42,6 +42,11 @@ export interface ClientOptions {
   headers?: Record<string, string>;
   /** Time source (tests pass a FakeClock). */
   clock?: Clock;
+  /**
+   * The last qos-1 seq this application processed (persisted by it across restarts), so pushes
+   * up to it are acked without running the handlers again. Default 0.
+   */
+  lastSeq?: number;
   /** Random source for backoff jitter (tests pass a fixed one). */
   random?: () => number;
 }
@@ -59,6 +64,15 @@ export interface Welcome {
   codec: CodecName;
   maxFrame: number;
   heartbeat: { interval: number; timeout: number } | null;
+  /** The authenticated user, if any. */
+  user?: string;
+  labels?: string[];
+  /** The session id to resume with after a drop (when the server offers resume). */
+  session?: string;
+  /** This connection resumed the previous session: labels restored, missed pushes replayed. */
+  resumed?: boolean;
+  /** Every missed qos-0 push was still in the server's history. */
+  recovered?: boolean;
   [key: string]: unknown;
 }
 
@@ -141,6 +155,7 @@ export class PylonClient {
   private kick: DisconnectInfo | undefined;
   private connectWaiter: { resolve(): void; reject(err: Error): void } | undefined;
   private pushChain: Promise<void> = Promise.resolve();
+  private gate: Promise<unknown> = Promise.resolve();
   private closedWaiter: (() => void) | undefined;
   private readonly reconnectOptions: ReconnectOptions | undefined;
 
@@ -152,6 +167,7 @@ export class PylonClient {
     const codec = getCodec(options.codec ?? 'json');
     if (codec === undefined) throw new TypeError(`unknown codec "${options.codec}"`);
     this.codec = codec;
+    this.lastSeq = options.lastSeq ?? 0;
     this.wheel = wheelFor(options.clock);
     this.reconnectOptions =
       options.reconnect === false
@@ -344,6 +360,8 @@ export class PylonClient {
     if (link !== this.link) return;
     const data: Record<string, unknown> = { codec: this.codec.name, client: 'pylon-js/0.1.0' };
     if (this.options.token !== undefined) data.token = this.options.token;
+    // Resume the last session: labels come back and missed pushes are replayed.
+    if (this.welcome?.session !== undefined) data.session = this.welcome.session;
     const hello: Envelope = { kind: 'hello', data };
     // On TCP the hello is always JSON; on WebSocket the subprotocol already set the codec.
     const helloCodec = this.url.protocol === 'tcp:' ? jsonCodec : this.codec;
@@ -386,6 +404,9 @@ export class PylonClient {
   private onWelcome(env: Envelope): void {
     const welcome = (env.data ?? {}) as Welcome;
     this.welcome = welcome;
+    // Pushes that arrive right behind the welcome wait one macrotask, so that the code that
+    // awaited connect() has registered its handlers before they run.
+    this.gate = new Promise((resolve) => setTimeout(resolve, 0));
     const reconnected = this.attempt > 0 || this.connectWaiter === undefined;
     this.state = 'open';
     this.attempt = 0;
@@ -415,13 +436,14 @@ export class PylonClient {
     const type = env.type as string;
     const meta: PushMeta = { type, seq: env.seq, qos: env.qos === 1 ? 1 : 0 };
     if (meta.qos === 0 || env.seq === undefined) {
-      this.runHandlers(env.data, meta).catch((err) => this.emit('error', err as Error));
+      this.gate.then(() => this.runHandlers(env.data, meta)).catch((err) => this.emit('error', err as Error));
       return;
     }
     // qos 1: handlers run one push at a time, in arrival order; the ack goes after they return,
     // so a crash before that means the server sends it again. Seen seqs are acked, not re-run.
     const seq = env.seq;
     this.pushChain = this.pushChain.then(async () => {
+      await this.gate;
       if (seq > this.lastSeq) {
         try {
           await this.runHandlers(env.data, meta);

@@ -1,3 +1,4 @@
+import type { Cursor, Recipient } from '../delivery/delivery.js';
 import { encodePush } from '../hub/fanout.js';
 import type { Member } from '../hub/member.js';
 import type { Codec } from '../protocol/codec.js';
@@ -38,7 +39,7 @@ export interface ConnectionOwner {
  * One client connection, on any transport. Holds only what every connection needs; the
  * application's own state goes in `data`.
  */
-export class Connection implements Member {
+export class Connection implements Member, Recipient {
   /** Monotonic-clock time (ms) of the last frame received: any frame counts as life. */
   lastRecv: number;
   state: ConnectionState = 'handshake';
@@ -63,6 +64,12 @@ export class Connection implements Member {
   helloSeen = false;
   /** Whether `connect` was emitted (then `disconnect` will be). */
   opened = false;
+  /** The session id given in welcome (for resume), when resume is on. */
+  session: string | undefined = undefined;
+  /** The session id the client asked to resume in its hello. */
+  resumeFrom: string | undefined = undefined;
+  /** qos-1 delivery state (owned by the delivery module). */
+  qos1: Cursor | undefined = undefined;
   /** Frames that arrived while the validate hook ran; replayed once open. */
   early: Uint8Array[] | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;

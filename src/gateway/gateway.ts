@@ -1,7 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Fanout } from '../hub/fanout.js';
+import { Delivery } from '../delivery/delivery.js';
+import { type Broadcast, Fanout } from '../hub/fanout.js';
 import { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
@@ -16,6 +17,8 @@ import {
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
 import { systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
@@ -34,6 +37,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { type ResumeResult, Resumes } from './resume.js';
 import { type Handler, type Middleware, Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
 
@@ -63,18 +67,31 @@ export interface GatewayStats {
   slowConsumers: number;
   /** Connections refused by the validate hook. */
   authFailures: number;
+  /** qos 1: messages stored, sent, re-sent, acked, and moved aside (expired, over the cap). */
+  qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
+  /** Dropped sessions waiting to be resumed. */
+  resumable: number;
 }
 
 export interface PushOptions {
-  /** Per-label payloads: a connection gets the variant of the first of its labels that has one, else `data`. */
+  /** Per-label payloads: a connection gets the variant of the first of its labels that has one, else `data` (qos 0 only). */
   variants?: Record<string, unknown>;
-  /** 0: at most once (default). */
-  qos?: 0;
+  /**
+   * 0: at most once (default). 1: at least once — stored in each user's inbox before it is
+   * sent, re-sent until acked, delivered on connect if the user is offline.
+   */
+  qos?: 0 | 1;
+  /** qos 1: how long the message may wait for its ack (ms). Default: delivery.ttl. */
+  ttl?: number;
 }
 
 export interface PushResult {
-  /** Connections selected by the target. */
+  /** The push's id (qos 1: the id stored with the message). */
+  id: string;
+  /** Connections selected by the target (qos 1: the open connections of the users). */
   targeted: number;
+  /** qos 1: users the message was stored for (online or not). */
+  stored?: number;
   /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
   done: Promise<{ delivered: number; dropped: number }>;
 }
@@ -103,6 +120,10 @@ export class Gateway
   readonly handshake: HandshakeHost['handshake'];
   readonly subscriptions: SubscribeHost['subscriptions'];
   private readonly hub = new Hub<Connection>();
+  /** qos-1 delivery over the store. */
+  readonly delivery: Delivery;
+  private readonly ownStore: MessageStore | undefined;
+  private readonly resumes: Resumes | undefined;
   private readonly fanout: Fanout;
   private readonly options: ResolvedOptions;
   private readonly clock: Clock;
@@ -139,6 +160,17 @@ export class Gateway
       tickMs: this.options.tickMs,
       onError: (err) => this.logger.error({ err }, 'timer callback failed'),
     });
+    if (o.store === undefined) this.ownStore = new MemoryStore();
+    this.delivery = new Delivery(
+      o.store ?? (this.ownStore as MessageStore),
+      {
+        recipientsOf: (user) => this.hub.ofUser(user),
+        onError: (err, what) => this.logger.error({ err }, `qos 1: ${what} failed`),
+      },
+      this.wheel,
+      o.delivery,
+    );
+    this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
   }
 
   // ---- application API ----
@@ -167,15 +199,35 @@ export class Gateway
 
   /**
    * Push `type`/`data` to every connection the target selects: a user, a list of users, a
-   * connection, labels ({all, any, not}) or everyone. qos 0: at most once; a connection over
-   * its high-water mark drops it. Encoded once per (codec, variant), written as the same bytes.
+   * connection, labels ({all, any, not}) or everyone.
+   * - qos 0 (default): at most once; a connection over its high-water mark drops it. Encoded once
+   *   per (codec, variant), written as the same bytes; remembered for resumed sessions.
+   * - qos 1: at least once, to users: stored in each user's inbox first (resolves once stored),
+   *   then sent with the user's next seq and re-sent until acked. User targets reach offline
+   *   users too; label/all/connection targets reach the users of the connections they select.
    */
-  push(target: Target, type: string, data?: unknown, options: PushOptions = {}): PushResult {
+  async push(target: Target, type: string, data?: unknown, options: PushOptions = {}): Promise<PushResult> {
     const t = parseTarget(target, 'target');
     if (typeof type !== 'string' || type.length === 0)
       throw new PylonError('BAD_REQUEST', 'type: must be a non-empty string');
-    if ((options.qos ?? 0) !== 0)
-      throw new PylonError('BAD_REQUEST', 'qos: only 0 is supported by this gateway');
+    const qos = options.qos ?? 0;
+    if (qos !== 0 && qos !== 1) throw new PylonError('BAD_REQUEST', 'qos: must be 0 or 1');
+    const id = randomUUID();
+    if (qos === 1) {
+      if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
+      if (options.ttl !== undefined && !(options.ttl > 0))
+        throw new PylonError('BAD_REQUEST', 'ttl: must be a positive number of ms');
+      const users = this.usersOf(t);
+      let targeted = 0;
+      for (const u of users) targeted += this.hub.ofUser(u).size;
+      await this.delivery.push(users, { id, type, data }, options.ttl);
+      return {
+        id,
+        targeted,
+        stored: users.length,
+        done: Promise.resolve({ delivered: targeted, dropped: 0 }),
+      };
+    }
     let variants: Map<string, unknown> | undefined;
     if (options.variants !== undefined) {
       if (typeof options.variants !== 'object' || options.variants === null) {
@@ -183,8 +235,19 @@ export class Gateway
       }
       variants = new Map(Object.entries(options.variants));
     }
-    const members = this.hub.select(t);
-    return this.fanout.deliver(members, { type, data, variants });
+    const push: Broadcast = { type, data, variants };
+    this.resumes?.record(t, push);
+    const result = this.fanout.deliver(this.hub.select(t), push);
+    return { id, targeted: result.targeted, done: result.done };
+  }
+
+  /** The distinct users a qos-1 push to `t` is for. */
+  private usersOf(t: Target): string[] {
+    if ('user' in t) return [t.user];
+    if ('users' in t) return [...new Set(t.users)];
+    const users = new Set<string>();
+    for (const m of this.hub.select(t)) if (m.user !== undefined) users.add(m.user);
+    return [...users];
   }
 
   /** Close the connections of a user, or one connection, with `kicked` (4503). Returns how many. */
@@ -218,7 +281,14 @@ export class Gateway
 
   stats(): GatewayStats {
     const hub = this.hub.stats();
-    return { connections: hub.connections, users: hub.users, labels: hub.labels, ...this.counters };
+    return {
+      connections: hub.connections,
+      users: hub.users,
+      labels: hub.labels,
+      ...this.counters,
+      qos1: { ...this.delivery.counters },
+      resumable: this.resumes?.size ?? 0,
+    };
   }
 
   /** Start the configured listeners. Resolves with their addresses (useful with port 0). */
@@ -280,6 +350,9 @@ export class Gateway
     await Promise.race([drained, deadline]);
     clearTimeout(timer);
     for (const conn of this.lingering) conn.link.destroy();
+    this.delivery.close();
+    this.resumes?.close();
+    await this.ownStore?.close();
     this.wheel.close();
   }
 
@@ -451,6 +524,19 @@ export class Gateway
     this.disconnect(conn, 'keepalive_timeout', `no frame for ${Math.round(idleMs / 1000)} s`);
   }
 
+  resume(conn: Connection): ResumeResult {
+    const resumes = this.resumes;
+    if (resumes === undefined) return { resumed: false, recovered: false, replay: [] };
+    const asked = conn.resumeFrom;
+    conn.resumeFrom = undefined;
+    conn.session = resumes.newId();
+    return asked === undefined ? { resumed: false, recovered: false, replay: [] } : resumes.take(asked, conn);
+  }
+
+  attachDelivery(conn: Connection): void {
+    this.delivery.attach(conn);
+  }
+
   replay(conn: Connection, frame: Uint8Array): void {
     this.onFrame(conn.link, frame);
   }
@@ -478,7 +564,9 @@ export class Gateway
         conn.write(env.data === undefined ? PONG : { kind: 'pong', data: env.data });
         return;
       case 'pong':
+        return;
       case 'ack':
+        this.delivery.ack(conn, env.seq as number);
         return;
       case 'hello':
         if (conn.helloSeen) this.disconnect(conn, 'protocol_error', 'hello sent twice');
@@ -540,6 +628,8 @@ export class Gateway
     conn.early = undefined;
     this.connections.delete(conn.id);
     this.hub.remove(conn);
+    this.delivery.detach(conn);
+    if (conn.session !== undefined && conn.opened && info.reconnect) this.resumes?.save(conn);
     this.logger.debug({ conn: conn.id, code: info.code, name: info.name, reason: info.reason }, 'disconnect');
     if (conn.opened) this.emit('disconnect', conn, info);
   }

@@ -7,6 +7,7 @@ import type { Connection } from './connection.js';
 import { isThenable } from './dispatch.js';
 import type { Logger } from './logger.js';
 import type { KeepaliveOptions } from './options.js';
+import type { ResumeResult } from './resume.js';
 import { VERSION } from './version.js';
 
 /** What the handshake needs from the gateway. */
@@ -22,6 +23,10 @@ export interface HandshakeHost {
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
   /** Registers the connection (hub, keepalive) and emits connect. */
   openConnection(conn: Connection): void;
+  /** Resume the session the hello asked for (labels back, missed pushes to replay), and give a new session id. */
+  resume(conn: Connection): ResumeResult;
+  /** Start qos-1 delivery to the connection (what waits in its user's inbox goes out). */
+  attachDelivery(conn: Connection): void;
   /** The user's open connections (for the duplicate-login policy). */
   connectionsOf(user: string): Connection[];
   /** Feeds a frame that arrived during authentication back in. */
@@ -54,6 +59,11 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
     host.disconnect(conn, 'bad_hello', 'hello token must be a string');
     return;
   }
+  if (fields.session != null && typeof fields.session !== 'string') {
+    host.disconnect(conn, 'bad_hello', 'hello session must be a string');
+    return;
+  }
+  conn.resumeFrom = (fields.session as string | null | undefined) ?? undefined;
   conn.helloSeen = true;
   conn.codec = codec;
   // Only TCP is still in 'handshake' here: WebSocket authenticated at the upgrade.
@@ -66,11 +76,28 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
     });
     return;
   }
-  welcome(host, conn);
-  if (conn.state === 'handshake') host.openConnection(conn);
+  complete(host, conn);
 }
 
-export function welcome(host: HandshakeHost, conn: Connection): void {
+/**
+ * The end of the handshake: resume (when asked), welcome, register, replay what the session
+ * missed, then start qos-1 delivery — in that order, so the client has its welcome before any
+ * push. A WebSocket client that sent no hello is only registered (no welcome, no qos 1).
+ */
+function complete(host: HandshakeHost, conn: Connection): void {
+  if (!conn.helloSeen) {
+    host.openConnection(conn);
+    return;
+  }
+  const resumed = host.resume(conn);
+  welcome(host, conn, resumed);
+  if (conn.state !== 'open') host.openConnection(conn);
+  if (conn.state !== 'open') return; // closed by a connect listener
+  for (const frame of resumed.replay) conn.deliver(frame, 0);
+  host.attachDelivery(conn);
+}
+
+function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): void {
   const ka = host.keepalive;
   const data: Record<string, unknown> = {
     connection: conn.id,
@@ -81,6 +108,11 @@ export function welcome(host: HandshakeHost, conn: Connection): void {
   };
   if (conn.user !== undefined) data.user = conn.user;
   if (conn.labels !== undefined) data.labels = [...conn.labels];
+  if (conn.session !== undefined) {
+    data.session = conn.session;
+    data.resumed = resumed.resumed;
+    if (resumed.resumed) data.recovered = resumed.recovered;
+  }
   conn.write({ kind: 'welcome', data });
 }
 
@@ -139,8 +171,8 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
       host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);
     }
   }
-  if (conn.helloSeen) welcome(host, conn);
-  host.openConnection(conn);
+  complete(host, conn);
+  if ((conn.state as Connection['state']) !== 'open') return;
   conn.link.resume();
   const early = conn.early;
   conn.early = undefined;

@@ -1,10 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DeliveryOptions } from '../delivery/delivery.js';
+import { DEFAULT_DELIVERY } from '../delivery/delivery.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
+import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
 import type { Validator } from './auth.js';
 import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
+import type { ResumeOptions } from './resume.js';
 
 export interface ListenOptions {
   /** 0 picks a free port. */
@@ -66,6 +70,15 @@ export interface GatewayOptions {
   fanoutChunk?: number;
   /** Most labels one connection may have. Default 256. */
   maxLabels?: number;
+  /**
+   * Where qos-1 messages wait for their ack (store-then-send). Default: an in-memory store
+   * (volatile: lost on restart); use a SqliteStore or RedisStore for durability.
+   */
+  store?: MessageStore;
+  /** qos-1 redelivery, TTL and window. */
+  delivery?: Partial<DeliveryOptions>;
+  /** Resume after a flash disconnect; `false` turns it off. */
+  resume?: Partial<ResumeOptions> | false;
   /** Default: pino at level "info" on stderr. */
   logger?: Logger;
   /** Time source for every deadline (tests pass a FakeClock). */
@@ -89,6 +102,9 @@ export interface ResolvedOptions {
   slowConsumerTimeout: number;
   fanoutChunk: number;
   maxLabels: number;
+  store: MessageStore | undefined;
+  delivery: DeliveryOptions;
+  resume: ResumeOptions | undefined;
   logger: Logger;
   clock: Clock | undefined;
   tickMs: number;
@@ -157,8 +173,33 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),
     maxLabels: Math.floor(positive('maxLabels', o.maxLabels, 256)),
+    store: o.store,
+    delivery: resolveDelivery(o.delivery ?? {}),
+    resume: resolveResume(o.resume),
     logger: o.logger ?? createLogger('info'),
     clock: o.clock,
     tickMs: positive('tickMs', o.tickMs, 10),
+  };
+}
+
+function resolveDelivery(d: Partial<DeliveryOptions>): DeliveryOptions {
+  const D = DEFAULT_DELIVERY;
+  return {
+    ttl: positive('delivery.ttl', d.ttl, D.ttl),
+    redeliveryBase: positive('delivery.redeliveryBase', d.redeliveryBase, D.redeliveryBase),
+    redeliveryMax: positive('delivery.redeliveryMax', d.redeliveryMax, D.redeliveryMax),
+    redeliveryCap: Math.floor(positive('delivery.redeliveryCap', d.redeliveryCap, D.redeliveryCap)),
+    window: Math.floor(positive('delivery.window', d.window, D.window)),
+    expireEvery: positive('delivery.expireEvery', d.expireEvery, D.expireEvery),
+  };
+}
+
+function resolveResume(r: Partial<ResumeOptions> | false | undefined): ResumeOptions | undefined {
+  if (r === false) return undefined;
+  const window = positive('resume.window', r?.window, 120_000);
+  return {
+    window,
+    historySize: Math.floor(positive('resume.historySize', r?.historySize, 10_000)),
+    historyAge: positive('resume.historyAge', r?.historyAge, window),
   };
 }

@@ -77,16 +77,8 @@ class FrameCache {
   constructor(private readonly push: Broadcast) {}
 
   for(m: Member): OutFrame {
-    let variant = '';
     const variants = this.push.variants;
-    if (variants !== undefined && m.labels !== undefined) {
-      for (const label of m.labels) {
-        if (variants.has(label)) {
-          variant = label;
-          break;
-        }
-      }
-    }
+    const variant = variants === undefined ? '' : variantFor(m.labels, variants);
     const key = variant === '' ? m.codec.name : `${m.codec.name}\u0000${variant}`;
     let f = this.byKey.get(key);
     if (f === undefined) {
@@ -96,6 +88,25 @@ class FrameCache {
     }
     return f;
   }
+}
+
+/** The variant a connection with `labels` gets: its first label that has one ('' for the default). */
+export function variantFor(
+  labels: ReadonlySet<string> | undefined,
+  variants: ReadonlyMap<string, unknown>,
+): string {
+  if (labels !== undefined) for (const label of labels) if (variants.has(label)) return label;
+  return '';
+}
+
+/** The push frame of a broadcast for one connection's codec and labels. */
+export function encodeBroadcast(
+  codec: Codec,
+  labels: ReadonlySet<string> | undefined,
+  push: Broadcast,
+): OutFrame {
+  const variant = push.variants === undefined ? '' : variantFor(labels, push.variants);
+  return encodePush(codec, push.type, variant === '' ? push.data : push.variants?.get(variant));
 }
 
 export function encodePush(codec: Codec, type: string, data: unknown): OutFrame {

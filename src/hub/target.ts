@@ -71,3 +71,24 @@ export function parseTarget(value: unknown, field = 'to'): Target {
   }
   return bad(field, `unknown key "${keys[0]}"`);
 }
+
+/**
+ * Would `target` select a connection of `user` with `labels` and id `connection`? The same rules
+ * as Hub.select, for one connection (used to replay missed pushes to a resumed session).
+ */
+export function matchesTarget(
+  target: Target,
+  user: string | undefined,
+  labels: ReadonlySet<string>,
+  connection: string,
+): boolean {
+  if ('user' in target) return user !== undefined && target.user === user;
+  if ('users' in target) return user !== undefined && target.users.includes(user);
+  if ('connection' in target) return target.connection === connection;
+  if ('all' in target) return true;
+  const q = target.labels;
+  if (q.all?.some((l) => !labels.has(l))) return false;
+  if (q.any && q.any.length > 0 && !q.any.some((l) => labels.has(l))) return false;
+  if (q.not?.some((l) => labels.has(l))) return false;
+  return true;
+}

@@ -1,0 +1,291 @@
+import type { Codec } from '../protocol/codec.js';
+import type { Envelope } from '../protocol/envelope.js';
+import type { MessageStore, NewMessage, StoredMessage } from '../store/store.js';
+import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
+import { OutFrame } from '../transport/out-frame.js';
+
+/** A connection as qos-1 delivery sees it (the gateway's Connection implements it). */
+export interface Recipient {
+  readonly id: string;
+  readonly user: string | undefined;
+  readonly open: boolean;
+  readonly codec: Codec;
+  /** Write a prepared frame; qos 1 is never dropped for backpressure. */
+  deliver(frame: OutFrame, qos: 0 | 1): boolean;
+  /** Slot owned by the delivery module: this connection's delivery cursor. */
+  qos1: Cursor | undefined;
+}
+
+export interface DeliveryHost {
+  /** The open connections of `user` on this gateway. */
+  recipientsOf(user: string): Iterable<Recipient>;
+  onError(err: unknown, what: string): void;
+}
+
+export interface DeliveryOptions {
+  /** Default time a qos-1 message waits for its ack, online or offline (ms). Default 24 h. */
+  ttl: number;
+  /** First redelivery of an unacked message after this long (ms); doubles each time. Default 10 s. */
+  redeliveryBase: number;
+  /** Longest wait between redeliveries (ms). Default 5 min. */
+  redeliveryMax: number;
+  /** Redeliveries of one message before it is moved aside as a dead letter. Default 10. */
+  redeliveryCap: number;
+  /** Messages sent to one connection and not yet acked, at most. Default 64. */
+  window: number;
+  /** How often expired messages are swept out of the store (ms). Default 60 s. */
+  expireEvery: number;
+}
+
+export const DEFAULT_DELIVERY: DeliveryOptions = {
+  ttl: 24 * 3600_000,
+  redeliveryBase: 10_000,
+  redeliveryMax: 300_000,
+  redeliveryCap: 10,
+  window: 64,
+  expireEvery: 60_000,
+};
+
+export interface DeliveryCounters {
+  stored: number;
+  sent: number;
+  redelivered: number;
+  acked: number;
+  deadLetters: number;
+}
+
+/**
+ * Per-connection delivery state. Seqs go out on a connection strictly in order (the client's
+ * dedup relies on it), never more than `window` unacked at once.
+ */
+export class Cursor {
+  /** Highest seq written on this connection; -1 until the first sync from the store. */
+  sent = -1;
+  /** Seqs written and not yet acked, ascending. */
+  inflight: number[] = [];
+  attempts = 0;
+  timer: WheelTimer | undefined = undefined;
+  syncing = false;
+  again = false;
+  constructor(
+    readonly recipient: Recipient,
+    readonly delivery: Delivery,
+  ) {}
+}
+
+/**
+ * qos 1, at least once: store, then send; re-send until acked, with backoff, up to a cap; deliver
+ * what waited in the inbox when the user connects. The store is the truth: a message is only
+ * forgotten once acked, expired, or buried after the cap ("the client doesn't ack, the data isn't
+ * deleted").
+ */
+export class Delivery {
+  readonly counters: DeliveryCounters = { stored: 0, sent: 0, redelivered: 0, acked: 0, deadLetters: 0 };
+  private readonly sweeper: WheelTimer;
+
+  constructor(
+    readonly store: MessageStore,
+    private readonly host: DeliveryHost,
+    private readonly wheel: TimingWheel,
+    readonly options: DeliveryOptions,
+  ) {
+    this.sweeper = wheel.every(options.expireEvery, sweep, this);
+  }
+
+  /**
+   * Store one message for each user (one batch), then send it to each user's open connections.
+   * Resolves once stored: from then on it survives a crash. Returns each user's seq.
+   */
+  async push(
+    users: readonly string[],
+    message: Omit<NewMessage, 'createdAt' | 'expiresAt'>,
+    ttl?: number,
+  ): Promise<number[]> {
+    const now = Date.now();
+    const m: NewMessage = { ...message, createdAt: now, expiresAt: now + (ttl ?? this.options.ttl) };
+    const seqs = await this.store.append(users, m);
+    this.counters.stored += seqs.length;
+    for (let i = 0; i < users.length; i++) {
+      const seq = seqs[i] as number;
+      const stored: StoredMessage = { ...m, seq };
+      for (const r of this.host.recipientsOf(users[i] as string)) this.offer(r, stored);
+    }
+    return seqs;
+  }
+
+  /** A connection of a user opened: send what waits in the inbox. */
+  attach(r: Recipient): void {
+    if (r.user === undefined) return;
+    r.qos1 ??= new Cursor(r, this);
+    this.sync(r.qos1);
+  }
+
+  /** The connection closed: forget its cursor (the inbox keeps the messages). */
+  detach(r: Recipient): void {
+    const cur = r.qos1;
+    if (cur === undefined) return;
+    cur.timer?.cancel();
+    cur.timer = undefined;
+    r.qos1 = undefined;
+  }
+
+  /** The client acked every seq up to `seq`: drop them from the inbox and send what is next. */
+  ack(r: Recipient, seq: number): void {
+    const user = r.user;
+    const cur = r.qos1;
+    if (user === undefined || cur === undefined) return;
+    // Never beyond what this connection was sent: a client cannot ack messages it never saw.
+    const upto = Math.min(seq, cur.sent);
+    if (upto <= 0) return;
+    this.store.ack(user, upto).then(
+      (n) => {
+        this.counters.acked += n;
+      },
+      (err) => this.host.onError(err, 'store ack'),
+    );
+    for (const other of this.host.recipientsOf(user)) {
+      const c = other.qos1;
+      if (c === undefined) continue;
+      const before = c.inflight.length;
+      while (c.inflight.length > 0 && (c.inflight[0] as number) <= upto) c.inflight.shift();
+      if (c.inflight.length < before) c.attempts = 0;
+      if (c.inflight.length === 0) {
+        c.timer?.cancel();
+        c.timer = undefined;
+      }
+      if (before >= this.options.window && c.inflight.length < this.options.window) this.sync(c);
+    }
+  }
+
+  close(): void {
+    this.sweeper.cancel();
+  }
+
+  private offer(r: Recipient, m: StoredMessage): void {
+    const cur = r.qos1;
+    if (cur === undefined || !r.open) return;
+    if (cur.syncing || cur.sent < 0 || m.seq !== cur.sent + 1) {
+      // Out of step (first sync running, or a gap): let the store say what comes next, in order.
+      this.sync(cur);
+      return;
+    }
+    if (cur.inflight.length >= this.options.window) return; // picked up by sync after acks
+    this.send(cur, m);
+  }
+
+  /** Sends, in seq order, what the store holds after this connection's cursor, up to the window. */
+  private sync(cur: Cursor): void {
+    if (cur.syncing) {
+      cur.again = true;
+      return;
+    }
+    cur.syncing = true;
+    this.syncLoop(cur).then(
+      () => {
+        cur.syncing = false;
+      },
+      (err) => {
+        cur.syncing = false;
+        this.host.onError(err, 'store pending');
+        // Retry later: the redelivery timer doubles as the retry of a failed read.
+        this.arm(cur);
+      },
+    );
+  }
+
+  private async syncLoop(cur: Cursor): Promise<void> {
+    const r = cur.recipient;
+    const user = r.user as string;
+    for (;;) {
+      cur.again = false;
+      const room = this.options.window - cur.inflight.length;
+      if (room <= 0 || !r.open || r.qos1 !== cur) return;
+      const after = Math.max(cur.sent, 0);
+      const batch = await this.store.pending(user, after, room, Date.now());
+      if (!r.open || r.qos1 !== cur) return;
+      for (const m of batch) if (m.seq > cur.sent) this.send(cur, m);
+      if (cur.sent < 0) cur.sent = 0;
+      if (batch.length < room && !cur.again) return;
+    }
+  }
+
+  private send(cur: Cursor, m: StoredMessage): void {
+    const r = cur.recipient;
+    r.deliver(encodeQos1(r.codec, m), 1);
+    this.counters.sent++;
+    cur.sent = m.seq;
+    cur.inflight.push(m.seq);
+    if (cur.timer === undefined) this.arm(cur);
+  }
+
+  private arm(cur: Cursor): void {
+    const o = this.options;
+    const delay = Math.min(o.redeliveryMax, o.redeliveryBase * 2 ** Math.min(cur.attempts, 20));
+    if (cur.timer) cur.timer.reschedule(delay);
+    else cur.timer = this.wheel.schedule(delay, redeliver, cur);
+  }
+
+  /** @internal The redelivery deadline of `cur` passed. */
+  async redeliver(cur: Cursor): Promise<void> {
+    const r = cur.recipient;
+    if (!r.open || r.qos1 !== cur || r.user === undefined) return;
+    if (cur.inflight.length === 0) {
+      cur.timer = undefined;
+      return;
+    }
+    cur.attempts++;
+    const user = r.user;
+    if (cur.attempts > this.options.redeliveryCap) {
+      // A client that never acks cannot loop forever: the oldest message is moved aside.
+      const seq = cur.inflight.shift() as number;
+      cur.attempts = 0;
+      this.counters.deadLetters++;
+      await this.store.bury(user, seq, 'redelivery_cap', Date.now());
+    }
+    this.arm(cur);
+    if (cur.inflight.length === 0) return;
+    const first = cur.inflight[0] as number;
+    const again = await this.store.pending(user, first - 1, cur.inflight.length, Date.now());
+    if (!r.open || r.qos1 !== cur) return;
+    const wanted = new Set(cur.inflight);
+    for (const m of again) {
+      if (!wanted.has(m.seq)) continue;
+      r.deliver(encodeQos1(r.codec, m), 1);
+      this.counters.redelivered++;
+    }
+    // Messages that expired or were acked elsewhere are no longer in flight.
+    const present = new Set(again.map((m) => m.seq));
+    cur.inflight = cur.inflight.filter((s) => present.has(s));
+  }
+
+  /** @internal */
+  failed(err: unknown, what: string): void {
+    this.host.onError(err, what);
+  }
+
+  /** @internal */
+  async sweep(): Promise<void> {
+    try {
+      const n = await this.store.expire(Date.now());
+      this.counters.deadLetters += n;
+    } catch (err) {
+      this.host.onError(err, 'store expire');
+    }
+  }
+}
+
+function redeliver(cur: Cursor): void {
+  cur.delivery.redeliver(cur).catch((err) => cur.delivery.failed(err, 'redelivery'));
+}
+
+function sweep(d: Delivery): void {
+  void d.sweep();
+}
+
+export function encodeQos1(codec: Codec, m: StoredMessage): OutFrame {
+  const env: Envelope =
+    m.data === undefined
+      ? { kind: 'push', seq: m.seq, type: m.type, qos: 1 }
+      : { kind: 'push', seq: m.seq, type: m.type, qos: 1, data: m.data };
+  return new OutFrame(codec.encode(env), !codec.binary);
+}
