@@ -1,4 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connect } from '../src/client/index.js';
 import { Child } from './support/process.js';
@@ -9,10 +12,16 @@ afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
 });
 
+const dataDir = mkdtempSync(join(tmpdir(), 'pylon-cli-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+let runs = 0;
+
+/** `pylon start` on free ports, with its own sqlite file. */
 function startCli(args: string[] = [], env: Record<string, string> = {}): Child {
+  const store = ['--store', `sqlite:${join(dataDir, `run-${++runs}`, 'pylon.db')}`];
   const child = new Child(
     process.execPath,
-    ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', ...args],
+    ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', ...store, ...args],
     {
       PYLON_LOG_LEVEL: 'warn',
       ...env,
@@ -60,6 +69,7 @@ describe('pylon start', () => {
       PYLON_TCP_PORT: '0',
       PYLON_KEEPALIVE_INTERVAL: '7',
       PYLON_KEEPALIVE_TIMEOUT: '20',
+      PYLON_STORE: 'memory',
       PYLON_LOG_LEVEL: 'warn',
     });
     children.push(cli);
@@ -73,7 +83,14 @@ describe('pylon start', () => {
     const cli = startCli(['--keepalive-interval', '60', '--keepalive-timeout', '30']);
     expect(await cli.exited).not.toBe(0);
     expect(cli.stderr).toMatch(/--keepalive-timeout/);
-    const bad = new Child(process.execPath, ['dist/cli/main.js', 'start', '--tcp-port', 'eighty']);
+    const bad = new Child(process.execPath, [
+      'dist/cli/main.js',
+      'start',
+      '--tcp-port',
+      'eighty',
+      '--store',
+      'memory',
+    ]);
     children.push(bad);
     expect(await bad.exited).not.toBe(0);
     expect(bad.stderr).toMatch(/--tcp-port must be an integer/);
@@ -128,5 +145,41 @@ describe('pylon start authentication', () => {
     expect(ok.welcome?.user).toBe('jwt-user');
     await expect(connect(ws, { token: 'jwt-user', reconnect: false })).rejects.toThrow(/4502/);
     await ok.close();
+  });
+});
+
+describe('pylon start storage', () => {
+  it('keeps qos-1 messages in its sqlite file across a SIGKILL', async () => {
+    const db = join(dataDir, 'durable', 'pylon.db');
+    const first = new Child(
+      process.execPath,
+      ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', '--store', `sqlite:${db}`],
+      { PYLON_LOG_LEVEL: 'warn' },
+    );
+    children.push(first);
+    await first.waitFor(/store sqlite:/);
+    first.kill('SIGKILL');
+    await first.exited;
+    const { openStore } = await import('../src/store/index.js');
+    const store = await openStore(`sqlite:${db}`);
+    await store.append(['kim'], {
+      id: 'm1',
+      type: 'note',
+      data: 'kept',
+      createdAt: Date.now(),
+      expiresAt: Date.now() + 60_000,
+    });
+    await store.close();
+    const second = new Child(
+      process.execPath,
+      ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', '--store', `sqlite:${db}`],
+      { PYLON_LOG_LEVEL: 'warn' },
+    );
+    children.push(second);
+    const tcp = (await second.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const client = await connect(tcp, { token: 'kim', reconnect: false });
+    const got = await new Promise<unknown>((resolve) => client.on('note', resolve));
+    expect(got).toBe('kept');
+    await client.close();
   });
 });

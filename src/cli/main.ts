@@ -70,6 +70,11 @@ program
       .default('allow'),
   )
   .addOption(
+    new Option('--store <spec>', 'where qos-1 messages wait: memory, sqlite:<path>, redis://host:port')
+      .env('PYLON_STORE')
+      .default('sqlite:./data/pylon.db'),
+  )
+  .addOption(
     new Option('--log-level <level>', 'log level')
       .env('PYLON_LOG_LEVEL')
       .choices(['debug', 'info', 'warn', 'error', 'silent'])

@@ -1,5 +1,6 @@
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../gateway/logger.js';
+import { openStore } from '../store/index.js';
 import { type AuthFlags, resolveAuth } from './auth.js';
 import { installEcho } from './echo.js';
 
@@ -11,13 +12,16 @@ export interface StartFlags extends AuthFlags {
   keepaliveTimeout: number;
   logLevel: LogLevel;
   duplicateLogin: 'allow' | 'replace';
+  store: string;
 }
 
 /** Runs the gateway in the foreground until SIGINT/SIGTERM. */
 export async function start(flags: StartFlags): Promise<void> {
   const logger = createLogger(flags.logLevel);
   const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
+  const store = await openStore(flags.store);
   const gateway = createGateway({
+    store,
     validate: auth.validate,
     duplicateLogin: flags.duplicateLogin,
     tcp: { port: flags.tcpPort, host: flags.host },
@@ -34,7 +38,7 @@ export async function start(flags: StartFlags): Promise<void> {
     a.family === 'IPv6' ? `[${a.address}]` : a.address;
   if (addr.ws) process.stdout.write(`pylon: WebSocket on ws://${hostPart(addr.ws)}:${addr.ws.port}/ws\n`);
   if (addr.tcp) process.stdout.write(`pylon: TCP on tcp://${hostPart(addr.tcp)}:${addr.tcp.port}\n`);
-  process.stdout.write(`pylon: auth ${auth.mode}\n`);
+  process.stdout.write(`pylon: auth ${auth.mode}, store ${flags.store}\n`);
   process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
   let stopping = false;
@@ -45,16 +49,19 @@ export async function start(flags: StartFlags): Promise<void> {
     }
     stopping = true;
     process.stdout.write(`pylon: ${signal}, closing ${gateway.connections.size} connection(s)\n`);
-    gateway.close().then(
-      () => {
-        process.stdout.write('pylon: stopped\n');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'close failed');
-        process.exit(1);
-      },
-    );
+    gateway
+      .close()
+      .then(() => store.close())
+      .then(
+        () => {
+          process.stdout.write('pylon: stopped\n');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'close failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
