@@ -3,21 +3,20 @@
 export type { DeliveryOptions } from './delivery/delivery.js';
 export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';
-export {
-  createGateway,
-  Gateway,
-  type GatewayAddresses,
-  type GatewayEvents,
-  type GatewayStats,
-  type PushOptions,
-  type PushResult,
-} from './gateway/gateway.js';
+export { createGateway, Gateway } from './gateway/gateway.js';
 export { type JwtOptions, jwtValidator, readJwksFile } from './gateway/jwt.js';
 export { createLogger, type Logger, type LogLevel } from './gateway/logger.js';
 export type { GatewayOptions, KeepaliveOptions, ListenOptions, WsListenOptions } from './gateway/options.js';
 export { DEFAULT_KEEPALIVE } from './gateway/options.js';
 export type { ResumeOptions } from './gateway/resume.js';
 export type { Context, Handler, Middleware } from './gateway/router.js';
+export type {
+  GatewayAddresses,
+  GatewayEvents,
+  GatewayStats,
+  PushOptions,
+  PushResult,
+} from './gateway/types.js';
 export { VERSION } from './gateway/version.js';
 export type { LabelQuery, Target } from './hub/member.js';
 export type { Codec, CodecName } from './protocol/codec.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type PylonClient } from '../src/client/index.js';
-import { devValidator, type GatewayOptions } from '../src/index.js';
+import { devValidator, FakeClock, type GatewayOptions } from '../src/index.js';
 import { RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 afterEach(stopAll);
@@ -137,7 +137,9 @@ describe('qos 1', () => {
 describe('resume after a flash disconnect', () => {
   it('gets its labels back and the qos-0 and qos-1 pushes it missed, without subscribing again', async () => {
     const { gateway, tcpUrl } = await startGateway(base);
-    const client = await connect(tcpUrl, { token: 'carol', reconnect: { base: 200, max: 200 } });
+    // The client's clock is fake: it reconnects only when the test moves time on.
+    const clock = new FakeClock();
+    const client = await connect(tcpUrl, { token: 'carol', clock, reconnect: { base: 200, max: 200 } });
     await client.subscribe(['room_7']);
     const got = collect(client, 'news');
     const reconnected = new Promise<{ resumed?: boolean; recovered?: boolean }>((r) =>
@@ -151,6 +153,7 @@ describe('resume after a flash disconnect', () => {
     await gateway.push({ labels: { all: ['room_7'] } }, 'news', 'missed qos 0');
     await gateway.push({ user: 'carol' }, 'news', 'missed qos 1', { qos: 1 });
     await gateway.push({ labels: { all: ['room_8'] } }, 'news', 'not for carol');
+    clock.advance(1000);
     const welcome = await reconnected;
     expect(welcome).toMatchObject({ resumed: true, recovered: true });
     expect(client.welcome?.session).not.toBe(before);

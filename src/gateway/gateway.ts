@@ -1,11 +1,9 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { Delivery } from '../delivery/delivery.js';
-import { type Broadcast, Fanout } from '../hub/fanout.js';
+import { Fanout } from '../hub/fanout.js';
 import { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
-import { parseTarget } from '../hub/target.js';
 import type { Codec } from '../protocol/codec.js';
 import {
   type DisconnectInfo,
@@ -23,13 +21,12 @@ import type { Clock } from '../timer/clock.js';
 import { systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
 import type { Link, LinkInfo, LinkSink } from '../transport/link.js';
-import { TcpTransport } from '../transport/tcp.js';
-import { WsTransport } from '../transport/ws.js';
 import { checkLabel, upgradeToken } from './auth.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { onConnectionTimer } from './keepalive.js';
+import { Listeners } from './listeners.js';
 import type { Logger } from './logger.js';
 import {
   type GatewayOptions,
@@ -37,64 +34,11 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { type Pushing, pushTo } from './push.js';
 import { type ResumeResult, Resumes } from './resume.js';
 import { type Handler, type Middleware, Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
-
-export interface GatewayEvents {
-  /** A connection completed its handshake (and authentication) and can send and receive. */
-  connect: [connection: Connection];
-  /** A connection that had connected is gone; `info` says why (code from the disconnect table). */
-  disconnect: [connection: Connection, info: DisconnectInfo];
-  /** A handler threw something that is not a PylonError (the client got INTERNAL). */
-  error: [error: Error, connection: Connection | undefined];
-}
-
-export interface GatewayAddresses {
-  tcp?: AddressInfo;
-  ws?: AddressInfo;
-}
-
-export interface GatewayStats {
-  connections: number;
-  users: number;
-  labels: number;
-  messagesIn: number;
-  messagesOut: number;
-  /** qos-0 pushes dropped because a connection's buffer was over its high-water mark. */
-  pushesDropped: number;
-  /** Connections closed as slow consumers. */
-  slowConsumers: number;
-  /** Connections refused by the validate hook. */
-  authFailures: number;
-  /** qos 1: messages stored, sent, re-sent, acked, and moved aside (expired, over the cap). */
-  qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
-  /** Dropped sessions waiting to be resumed. */
-  resumable: number;
-}
-
-export interface PushOptions {
-  /** Per-label payloads: a connection gets the variant of the first of its labels that has one, else `data` (qos 0 only). */
-  variants?: Record<string, unknown>;
-  /**
-   * 0: at most once (default). 1: at least once — stored in each user's inbox before it is
-   * sent, re-sent until acked, delivered on connect if the user is offline.
-   */
-  qos?: 0 | 1;
-  /** qos 1: how long the message may wait for its ack (ms). Default: delivery.ttl. */
-  ttl?: number;
-}
-
-export interface PushResult {
-  /** The push's id (qos 1: the id stored with the message). */
-  id: string;
-  /** Connections selected by the target (qos 1: the open connections of the users). */
-  targeted: number;
-  /** qos 1: users the message was stored for (online or not). */
-  stored?: number;
-  /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
-  done: Promise<{ delivered: number; dropped: number }>;
-}
+import type { GatewayAddresses, GatewayEvents, GatewayStats, PushOptions, PushResult } from './types.js';
 
 const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
 const MAX_EARLY_FRAMES = 64;
@@ -130,8 +74,8 @@ export class Gateway
   private readonly wheel: TimingWheel;
   private readonly nodeId = randomBytes(4).toString('hex');
   private nextId = 0;
-  private tcp: TcpTransport | undefined;
-  private ws: WsTransport | undefined;
+  private readonly servers: Listeners;
+  private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
   private onEmpty: (() => void) | undefined;
@@ -171,6 +115,8 @@ export class Gateway
       o.delivery,
     );
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
+    this.servers = new Listeners(o, this, this.wheel);
+    this.pushing = { hub: this.hub, fanout: this.fanout, delivery: this.delivery, resumes: this.resumes };
   }
 
   // ---- application API ----
@@ -207,47 +153,7 @@ export class Gateway
    *   users too; label/all/connection targets reach the users of the connections they select.
    */
   async push(target: Target, type: string, data?: unknown, options: PushOptions = {}): Promise<PushResult> {
-    const t = parseTarget(target, 'target');
-    if (typeof type !== 'string' || type.length === 0)
-      throw new PylonError('BAD_REQUEST', 'type: must be a non-empty string');
-    const qos = options.qos ?? 0;
-    if (qos !== 0 && qos !== 1) throw new PylonError('BAD_REQUEST', 'qos: must be 0 or 1');
-    const id = randomUUID();
-    if (qos === 1) {
-      if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
-      if (options.ttl !== undefined && !(options.ttl > 0))
-        throw new PylonError('BAD_REQUEST', 'ttl: must be a positive number of ms');
-      const users = this.usersOf(t);
-      let targeted = 0;
-      for (const u of users) targeted += this.hub.ofUser(u).size;
-      await this.delivery.push(users, { id, type, data }, options.ttl);
-      return {
-        id,
-        targeted,
-        stored: users.length,
-        done: Promise.resolve({ delivered: targeted, dropped: 0 }),
-      };
-    }
-    let variants: Map<string, unknown> | undefined;
-    if (options.variants !== undefined) {
-      if (typeof options.variants !== 'object' || options.variants === null) {
-        throw new PylonError('BAD_REQUEST', 'variants: must be an object of label -> data');
-      }
-      variants = new Map(Object.entries(options.variants));
-    }
-    const push: Broadcast = { type, data, variants };
-    this.resumes?.record(t, push);
-    const result = this.fanout.deliver(this.hub.select(t), push);
-    return { id, targeted: result.targeted, done: result.done };
-  }
-
-  /** The distinct users a qos-1 push to `t` is for. */
-  private usersOf(t: Target): string[] {
-    if ('user' in t) return [t.user];
-    if ('users' in t) return [...new Set(t.users)];
-    const users = new Set<string>();
-    for (const m of this.hub.select(t)) if (m.user !== undefined) users.add(m.user);
-    return [...users];
+    return pushTo(this.pushing, target, type, data, options);
   }
 
   /** Close the connections of a user, or one connection, with `kicked` (4503). Returns how many. */
@@ -293,32 +199,8 @@ export class Gateway
 
   /** Start the configured listeners. Resolves with their addresses (useful with port 0). */
   async listen(): Promise<GatewayAddresses> {
-    const o = this.options;
-    if (!o.tcp && !o.ws) throw new Error('no listener configured: set options.tcp and/or options.ws');
-    if (o.tcp) {
-      this.tcp = new TcpTransport({
-        sink: this,
-        maxFrame: o.maxFrame,
-        highWaterMark: o.highWaterMark,
-        closeTimeout: o.closeTimeout,
-        after: (ms, fn, link) => {
-          this.wheel.schedule(ms, fn, link);
-        },
-      });
-      this.addresses.tcp = await this.tcp.listen(o.tcp.port, o.tcp.host);
-    }
-    if (o.ws) {
-      this.ws = new WsTransport({
-        sink: this,
-        path: o.ws.path,
-        maxFrame: o.maxFrame,
-        highWaterMark: o.highWaterMark,
-        handshakeTimeout: o.handshakeTimeout,
-        protocols: Object.keys(SUBPROTOCOLS),
-        httpHandler: o.ws.httpHandler,
-      });
-      this.addresses.ws = await this.ws.listen(o.ws.port, o.ws.host);
-    }
+    const addresses = await this.servers.start();
+    Object.assign(this.addresses, addresses);
     return this.addresses;
   }
 
@@ -337,7 +219,7 @@ export class Gateway
   }
 
   private async shutdown(): Promise<void> {
-    await Promise.all([this.tcp?.stop(), this.ws?.stop()]);
+    await this.servers.stop();
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });

@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import type { Delivery } from '../delivery/delivery.js';
+import type { Broadcast, Fanout } from '../hub/fanout.js';
+import type { Hub } from '../hub/hub.js';
+import type { Target } from '../hub/member.js';
+import { parseTarget } from '../hub/target.js';
+import { PylonError } from '../protocol/errors.js';
+import type { Connection } from './connection.js';
+import type { Resumes } from './resume.js';
+import type { PushOptions, PushResult } from './types.js';
+
+/** What a push goes through. */
+export interface Pushing {
+  hub: Hub<Connection>;
+  fanout: Fanout;
+  delivery: Delivery;
+  resumes: Resumes | undefined;
+}
+
+/**
+ * gateway.push: checks its input (BAD_REQUEST naming the field), then
+ * - qos 0: selects the connections, records the push for resumed sessions, fans it out;
+ * - qos 1: resolves the target to users and hands them to delivery (store, then send).
+ */
+export async function pushTo(
+  p: Pushing,
+  target: Target,
+  type: string,
+  data: unknown,
+  options: PushOptions,
+): Promise<PushResult> {
+  const t = parseTarget(target, 'target');
+  if (typeof type !== 'string' || type.length === 0)
+    throw new PylonError('BAD_REQUEST', 'type: must be a non-empty string');
+  const qos = options.qos ?? 0;
+  if (qos !== 0 && qos !== 1) throw new PylonError('BAD_REQUEST', 'qos: must be 0 or 1');
+  const id = randomUUID();
+  if (qos === 1) {
+    if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
+    if (options.ttl !== undefined && !(options.ttl > 0)) {
+      throw new PylonError('BAD_REQUEST', 'ttl: must be a positive number of ms');
+    }
+    const users = usersOf(p.hub, t);
+    let targeted = 0;
+    for (const u of users) targeted += p.hub.ofUser(u).size;
+    await p.delivery.push(users, { id, type, data }, options.ttl);
+    return { id, targeted, stored: users.length, done: Promise.resolve({ delivered: targeted, dropped: 0 }) };
+  }
+  let variants: Map<string, unknown> | undefined;
+  if (options.variants !== undefined) {
+    if (typeof options.variants !== 'object' || options.variants === null) {
+      throw new PylonError('BAD_REQUEST', 'variants: must be an object of label -> data');
+    }
+    variants = new Map(Object.entries(options.variants));
+  }
+  const push: Broadcast = { type, data, variants };
+  p.resumes?.record(t, push);
+  const result = p.fanout.deliver(p.hub.select(t), push);
+  return { id, targeted: result.targeted, done: result.done };
+}
+
+/** The distinct users a qos-1 push to `t` is for (user targets include offline users). */
+function usersOf(hub: Hub<Connection>, t: Target): string[] {
+  if ('user' in t) return [t.user];
+  if ('users' in t) return [...new Set(t.users)];
+  const users = new Set<string>();
+  for (const m of hub.select(t)) if (m.user !== undefined) users.add(m.user);
+  return [...users];
+}

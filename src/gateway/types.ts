@@ -1,0 +1,58 @@
+import type { AddressInfo } from 'node:net';
+import type { DisconnectInfo } from '../protocol/disconnect.js';
+import type { Connection } from './connection.js';
+
+export interface GatewayEvents {
+  /** A connection completed its handshake (and authentication) and can send and receive. */
+  connect: [connection: Connection];
+  /** A connection that had connected is gone; `info` says why (code from the disconnect table). */
+  disconnect: [connection: Connection, info: DisconnectInfo];
+  /** A handler threw something that is not a PylonError (the client got INTERNAL). */
+  error: [error: Error, connection: Connection | undefined];
+}
+
+export interface GatewayAddresses {
+  tcp?: AddressInfo;
+  ws?: AddressInfo;
+}
+
+export interface GatewayStats {
+  connections: number;
+  users: number;
+  labels: number;
+  messagesIn: number;
+  messagesOut: number;
+  /** qos-0 pushes dropped because a connection's buffer was over its high-water mark. */
+  pushesDropped: number;
+  /** Connections closed as slow consumers. */
+  slowConsumers: number;
+  /** Connections refused by the validate hook. */
+  authFailures: number;
+  /** qos 1: messages stored, sent, re-sent, acked, and moved aside (expired, over the cap). */
+  qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
+  /** Dropped sessions waiting to be resumed. */
+  resumable: number;
+}
+
+export interface PushOptions {
+  /** Per-label payloads: a connection gets the variant of the first of its labels that has one, else `data` (qos 0 only). */
+  variants?: Record<string, unknown>;
+  /**
+   * 0: at most once (default). 1: at least once — stored in each user's inbox before it is
+   * sent, re-sent until acked, delivered on connect if the user is offline.
+   */
+  qos?: 0 | 1;
+  /** qos 1: how long the message may wait for its ack (ms). Default: delivery.ttl. */
+  ttl?: number;
+}
+
+export interface PushResult {
+  /** The push's id (qos 1: the id stored with the message). */
+  id: string;
+  /** Connections selected by the target (qos 1: the open connections of the users). */
+  targeted: number;
+  /** qos 1: users the message was stored for (online or not). */
+  stored?: number;
+  /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
+  done: Promise<{ delivered: number; dropped: number }>;
+}
