@@ -1,4 +1,4 @@
-import type { Codec, CodecName } from '../protocol/codec.js';
+import type { Codec } from '../protocol/codec.js';
 import { type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
 import { type Envelope, MAX_ID } from '../protocol/envelope.js';
 import { PylonError, TimeoutError } from '../protocol/errors.js';
@@ -6,105 +6,18 @@ import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import { getCodec, jsonCodec } from '../protocol/index.js';
 import { type Clock, systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
-import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
-
-export interface ReconnectOptions extends BackoffOptions {
-  /** Give up after this many failed attempts in a row. Default: never. */
-  maxAttempts: number;
-}
-
-export interface ClientOptions {
-  /** Sent in the WS URL (?token=) and in hello. */
-  token?: string;
-  /** Default "json". */
-  codec?: CodecName;
-  /** Default time for a request to be answered (ms). Default 10 s. */
-  requestTimeout?: number;
-  /** Time to open the link and get `welcome` (ms). Default 10 s. */
-  connectTimeout?: number;
-  /**
-   * Send a ping after this long without sending anything (ms). Default 4 min 55 s, under the
-   * 5-minute idle cut of mobile networks; lowered to the server's interval from `welcome`.
-   */
-  heartbeat?: number;
-  /** Declare the link dead after this long without receiving anything (ms). Default: the server's timeout from `welcome`, else twice the heartbeat. */
-  heartbeatTimeout?: number;
-  /** Automatic reconnection; `false` turns it off. */
-  reconnect?: Partial<ReconnectOptions> | false;
-  /** Requests and messages issued while disconnected: wait for the link ("queue", the default) or fail at once ("fail"). */
-  offline?: 'queue' | 'fail';
-  /** Most requests/messages waiting for the link. Default 1000. */
-  maxQueue?: number;
-  /** Largest frame accepted (bytes). Default 1 MiB. */
-  maxFrame?: number;
-  /** Extra headers for the WebSocket upgrade (Node only). */
-  headers?: Record<string, string>;
-  /** Time source (tests pass a FakeClock). */
-  clock?: Clock;
-  /**
-   * The last qos-1 seq this application processed (persisted by it across restarts), so pushes
-   * up to it are acked without running the handlers again. Default 0.
-   */
-  lastSeq?: number;
-  /** Random source for backoff jitter (tests pass a fixed one). */
-  random?: () => number;
-}
-
-export interface RequestOptions {
-  /** ms; default: the client's requestTimeout. */
-  timeout?: number;
-  signal?: AbortSignal;
-}
-
-/** What the server said in `welcome`. */
-export interface Welcome {
-  connection: string;
-  server: string;
-  codec: CodecName;
-  maxFrame: number;
-  heartbeat: { interval: number; timeout: number } | null;
-  /** The authenticated user, if any. */
-  user?: string;
-  labels?: string[];
-  /** The session id to resume with after a drop (when the server offers resume). */
-  session?: string;
-  /** This connection resumed the previous session: labels restored, missed pushes replayed. */
-  resumed?: boolean;
-  /** Every missed qos-0 push was still in the server's history. */
-  recovered?: boolean;
-  [key: string]: unknown;
-}
-
-export interface PushMeta {
-  type: string;
-  seq: number | undefined;
-  qos: 0 | 1;
-}
-
-export type PushHandler<T = unknown> = (data: T, meta: PushMeta) => void | Promise<void>;
-
-export interface CloseEvent extends DisconnectInfo {
-  /** The client will try to reconnect. */
-  willReconnect: boolean;
-}
-
-export interface ClientEvents {
-  open: [welcome: Welcome];
-  close: [event: CloseEvent];
-  reconnecting: [event: { attempt: number; delay: number }];
-  reconnected: [welcome: Welcome];
-  error: [error: Error];
-}
-
-/** Lifecycle event names; pushes of these types cannot be listened to with `on`. */
-export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
-  'open',
-  'close',
-  'reconnecting',
-  'reconnected',
-  'error',
-]);
+import {
+  type ClientEvents,
+  type ClientOptions,
+  type PushHandler,
+  type PushMeta,
+  RESERVED_EVENTS,
+  type ReconnectOptions,
+  type RequestOptions,
+  type Welcome,
+} from './types.js';
 
 type ClientState = 'connecting' | 'open' | 'waiting' | 'closed';
 

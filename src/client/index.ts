@@ -1,10 +1,13 @@
-import { type ClientOptions, PylonClient } from './client.js';
+import { PylonClient } from './client.js';
 import { nodeDialer } from './transport-node.js';
+import type { ClientOptions } from './types.js';
 
 export type { CodecName } from '../protocol/codec.js';
 export { DISCONNECT, type DisconnectInfo, shouldReconnect } from '../protocol/disconnect.js';
 export { ERROR_CODES, PylonError, TimeoutError } from '../protocol/errors.js';
 export { type BackoffOptions, backoffDelay } from './backoff.js';
+export { PylonClient } from './client.js';
+export type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
 export type {
   ClientEvents,
   ClientOptions,
@@ -14,9 +17,8 @@ export type {
   ReconnectOptions,
   RequestOptions,
   Welcome,
-} from './client.js';
-export { PylonClient, RESERVED_EVENTS } from './client.js';
-export type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
+} from './types.js';
+export { RESERVED_EVENTS } from './types.js';
 
 /**
  * Connect to a Pylon gateway at a `tcp://host:port` or `ws://host:port/ws` URL and wait for
