@@ -38,7 +38,16 @@ import { type Pushing, pushTo } from './push.js';
 import { type ResumeResult, Resumes } from './resume.js';
 import { type Handler, type Middleware, Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
-import type { GatewayAddresses, GatewayEvents, GatewayStats, PushOptions, PushResult } from './types.js';
+import type {
+  ConnectionInfo,
+  GatewayAddresses,
+  GatewayEvents,
+  GatewayStats,
+  LabelPage,
+  PushOptions,
+  PushResult,
+  UserInfo,
+} from './types.js';
 
 const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
 const MAX_EARLY_FRAMES = 64;
@@ -98,7 +107,13 @@ export class Gateway
     };
     this.subscriptions = { authorizeSub: o.authorizeSub, maxLabels: o.maxLabels };
     this.clock = this.options.clock ?? systemClock;
-    this.fanout = new Fanout({ chunk: this.options.fanoutChunk });
+    this.fanout = new Fanout({
+      chunk: this.options.fanoutChunk,
+      ceiling: this.options.fanoutCeiling,
+      after: (ms, fn) => {
+        this.wheel.after(ms, fn);
+      },
+    });
     this.wheel = new TimingWheel({
       clock: this.clock,
       tickMs: this.options.tickMs,
@@ -183,6 +198,49 @@ export class Gateway
   /** How many open connections have each label. */
   labelCounts(): Map<string, number> {
     return this.hub.labelCounts();
+  }
+
+  /** What an operator sees of a user: online or not, and each connection. */
+  userInfo(user: string): UserInfo {
+    const connections = this.connectionsOf(user).map(describeConnection);
+    return { user, online: connections.length > 0, connections };
+  }
+
+  /** Add and remove labels on every open connection of `user`. Returns how many connections there were. */
+  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
+    const conns = this.connectionsOf(user);
+    for (const l of change.add ?? []) checkLabel(l);
+    for (const c of conns) {
+      for (const l of change.remove ?? []) c.leave(l);
+      for (const l of change.add ?? []) c.join(l);
+    }
+    return conns.length;
+  }
+
+  /** Labels in name order with their counts, a page at a time (`after`: the last label of the previous page). */
+  labels(page: { after?: string; limit?: number } = {}): {
+    labels: Array<{ label: string; count: number }>;
+    next?: string;
+  } {
+    const limit = clampLimit(page.limit);
+    const names = [...this.hub.labelCounts().keys()].sort();
+    const start = page.after === undefined ? 0 : upperBound(names, page.after);
+    const slice = names.slice(start, start + limit);
+    const labels = slice.map((label) => ({ label, count: this.hub.ofLabel(label).size }));
+    const next = start + limit < names.length ? slice.at(-1) : undefined;
+    return next === undefined ? { labels } : { labels, next };
+  }
+
+  /** One label: its count and a page of its connections, in connection-id order. */
+  labelMembers(label: string, page: { after?: string; limit?: number } = {}): LabelPage {
+    const limit = clampLimit(page.limit);
+    const members = [...this.hub.ofLabel(label)].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const ids = members.map((m) => m.id);
+    const start = page.after === undefined ? 0 : upperBound(ids, page.after);
+    const slice = members.slice(start, start + limit).map((m) => ({ connection: m.id, user: m.user }));
+    const result: LabelPage = { label, count: members.length, members: slice };
+    if (start + limit < members.length) result.next = slice.at(-1)?.connection;
+    return result;
   }
 
   stats(): GatewayStats {
@@ -531,6 +589,40 @@ export class Gateway
 }
 
 const PONG: Envelope = { kind: 'pong' };
+
+function describeConnection(c: Connection): ConnectionInfo {
+  const info: ConnectionInfo = {
+    id: c.id,
+    transport: c.transport,
+    remoteAddress: c.remoteAddress,
+    labels: c.labels ? [...c.labels] : [],
+    connectedAt: new Date(c.connectedAt).toISOString(),
+  };
+  if (c.user !== undefined) info.user = c.user;
+  if (c.device !== undefined) info.device = c.device;
+  if (c.version !== undefined) info.version = c.version;
+  return info;
+}
+
+function clampLimit(limit: number | undefined): number {
+  if (limit === undefined) return 100;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw new PylonError('BAD_REQUEST', 'limit: must be an integer from 1 to 1000');
+  }
+  return limit;
+}
+
+/** Index of the first name greater than `after` in sorted `names`. */
+function upperBound(names: string[], after: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((names[mid] as string) <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 function callNoArg(fn: () => void): void {
   fn();

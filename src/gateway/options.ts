@@ -68,6 +68,8 @@ export interface GatewayOptions {
   slowConsumerTimeout?: number;
   /** Connections written per event-loop turn during a fan-out. Default 1000. */
   fanoutChunk?: number;
+  /** Process-wide ceiling on connections written per second by fan-outs (flow control). Default: none. */
+  fanoutCeiling?: number;
   /** Most labels one connection may have. Default 256. */
   maxLabels?: number;
   /**
@@ -101,6 +103,7 @@ export interface ResolvedOptions {
   duplicateLogin: 'allow' | 'replace';
   slowConsumerTimeout: number;
   fanoutChunk: number;
+  fanoutCeiling: number | undefined;
   maxLabels: number;
   store: MessageStore | undefined;
   delivery: DeliveryOptions;
@@ -172,6 +175,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     duplicateLogin: oneOf('duplicateLogin', o.duplicateLogin, ['allow', 'replace'] as const, 'allow'),
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),
+    fanoutCeiling: o.fanoutCeiling === undefined ? undefined : positive('fanoutCeiling', o.fanoutCeiling, 0),
     maxLabels: Math.floor(positive('maxLabels', o.maxLabels, 256)),
     store: o.store,
     delivery: resolveDelivery(o.delivery ?? {}),

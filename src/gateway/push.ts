@@ -55,7 +55,10 @@ export async function pushTo(
   }
   const push: Broadcast = { type, data, variants };
   p.resumes?.record(t, push);
-  const result = p.fanout.deliver(p.hub.select(t), push);
+  if (options.rate !== undefined && !(options.rate > 0)) {
+    throw new PylonError('BAD_REQUEST', 'rate: must be a positive number of connections per second');
+  }
+  const result = p.fanout.deliver(p.hub.select(t), push, options.rate);
   return { id, targeted: result.targeted, done: result.done };
 }
 

@@ -44,6 +44,8 @@ export interface PushOptions {
   qos?: 0 | 1;
   /** qos 1: how long the message may wait for its ack (ms). Default: delivery.ttl. */
   ttl?: number;
+  /** qos 0: pace the fan-out to this many connections per second (push returns at once). */
+  rate?: number;
 }
 
 export interface PushResult {
@@ -55,4 +57,31 @@ export interface PushResult {
   stored?: number;
   /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
   done: Promise<{ delivered: number; dropped: number }>;
+}
+
+/** A connection, as the admin API shows it. */
+export interface ConnectionInfo {
+  id: string;
+  user?: string;
+  transport: string;
+  remoteAddress: string;
+  labels: string[];
+  /** ISO 8601. */
+  connectedAt: string;
+  device?: string;
+  version?: string;
+}
+
+export interface UserInfo {
+  user: string;
+  online: boolean;
+  connections: ConnectionInfo[];
+}
+
+export interface LabelPage {
+  label: string;
+  count: number;
+  members: Array<{ connection: string; user: string | undefined }>;
+  /** Pass as `after` for the next page. */
+  next?: string;
 }

@@ -25,40 +25,91 @@ export interface FanoutResult {
 export interface FanoutOptions {
   /** Members written per turn of the event loop. */
   chunk: number;
+  /** Process-wide ceiling on connections written per second, over every fan-out (undefined: none). */
+  ceiling?: number;
+  /** Schedules paced steps (the gateway's timing wheel). */
+  after(ms: number, fn: () => void): void;
 }
+
+interface Run {
+  members: Member[];
+  frames: FrameCache;
+  index: number;
+  delivered: number;
+  dropped: number;
+}
+
+/** How often a paced fan-out writes its next slice (ms). */
+const PACE_STEP = 10;
 
 /**
  * Writes one push to many members. Each (codec, variant) pair is encoded once and framed once
  * per transport, and the same bytes go to every member that needs them. Sets larger than one
  * chunk are written a chunk per event-loop turn (setImmediate), so a broadcast to every
  * connection of a busy process never stalls its heartbeats and requests for long.
+ *
+ * Flow control (the 360 system's paced send queue, goim's speed): a push may carry a rate in
+ * connections per second, and a process-wide ceiling bounds all fan-outs together; a paced
+ * fan-out writes a slice every 10 ms and the caller does not wait for it.
  */
 export class Fanout {
-  constructor(private readonly options: FanoutOptions) {}
+  private tokens: number;
+  private refilled = performance.now();
 
-  deliver(members: Member[], push: Broadcast): FanoutResult {
-    const frames = new FrameCache(push);
-    const state = { members, frames, index: 0, delivered: 0, dropped: 0 };
+  constructor(private readonly options: FanoutOptions) {
+    this.tokens = options.ceiling ?? 0;
+  }
+
+  deliver(members: Member[], push: Broadcast, rate?: number): FanoutResult {
+    const run: Run = { members, frames: new FrameCache(push), index: 0, delivered: 0, dropped: 0 };
     const targeted = members.length;
-    if (targeted <= this.options.chunk) {
-      this.run(state, targeted);
-      return { targeted, done: Promise.resolve({ delivered: state.delivered, dropped: state.dropped }) };
+    const ceiling = this.options.ceiling;
+    const paced = rate !== undefined || ceiling !== undefined;
+    if (!paced && targeted <= this.options.chunk) {
+      this.write(run, targeted);
+      return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
     }
     const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
+      const finish = () => resolve({ delivered: run.delivered, dropped: run.dropped });
+      if (!paced) {
+        const step = () => {
+          this.write(run, this.options.chunk);
+          if (run.index < targeted) setImmediate(step);
+          else finish();
+        };
+        step();
+        return;
+      }
+      const started = performance.now();
       const step = () => {
-        this.run(state, this.options.chunk);
-        if (state.index < targeted) setImmediate(step);
-        else resolve({ delivered: state.delivered, dropped: state.dropped });
+        // Due so far at this push's own rate, at most a chunk per step, and within the ceiling.
+        let budget = this.options.chunk;
+        if (rate !== undefined)
+          budget = Math.min(
+            budget,
+            Math.floor((rate * (performance.now() - started)) / 1000) + 1 - run.index,
+          );
+        if (ceiling !== undefined) budget = this.take(Math.max(0, budget), ceiling);
+        if (budget > 0) this.write(run, budget);
+        if (run.index < targeted) this.options.after(PACE_STEP, step);
+        else finish();
       };
       step();
     });
     return { targeted, done };
   }
 
-  private run(
-    s: { members: Member[]; frames: FrameCache; index: number; delivered: number; dropped: number },
-    count: number,
-  ): void {
+  /** Takes up to `n` tokens from the process-wide bucket (refilled at `ceiling` per second, burst of 100 ms). */
+  private take(n: number, ceiling: number): number {
+    const now = performance.now();
+    this.tokens = Math.min(ceiling / 10, this.tokens + ((now - this.refilled) * ceiling) / 1000);
+    this.refilled = now;
+    const granted = Math.min(n, Math.floor(this.tokens));
+    this.tokens -= granted;
+    return granted;
+  }
+
+  private write(s: Run, count: number): void {
     const end = Math.min(s.members.length, s.index + count);
     for (let i = s.index; i < end; i++) {
       const m = s.members[i] as Member;
