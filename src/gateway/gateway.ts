@@ -536,6 +536,10 @@ export class Gateway
     } else {
       conn.timer?.cancel();
     }
+    this.logger.info(
+      { conn: conn.id, user: conn.user, transport: conn.transport, remote: conn.remoteAddress },
+      'connect',
+    );
     this.emit('connect', conn);
   }
 
@@ -570,7 +574,9 @@ export class Gateway
     this.hub.remove(conn);
     this.delivery.detach(conn);
     if (conn.session !== undefined && conn.opened && info.reconnect) this.resumes?.save(conn);
-    this.logger.debug({ conn: conn.id, code: info.code, name: info.name, reason: info.reason }, 'disconnect');
+    const fields = { conn: conn.id, user: conn.user, code: info.code, name: info.name, reason: info.reason };
+    if (conn.opened) this.logger.info(fields, info.name === 'kicked' ? 'kick' : 'disconnect');
+    else this.logger.debug(fields, 'closed before connect');
     if (conn.opened) this.emit('disconnect', conn, info);
   }
 

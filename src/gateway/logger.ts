@@ -6,11 +6,17 @@ export interface Logger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+  /** Write out what is buffered (pino's flush). */
+  flush?(): void;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
-/** One JSON line per event, to stderr (stdout stays the application's). */
+/**
+ * One JSON line per event, to stderr (stdout stays the application's), written asynchronously in
+ * 4 KiB batches so that logging connects and disconnects does not cost a write(2) each.
+ */
 export function createLogger(level: LogLevel = 'info'): Logger {
-  return pino({ level, base: { name: 'pylon' } }, pino.destination(2));
+  const dest = pino.destination({ dest: 2, sync: false, minLength: 4096 });
+  return pino({ level, base: { name: 'pylon' } }, dest);
 }
