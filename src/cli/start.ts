@@ -55,6 +55,7 @@ export async function start(flags: StartFlags): Promise<void> {
       .then(
         () => {
           process.stdout.write('pylon: stopped\n');
+          logger.flush?.();
           process.exit(0);
         },
         (err: unknown) => {
