@@ -254,6 +254,7 @@ export class PylonClient {
           token: this.options.token,
           headers: this.options.headers,
           maxFrame: this.options.maxFrame ?? DEFAULT_MAX_FRAME,
+          tls: this.options.tls,
         },
         events,
       );
@@ -277,7 +278,8 @@ export class PylonClient {
     if (this.welcome?.session !== undefined) data.session = this.welcome.session;
     const hello: Envelope = { kind: 'hello', data };
     // On TCP the hello is always JSON; on WebSocket the subprotocol already set the codec.
-    const helloCodec = this.url.protocol === 'tcp:' ? jsonCodec : this.codec;
+    const stream = this.url.protocol === 'tcp:' || this.url.protocol === 'tls:';
+    const helloCodec = stream ? jsonCodec : this.codec;
     link.send(helloCodec.encode(hello), !helloCodec.binary);
     this.lastSent = this.wheel.now();
   }

@@ -23,6 +23,8 @@ export interface DialOptions {
   /** Extra HTTP headers for the WebSocket upgrade (Node only). */
   headers: Record<string, string> | undefined;
   maxFrame: number;
+  /** TLS options for tls:// and wss:// (Node only), e.g. `{ ca }` for a private CA. */
+  tls: { ca?: string | Uint8Array; rejectUnauthorized?: boolean } | undefined;
 }
 
 /** Opens a link to `url` (tcp://, ws://, wss://) and reports on it through `events`. */

@@ -1,5 +1,6 @@
 // The only file of the client SDK that imports Node built-ins: a browser build swaps it out.
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
 import { FrameDecoder, frame } from '../protocol/framing.js';
 import type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
@@ -14,8 +15,16 @@ class TcpClientLink implements ClientLink {
     this.decoder = new FrameDecoder(options.maxFrame);
     const port = Number(url.port);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    this.socket = netConnect({ host, port, noDelay: true });
-    this.socket.on('connect', () => events.open());
+    const secure = url.protocol === 'tls:';
+    this.socket = secure
+      ? tlsConnect({
+          host,
+          port,
+          servername: isIP(host) ? undefined : host,
+          ...(options.tls as ConnectionOptions | undefined),
+        })
+      : netConnect({ host, port, noDelay: true });
+    this.socket.on(secure ? 'secureConnect' : 'connect', () => events.open());
     this.socket.on('data', (chunk: Buffer) => {
       try {
         this.decoder.push(chunk, events.frame, undefined);
@@ -60,6 +69,7 @@ class WsClientLink implements ClientLink {
     if (options.token !== undefined && !target.searchParams.has('token'))
       target.searchParams.set('token', options.token);
     this.ws = new WebSocket(target, [`pylon.v1.${options.codec}`], {
+      ...options.tls,
       headers: options.headers,
       maxPayload: options.maxFrame,
       perMessageDeflate: false,
@@ -89,15 +99,16 @@ class WsClientLink implements ClientLink {
   }
 }
 
-/** Dials tcp:// and ws:// / wss:// URLs from Node. */
+/** Dials tcp://, tls://, ws:// and wss:// URLs from Node. */
 export const nodeDialer: Dialer = (url, options, events) => {
   switch (url.protocol) {
     case 'tcp:':
+    case 'tls:':
       return new TcpClientLink(url, options, events);
     case 'ws:':
     case 'wss:':
       return new WsClientLink(url, options, events);
     default:
-      throw new TypeError(`unsupported URL scheme "${url.protocol}" (use tcp://, ws:// or wss://)`);
+      throw new TypeError(`unsupported URL scheme "${url.protocol}" (use tcp://, tls://, ws:// or wss://)`);
   }
 };

@@ -32,6 +32,8 @@ export interface ClientOptions {
   maxQueue?: number;
   /** Largest frame accepted (bytes). Default 1 MiB. */
   maxFrame?: number;
+  /** TLS options for tls:// and wss:// URLs (Node only), e.g. `{ ca }` for a private CA. */
+  tls?: { ca?: string | Uint8Array; rejectUnauthorized?: boolean };
   /** Extra headers for the WebSocket upgrade (Node only). */
   headers?: Record<string, string>;
   /** Time source (tests pass a FakeClock). */

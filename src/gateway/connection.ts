@@ -7,6 +7,7 @@ import type { Envelope } from '../protocol/envelope.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { Link, TransportName } from '../transport/link.js';
 import type { OutFrame } from '../transport/out-frame.js';
+import type { Bucket } from './admission.js';
 import type { KeepaliveOptions } from './options.js';
 
 /** Where a connection is in its life. */
@@ -39,7 +40,7 @@ export interface ConnectionOwner {
  * One client connection, on any transport. Holds only what every connection needs; the
  * application's own state goes in `data`.
  */
-export class Connection implements Member, Recipient {
+export class Connection implements Member, Recipient, Bucket {
   /** Monotonic-clock time (ms) of the last frame received: any frame counts as life. */
   lastRecv: number;
   state: ConnectionState = 'handshake';
@@ -70,6 +71,9 @@ export class Connection implements Member, Recipient {
   resumeFrom: string | undefined = undefined;
   /** qos-1 delivery state (owned by the delivery module). */
   qos1: Cursor | undefined = undefined;
+  /** Inbound rate limit (token bucket): starts full (capped at the burst on first use). */
+  tokens = Number.POSITIVE_INFINITY;
+  refilled = 0;
   /** Frames that arrived while the validate hook ran; replayed once open. */
   early: Uint8Array[] | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;
@@ -83,6 +87,7 @@ export class Connection implements Member, Recipient {
     now: number,
   ) {
     this.lastRecv = now;
+    this.refilled = now;
   }
 
   get transport(): TransportName {

@@ -20,7 +20,8 @@ import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
 import { systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
-import type { Link, LinkInfo, LinkSink } from '../transport/link.js';
+import type { Admission, AdmitInfo, Link, LinkInfo, LinkSink } from '../transport/link.js';
+import { AdmissionControl, takeToken } from './admission.js';
 import { checkLabel, upgradeToken } from './auth.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
@@ -84,6 +85,7 @@ export class Gateway
   private readonly nodeId = randomBytes(4).toString('hex');
   private nextId = 0;
   private readonly servers: Listeners;
+  private readonly admission: AdmissionControl;
   private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
@@ -131,6 +133,7 @@ export class Gateway
     );
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
     this.servers = new Listeners(o, this, this.wheel);
+    this.admission = new AdmissionControl(o);
     this.pushing = { hub: this.hub, fanout: this.fanout, delivery: this.delivery, resumes: this.resumes };
   }
 
@@ -250,6 +253,7 @@ export class Gateway
       users: hub.users,
       labels: hub.labels,
       ...this.counters,
+      refused: this.admission.refused,
       qos1: { ...this.delivery.counters },
       resumable: this.resumes?.size ?? 0,
     };
@@ -296,7 +300,16 @@ export class Gateway
     this.wheel.close();
   }
 
+  /** Re-read the TLS certificate files of the tls:// and wss:// listeners (new connections use them). */
+  reloadTls(): void {
+    this.servers.reloadTls();
+  }
+
   // ---- LinkSink: what transports call ----
+
+  admit(info: AdmitInfo): Admission | Promise<Admission> {
+    return this.admission.admit(info, this.closing !== undefined);
+  }
 
   onOpen(link: Link, info: LinkInfo): void {
     let codec: Codec | undefined = jsonCodec;
@@ -308,6 +321,10 @@ export class Gateway
     const conn = new Connection(id, link, codec ?? jsonCodec, this, this.clock.now());
     link.owner = conn;
     this.connections.set(id, conn);
+    if (!this.admission.opened(info.remoteAddress)) {
+      this.disconnect(conn, 'overloaded');
+      return;
+    }
     if (this.closing) {
       this.disconnect(conn, 'shutdown');
       return;
@@ -332,8 +349,15 @@ export class Gateway
     const conn = link.owner as Connection;
     const state = conn.state;
     if (state === 'closing' || state === 'closed') return;
-    conn.lastRecv = this.clock.now();
+    const now = this.clock.now();
+    conn.lastRecv = now;
     this.counters.messagesIn++;
+    const limit = this.options.rateLimit;
+    if (limit !== undefined && !takeToken(conn, limit, now)) {
+      this.logger.warn({ conn: conn.id, user: conn.user, remote: conn.remoteAddress }, 'rate limited');
+      this.disconnect(conn, 'rate_limited', `more than ${limit.rate} frames/s`);
+      return;
+    }
     if (state === 'auth') {
       // The validate hook is running; keep what the client pipelined, in order.
       conn.early ??= [];
@@ -372,6 +396,7 @@ export class Gateway
   onClose(link: Link, code: number, reason: string): void {
     const conn = link.owner as Connection | undefined;
     if (conn === undefined) return;
+    this.admission.closed(conn.remoteAddress);
     this.lingering.delete(conn);
     if (conn.state !== 'closed') {
       this.finish(conn, {

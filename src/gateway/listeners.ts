@@ -27,6 +27,7 @@ export class Listeners {
         maxFrame: o.maxFrame,
         highWaterMark: o.highWaterMark,
         closeTimeout: o.closeTimeout,
+        tls: o.tcp.tls,
         after: (ms, fn, link) => {
           this.wheel.schedule(ms, fn, link);
         },
@@ -42,10 +43,16 @@ export class Listeners {
         handshakeTimeout: o.handshakeTimeout,
         protocols: Object.keys(SUBPROTOCOLS),
         httpHandler: o.ws.httpHandler,
+        tls: o.ws.tls,
       });
       addresses.ws = await this.ws.listen(o.ws.port, o.ws.host);
     }
     return addresses;
+  }
+
+  reloadTls(): void {
+    this.tcp?.reloadTls();
+    this.ws?.reloadTls();
   }
 
   /** Stop accepting; open connections stay. */

@@ -1,9 +1,10 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { DeliveryOptions } from '../delivery/delivery.js';
 import { DEFAULT_DELIVERY } from '../delivery/delivery.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
+import type { TlsFiles } from '../transport/tls.js';
 import type { Validator } from './auth.js';
 import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
@@ -15,6 +16,8 @@ export interface ListenOptions {
   port: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /** Certificate and key files: the listener speaks TLS (tls://, wss://). */
+  tls?: TlsFiles;
 }
 
 export interface WsListenOptions extends ListenOptions {
@@ -22,6 +25,23 @@ export interface WsListenOptions extends ListenOptions {
   path?: string;
   /** Serves plain HTTP requests on the WebSocket port (pages, health). Default: 404. */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Allowed `Origin` headers (exact, e.g. "https://app.example.com"); others get 403 before the upgrade. Default: any. */
+  origins?: string[];
+  /**
+   * Called before the upgrade, so a refused client costs no WebSocket state: true to accept,
+   * false for 403, or a status and reason.
+   */
+  verify?: (request: {
+    remoteAddress: string;
+    headers: IncomingHttpHeaders;
+  }) => boolean | { status: number; reason: string } | Promise<boolean | { status: number; reason: string }>;
+}
+
+export interface RateLimitOptions {
+  /** Frames per second one connection may send, sustained. */
+  rate: number;
+  /** Frames it may send in a burst above the rate. */
+  burst: number;
 }
 
 export interface KeepaliveOptions {
@@ -44,6 +64,12 @@ export interface GatewayOptions {
   handshakeTimeout?: number;
   /** Per-connection outgoing buffer, in bytes, above which the link reports backpressure. Default 1 MiB. */
   highWaterMark?: number;
+  /** Connections this process holds at most; more are refused (TCP: closed, WS: 503). Default 100,000. */
+  maxConnections?: number;
+  /** Connections one remote address may hold; more are refused (WS: 429). Default 10,000. */
+  maxConnectionsPerIp?: number;
+  /** Inbound frames per connection (token bucket); over it the connection is closed with `rate_limited` (4006). `false`: no limit. Default 1000/s, burst 2000. */
+  rateLimit?: RateLimitOptions | false;
   /** Requests of one connection that may run at once; more are answered TOO_MANY_REQUESTS. Default 256. */
   maxPendingRequests?: number;
   /** Time a closing connection has to finish its close before it is destroyed (ms). Default 5 s. */
@@ -90,8 +116,14 @@ export interface GatewayOptions {
 }
 
 export interface ResolvedOptions {
-  tcp: Required<ListenOptions> | undefined;
-  ws: (Required<Omit<WsListenOptions, 'httpHandler'>> & Pick<WsListenOptions, 'httpHandler'>) | undefined;
+  tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
+  ws:
+    | (Required<Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'>> &
+        Pick<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'>)
+    | undefined;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  rateLimit: RateLimitOptions | undefined;
   maxFrame: number;
   keepalive: KeepaliveOptions | undefined;
   handshakeTimeout: number;
@@ -155,16 +187,30 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     keepalive = { interval, timeout };
   }
   return {
-    tcp: o.tcp ? { port: port('tcp.port', o.tcp.port), host: o.tcp.host ?? '127.0.0.1' } : undefined,
+    tcp: o.tcp
+      ? { port: port('tcp.port', o.tcp.port), host: o.tcp.host ?? '127.0.0.1', tls: o.tcp.tls }
+      : undefined,
     ws: o.ws
       ? {
           port: port('ws.port', o.ws.port),
           host: o.ws.host ?? '127.0.0.1',
           path: o.ws.path ?? '/ws',
           httpHandler: o.ws.httpHandler,
+          tls: o.ws.tls,
+          origins: o.ws.origins,
+          verify: o.ws.verify,
         }
       : undefined,
     maxFrame: positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME),
+    maxConnections: Math.floor(positive('maxConnections', o.maxConnections, 100_000)),
+    maxConnectionsPerIp: Math.floor(positive('maxConnectionsPerIp', o.maxConnectionsPerIp, 10_000)),
+    rateLimit:
+      o.rateLimit === false
+        ? undefined
+        : {
+            rate: positive('rateLimit.rate', o.rateLimit?.rate, 1000),
+            burst: positive('rateLimit.burst', o.rateLimit?.burst, 2000),
+          },
     keepalive,
     handshakeTimeout: positive('handshakeTimeout', o.handshakeTimeout, 10_000),
     highWaterMark: positive('highWaterMark', o.highWaterMark, 1024 * 1024),

@@ -28,6 +28,8 @@ export interface GatewayStats {
   slowConsumers: number;
   /** Connections refused by the validate hook. */
   authFailures: number;
+  /** Connections refused before they were accepted (limits, origin, verify). */
+  refused: number;
   /** qos 1: messages stored, sent, re-sent, acked, and moved aside (expired, over the cap). */
   qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
   /** Dropped sessions waiting to be resumed. */

@@ -18,6 +18,7 @@ export const DISCONNECT = {
   slow_consumer: { code: 4004, reconnect: true, text: 'client did not read fast enough' },
   internal_error: { code: 4005, reconnect: true, text: 'internal server error' },
   rate_limited: { code: 4006, reconnect: true, text: 'too many messages' },
+  overloaded: { code: 4007, reconnect: true, text: 'too many connections: try again later' },
   protocol_error: { code: 4500, reconnect: false, text: 'bytes that are not protocol v1' },
   frame_too_large: { code: 4501, reconnect: false, text: 'frame larger than the maximum frame size' },
   unauthorized: { code: 4502, reconnect: false, text: 'authentication refused' },

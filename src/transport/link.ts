@@ -45,11 +45,27 @@ export interface LinkInfo {
   protocol: string;
 }
 
+/** Whether a new connection may in: true, or an HTTP status and reason to refuse it with. */
+export type Admission = true | { status: number; reason: string };
+
+/** What is known of a connection before it is accepted (before the WebSocket upgrade). */
+export interface AdmitInfo {
+  transport: TransportName;
+  remoteAddress: string;
+  /** The upgrade request's headers (empty for TCP). */
+  headers: IncomingHttpHeaders;
+}
+
 /**
  * The receiving side of every transport: the gateway implements it once. Calls carry the link
  * so that transports can use module-level listeners instead of per-connection closures.
  */
 export interface LinkSink {
+  /**
+   * Asked before a connection costs anything: TCP right after accept (sync answers only: a
+   * refused socket is destroyed), WebSocket before the upgrade (refused with the HTTP status).
+   */
+  admit(info: AdmitInfo): Admission | Promise<Admission>;
   onOpen(link: Link, info: LinkInfo): void;
   onFrame(link: Link, payload: Uint8Array): void;
   /** A frame could not be read (bad framing, over-size). The link is already being closed. */

@@ -1,7 +1,9 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { FrameDecoder, frame } from '../protocol/framing.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
 import type { OutFrame } from './out-frame.js';
+import { readTls, type TlsFiles } from './tls.js';
 
 export interface TcpTransportOptions {
   sink: LinkSink;
@@ -11,6 +13,8 @@ export interface TcpTransportOptions {
   highWaterMark: number;
   /** A closing socket whose peer has not closed its side by then is destroyed. */
   closeTimeout: number;
+  /** tls:// instead of plain TCP. */
+  tls?: TlsFiles;
   /** Schedules the close timeout (the gateway's timing wheel: no per-socket setTimeout). */
   after(ms: number, fn: (link: TcpLink) => void, link: TcpLink): void;
 }
@@ -122,12 +126,17 @@ function onClose(this: LinkedSocket): void {
 
 /** Accepts TCP connections and turns each into a TcpLink. */
 export class TcpTransport {
-  private server: Server | undefined;
+  private server: Server | TlsServer | undefined;
 
   constructor(private readonly options: TcpTransportOptions) {}
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    const tls = this.options.tls;
+    const server = tls
+      ? createTlsServer({ ...readTls(tls) }).on('secureConnection', (socket) => this.accept(socket))
+      : createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    // A failed TLS handshake is the client's problem, not the server's.
+    if (tls) server.on('tlsClientError', () => {});
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -138,7 +147,24 @@ export class TcpTransport {
     });
   }
 
+  /** Re-read the certificate files; new connections use them, open ones keep theirs. */
+  reloadTls(): void {
+    const tls = this.options.tls;
+    if (tls && this.server && 'setSecureContext' in this.server) this.server.setSecureContext(readTls(tls));
+  }
+
   private accept(socket: Socket): void {
+    const admitted = this.options.sink.admit({
+      transport: 'tcp',
+      remoteAddress: socket.remoteAddress ?? '',
+      headers: {},
+    });
+    if (admitted !== true) {
+      // TCP has no way to say why before hello; the client sees a dropped link and backs off.
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
     const link = new TcpLink(socket, this.options);
     (socket as LinkedSocket)[kLink] = link;
     socket.on('data', onData);

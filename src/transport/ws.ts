@@ -1,8 +1,10 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Link, LinkInfo, LinkSink } from './link.js';
 import { type OutFrame, wsFrame } from './out-frame.js';
+import { readTls, type TlsFiles } from './tls.js';
 
 export interface WsTransportOptions {
   sink: LinkSink;
@@ -16,6 +18,8 @@ export interface WsTransportOptions {
   handshakeTimeout: number;
   /** Subprotocols this server speaks, in order of preference. */
   protocols: readonly string[];
+  /** wss:// instead of ws://. */
+  tls?: TlsFiles;
   /** Serves plain HTTP requests on the same port (pages, health). Default: 404. */
   httpHandler?: (req: IncomingMessage, res: import('node:http').ServerResponse) => void;
 }
@@ -115,7 +119,7 @@ function onSocketDrain(this: LinkedSocket): void {
 
 /** Serves WebSocket upgrades on `path` of an HTTP server (its own, or one given). */
 export class WsTransport {
-  private server: Server | undefined;
+  private server: Server | HttpsServer | undefined;
   private stopped = false;
   private readonly wss: WebSocketServer;
 
@@ -135,14 +139,16 @@ export class WsTransport {
 
   listen(port: number, host: string): Promise<AddressInfo> {
     const t = this.options.handshakeTimeout;
-    const server = createServer(
-      {
-        headersTimeout: t,
-        requestTimeout: t,
-        connectionsCheckingInterval: Math.min(1000, t),
-      },
-      this.options.httpHandler ?? notFound,
-    );
+    const httpOptions = {
+      headersTimeout: t,
+      requestTimeout: t,
+      connectionsCheckingInterval: Math.min(1000, t),
+    };
+    const handler = this.options.httpHandler ?? notFound;
+    const tls = this.options.tls;
+    const server = tls
+      ? createHttpsServer({ ...httpOptions, ...readTls(tls) }, handler)
+      : createServer(httpOptions, handler);
     this.attach(server);
     this.server = server;
     return new Promise((resolve, reject) => {
@@ -154,8 +160,14 @@ export class WsTransport {
     });
   }
 
+  /** Re-read the certificate files; new connections use them, open ones keep theirs. */
+  reloadTls(): void {
+    const tls = this.options.tls;
+    if (tls && this.server && 'setSecureContext' in this.server) this.server.setSecureContext(readTls(tls));
+  }
+
   /** Serve upgrades on an existing HTTP server (the application owns its lifecycle). */
-  attach(server: Server): void {
+  attach(server: Server | HttpsServer): void {
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.upgrade(req, socket, head),
     );
@@ -171,6 +183,26 @@ export class WsTransport {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    const admitted = this.options.sink.admit({
+      transport: 'ws',
+      remoteAddress: socket.remoteAddress ?? '',
+      headers: req.headers,
+    });
+    if (admitted === true) this.accept(req, socket, head, url);
+    else if (!(admitted instanceof Promise)) refuse(socket, admitted);
+    else {
+      admitted.then(
+        (answer) => {
+          if (socket.destroyed) return;
+          if (answer === true) this.accept(req, socket, head, url);
+          else refuse(socket, answer);
+        },
+        () => refuse(socket, { status: 500, reason: 'Internal Server Error' }),
+      );
+    }
+  }
+
+  private accept(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): void {
     socket.setNoDelay(true);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const link = new WsLink(ws, socket, socket.remoteAddress ?? '', socket.remotePort ?? 0, this.options);
@@ -204,6 +236,24 @@ export class WsTransport {
     return Promise.resolve();
   }
 }
+
+/** Refuse an upgrade before any WebSocket state exists. */
+function refuse(socket: Socket, answer: { status: number; reason: string }): void {
+  const body = `${answer.reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${answer.status} ${STATUS_TEXT[answer.status] ?? 'Refused'}\r\nConnection: close\r\n` +
+      `Content-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
 
 function notFound(_req: IncomingMessage, res: import('node:http').ServerResponse): void {
   res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');

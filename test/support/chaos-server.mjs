@@ -12,6 +12,7 @@ const gateway = createGateway({
   delivery: { redeliveryBase: 300, redeliveryMax: 1000 },
   keepalive: { interval: 2000, timeout: 5000 },
   maxPendingRequests: 1000,
+  rateLimit: false,
 });
 // Answered once the message is stored: from then on it must reach the user exactly once.
 gateway.handle('chaos.push', async ({ user, n }) => {
