@@ -122,6 +122,23 @@ export class PylonClient {
     return res.labels;
   }
 
+  /** Who is in `label` (users, each once) — for members of the label, or where the server allows reading. */
+  presence(
+    label: string,
+    options: RequestOptions = {},
+  ): Promise<{ label: string; count: number; users: string[] }> {
+    return this.request('$presence', { label }, options);
+  }
+
+  /** The last `limit` pushes to `label`, oldest first (labels with a history on the server). */
+  history(
+    label: string,
+    limit = 50,
+    options: RequestOptions = {},
+  ): Promise<{ label: string; messages: Array<{ type: string; data: unknown; at: number }> }> {
+    return this.request('$history', { label, limit }, options);
+  }
+
   /** Ask the server to remove labels from this connection. Resolves to the labels left. */
   async unsubscribe(labels: string[], options: RequestOptions = {}): Promise<string[]> {
     const res = await this.ask<{ labels: string[] }>('unsub', undefined, { labels }, options);

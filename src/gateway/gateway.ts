@@ -26,6 +26,7 @@ import { checkLabel, upgradeToken } from './auth.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
+import { History } from './history.js';
 import { onConnectionTimer } from './keepalive.js';
 import { Listeners } from './listeners.js';
 import type { Logger } from './logger.js';
@@ -35,6 +36,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './options.js';
+import { Presence, presenceMatcher } from './presence.js';
 import { type Pushing, pushTo } from './push.js';
 import { type ResumeResult, Resumes } from './resume.js';
 import { type Handler, type Middleware, Router } from './router.js';
@@ -86,6 +88,10 @@ export class Gateway
   private nextId = 0;
   private readonly servers: Listeners;
   private readonly admission: AdmissionControl;
+  /** Who is in a label, with join/leave announcements where configured. */
+  readonly presence: Presence;
+  /** The last pushes of labels that keep a history. */
+  readonly history: History;
   private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
@@ -134,7 +140,16 @@ export class Gateway
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
     this.servers = new Listeners(o, this, this.wheel);
     this.admission = new AdmissionControl(o);
-    this.pushing = { hub: this.hub, fanout: this.fanout, delivery: this.delivery, resumes: this.resumes };
+    this.presence = new Presence(this.hub, presenceMatcher(o.presence));
+    this.history = new History(o.history);
+    this.pushing = {
+      hub: this.hub,
+      fanout: this.fanout,
+      delivery: this.delivery,
+      resumes: this.resumes,
+      history: this.history,
+    };
+    installReadHandlers(this, o.authorizeSub);
   }
 
   // ---- application API ----
@@ -461,12 +476,14 @@ export class Gateway
     }
     conn.labels.add(label);
     this.hub.indexLabel(conn, label);
+    if (conn.state === 'open') this.presence.joined(conn, label);
     return true;
   }
 
   leave(conn: Connection, label: string): boolean {
     if (!conn.labels?.delete(label)) return false;
     this.hub.unindexLabel(conn, label);
+    if (conn.state === 'open') this.presence.left(conn, label);
     return true;
   }
 
@@ -554,6 +571,7 @@ export class Gateway
     conn.state = 'open';
     conn.opened = true;
     this.hub.add(conn);
+    if (conn.labels) for (const label of conn.labels) this.presence.joined(conn, label);
     const ka = this.keepalive;
     if (ka) {
       if (conn.timer) conn.timer.reschedule(ka.interval);
@@ -596,7 +614,9 @@ export class Gateway
     conn.slowTimer = undefined;
     conn.early = undefined;
     this.connections.delete(conn.id);
+    const wasIndexed = this.hub.has(conn);
     this.hub.remove(conn);
+    if (wasIndexed && conn.labels) for (const label of conn.labels) this.presence.left(conn, label);
     this.delivery.detach(conn);
     if (conn.session !== undefined && conn.opened && info.reconnect) this.resumes?.save(conn);
     const fields = { conn: conn.id, user: conn.user, code: info.code, name: info.name, reason: info.reason };
@@ -620,6 +640,30 @@ export class Gateway
 }
 
 const PONG: Envelope = { kind: 'pong' };
+
+/**
+ * `$presence` and `$history`: clients read who is in a label and what was said there, if they
+ * have the label or the authorizeSub hook allows `read`. Types starting with `$` are Pylon's.
+ */
+function installReadHandlers(gateway: Gateway, authorize: GatewayOptions['authorizeSub']): void {
+  const mayRead = async (conn: Connection, label: unknown): Promise<string> => {
+    const l = checkLabel(label);
+    if (conn.has(l) || (authorize !== undefined && (await authorize(conn, l, 'read')) === true)) return l;
+    throw new PylonError('FORBIDDEN', `not allowed to read "${l}"`);
+  };
+  gateway.handle<{ label?: unknown }>('$presence', async (data, ctx) => {
+    const label = await mayRead(ctx.connection, data?.label);
+    return gateway.presence.of(label);
+  });
+  gateway.handle<{ label?: unknown; limit?: unknown }>('$history', async (data, ctx) => {
+    const label = await mayRead(ctx.connection, data?.label);
+    const limit = data?.limit === undefined ? 50 : data.limit;
+    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) {
+      throw new PylonError('BAD_REQUEST', 'limit: must be an integer from 1 to 1000');
+    }
+    return { label, messages: gateway.history.of(label, limit as number) };
+  });
+}
 
 function describeConnection(c: Connection): ConnectionInfo {
   const info: ConnectionInfo = {

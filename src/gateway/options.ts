@@ -7,8 +7,10 @@ import type { Clock } from '../timer/clock.js';
 import type { TlsFiles } from '../transport/tls.js';
 import type { Validator } from './auth.js';
 import type { Connection } from './connection.js';
+import type { HistoryRule } from './history.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
+import type { PresenceRule } from './presence.js';
 import type { ResumeOptions } from './resume.js';
 
 export interface ListenOptions {
@@ -80,14 +82,19 @@ export interface GatewayOptions {
    */
   validate?: Validator;
   /**
-   * May this connection join (`sub`) or leave (`unsub`) this label on its own request? Without
-   * this hook every client `sub`/`unsub` is refused with FORBIDDEN.
+   * May this connection join (`sub`) or leave (`unsub`) this label on its own request, or read
+   * its presence and history (`read`; members of the label may always read)? Without this hook
+   * every client `sub`/`unsub` is refused with FORBIDDEN.
    */
   authorizeSub?: (
     connection: Connection,
     label: string,
-    action: 'sub' | 'unsub',
+    action: 'sub' | 'unsub' | 'read',
   ) => boolean | Promise<boolean>;
+  /** Labels whose members are told when a user joins or leaves (`presence.join` / `presence.leave` pushes). */
+  presence?: PresenceRule;
+  /** Labels that keep their last pushes for clients to read (`$history`). */
+  history?: HistoryRule[];
   /** A second login of the same user: keep both ("allow", multi-device) or close the older with `replaced` ("replace"). Default "allow". */
   duplicateLogin?: 'allow' | 'replace';
   /** A connection whose outgoing buffer stays over highWaterMark this long is closed as `slow_consumer` (ms). Default 10 s. */
@@ -132,6 +139,8 @@ export interface ResolvedOptions {
   closeTimeout: number;
   validate: Validator | undefined;
   authorizeSub: GatewayOptions['authorizeSub'];
+  presence: PresenceRule | undefined;
+  history: HistoryRule[];
   duplicateLogin: 'allow' | 'replace';
   slowConsumerTimeout: number;
   fanoutChunk: number;
@@ -218,6 +227,8 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     closeTimeout: positive('closeTimeout', o.closeTimeout, 5_000),
     validate: o.validate,
     authorizeSub: o.authorizeSub,
+    presence: o.presence,
+    history: o.history ?? [],
     duplicateLogin: oneOf('duplicateLogin', o.duplicateLogin, ['allow', 'replace'] as const, 'allow'),
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),

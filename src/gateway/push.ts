@@ -6,6 +6,7 @@ import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
+import type { History } from './history.js';
 import type { Resumes } from './resume.js';
 import type { PushOptions, PushResult } from './types.js';
 
@@ -15,6 +16,7 @@ export interface Pushing {
   fanout: Fanout;
   delivery: Delivery;
   resumes: Resumes | undefined;
+  history: History;
 }
 
 /**
@@ -35,6 +37,9 @@ export async function pushTo(
   const qos = options.qos ?? 0;
   if (qos !== 0 && qos !== 1) throw new PylonError('BAD_REQUEST', 'qos: must be 0 or 1');
   const id = randomUUID();
+  if (p.history.enabled && 'labels' in t) {
+    p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() });
+  }
   if (qos === 1) {
     if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
     if (options.ttl !== undefined && !(options.ttl > 0)) {
