@@ -3,7 +3,8 @@ import { type DisconnectInfo, disconnectName, shouldReconnect } from '../protoco
 import { type Envelope, MAX_ID } from '../protocol/envelope.js';
 import { PylonError, TimeoutError } from '../protocol/errors.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
-import { getCodec, jsonCodec } from '../protocol/index.js';
+import { jsonCodec } from '../protocol/json-codec.js';
+import { lookupCodec } from '../protocol/registry.js';
 import { type Clock, systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
@@ -77,8 +78,12 @@ export class PylonClient {
     private readonly options: ClientOptions,
     private readonly dialer: Dialer,
   ) {
-    const codec = getCodec(options.codec ?? 'json');
-    if (codec === undefined) throw new TypeError(`unknown codec "${options.codec}"`);
+    const codec = lookupCodec(options.codec ?? 'json');
+    if (codec === undefined) {
+      throw new TypeError(
+        `codec "${options.codec}" is not in this build (the browser build has json; use the full build for msgpack and proto)`,
+      );
+    }
     this.codec = codec;
     this.lastSeq = options.lastSeq ?? 0;
     this.wheel = wheelFor(options.clock);

@@ -1,3 +1,6 @@
+import { msgpackCodec } from '../protocol/msgpack-codec.js';
+import { protoCodec } from '../protocol/proto-codec.js';
+import { registerCodec } from '../protocol/registry.js';
 import { PylonClient } from './client.js';
 import { nodeDialer } from './transport-node.js';
 import type { ClientOptions } from './types.js';
@@ -19,6 +22,9 @@ export type {
   Welcome,
 } from './types.js';
 export { RESERVED_EVENTS } from './types.js';
+
+registerCodec(msgpackCodec);
+registerCodec(protoCodec);
 
 /**
  * Connect to a Pylon gateway at a `tcp://host:port` or `ws://host:port/ws` URL and wait for
