@@ -257,3 +257,12 @@ describe('labels from the application and the client', () => {
     expect(g.gateway.online('hal')).toBe(false);
   });
 });
+
+describe('a validate hook that never answers', () => {
+  it('closes the connection at the handshake timeout, on TCP and WebSocket', async () => {
+    const g = await startGateway({ validate: () => new Promise(() => {}), handshakeTimeout: 200 });
+    await expect(connect(g.wsUrl, { token: 't', reconnect: false })).rejects.toThrow(/4003/);
+    await expect(connect(g.tcpUrl, { token: 't', reconnect: false })).rejects.toThrow(/4003/);
+    expect(g.gateway.connections.size).toBe(0);
+  });
+});

@@ -352,6 +352,8 @@ export class Gateway
       // WebSocket credentials come with the upgrade (?token= or Authorization); hello is optional.
       if (this.options.validate === undefined) this.openConnection(conn);
       else {
+        // A validate hook that never answers must not hold the connection forever.
+        conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
         const meta = { transport: 'ws' as const, remoteAddress: info.remoteAddress, headers: info.headers };
         authenticate(this, conn, upgradeToken(info.query, info.headers), meta);
       }

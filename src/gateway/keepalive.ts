@@ -2,7 +2,8 @@ import type { Connection } from './connection.js';
 
 /**
  * The one timer callback of every connection (module-level: no closure per connection).
- * While the handshake runs it is the handshake deadline; afterwards it checks for life:
+ * While the handshake (hello, then the validate hook) runs it is the handshake deadline;
+ * afterwards it checks for life:
  * - idle < interval: sleep until the connection has been idle for one interval;
  * - interval <= idle < timeout: send a ping and check again after min(interval, time left);
  * - idle >= timeout: close with keepalive_timeout.
@@ -11,7 +12,7 @@ import type { Connection } from './connection.js';
  */
 export function onConnectionTimer(conn: Connection): void {
   const host = conn.owner;
-  if (conn.state === 'handshake') {
+  if (conn.state === 'handshake' || conn.state === 'auth') {
     host.handshakeExpired(conn);
     return;
   }
