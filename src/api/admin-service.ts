@@ -1,0 +1,239 @@
+import { hostname } from 'node:os';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Logger } from '../gateway/logger.js';
+import type { GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
+import type { Target } from '../hub/member.js';
+import { parseTarget } from '../hub/target.js';
+import { PylonError } from '../protocol/errors.js';
+
+/**
+ * The admin API, implemented once and independent of any transport: HTTP (http.ts) and gRPC
+ * (grpc.ts) turn their requests into these plain input objects and send back the plain output.
+ * Every input is checked here; a bad one is refused with PylonError('BAD_REQUEST',
+ * '<field path>: <what is wrong>'), e.g. `to.labels.all: must be an array of strings`.
+ */
+
+const MAX_TYPE = 256;
+const MAX_LABEL = 256;
+const MAX_LABEL_LIST = 1000;
+const MAX_REASON = 256;
+
+export interface PushInput {
+  /** `{user}`, `{users}`, `{connection}`, `{labels: {all, any, not}}` or `{all: true}`. */
+  to: Target;
+  type: string;
+  /** Any JSON value. */
+  data?: unknown;
+  qos?: 0 | 1;
+  /** qos 1: ms the message may wait for its ack. */
+  ttl?: number;
+  /** qos 0: label -> data. */
+  variants?: Record<string, unknown>;
+  /** qos 0: connections per second; the call answers at once. */
+  rate?: number;
+}
+
+export interface PushOutput {
+  id: string;
+  targeted: number;
+  /** qos 1 only. */
+  stored?: number;
+}
+
+export type KickInput = { user: string; reason?: string } | { connection: string; reason?: string };
+
+export interface NodeStats extends GatewayStats {
+  /** hostname:pid unless configured. */
+  node: string;
+  /** Seconds since the process started. */
+  uptime: number;
+}
+
+/** This node's stats, and every node in `nodes` (today only this one; a cluster answers the same shape). */
+export interface StatsOutput extends NodeStats {
+  nodes: NodeStats[];
+}
+
+export interface PageInput {
+  after?: string;
+  limit?: number;
+}
+
+export interface LabelsOutput {
+  labels: Array<{ label: string; count: number }>;
+  next?: string;
+}
+
+export interface AdminServiceOptions {
+  /** The node id in stats. Default `hostname:pid`. */
+  node?: string;
+  /** Where failures of paced fan-outs are logged. Default the gateway's logger. */
+  logger?: Logger;
+}
+
+export class AdminService {
+  readonly node: string;
+  private readonly logger: Logger;
+
+  constructor(
+    readonly gateway: Gateway,
+    options: AdminServiceOptions = {},
+  ) {
+    this.node = options.node ?? `${hostname()}:${process.pid}`;
+    this.logger = options.logger ?? gateway.logger;
+  }
+
+  /** Push to a target. Answers once the push is accepted (qos 1: stored); the fan-out goes on. */
+  async push(input: PushInput): Promise<PushOutput> {
+    const o = fields(input, 'body', ['to', 'type', 'data', 'qos', 'ttl', 'variants', 'rate']);
+    const to = parseTarget(o.to, 'to');
+    const type = nonEmpty(o.type, 'type', MAX_TYPE);
+    const options: PushOptions = {};
+    if (o.qos !== undefined) {
+      if (o.qos !== 0 && o.qos !== 1) bad('qos', 'must be 0 or 1');
+      options.qos = o.qos;
+    }
+    const qos1 = options.qos === 1;
+    if (o.ttl !== undefined) {
+      if (!qos1) bad('ttl', 'only for qos 1');
+      options.ttl = positive(o.ttl, 'ttl', 'must be a positive number of ms');
+    }
+    if (o.rate !== undefined) {
+      if (qos1) bad('rate', 'only for qos 0');
+      options.rate = positive(o.rate, 'rate', 'must be a positive number of connections per second');
+    }
+    if (o.variants !== undefined) {
+      if (qos1) bad('variants', 'only for qos 0');
+      const v = fields(o.variants, 'variants');
+      for (const label of Object.keys(v)) {
+        if (label.length === 0 || label.length > MAX_LABEL) {
+          bad('variants', `its keys must be labels of 1 to ${MAX_LABEL} characters`);
+        }
+      }
+      options.variants = v;
+    }
+    const r = await this.gateway.push(to, type, o.data, options);
+    r.done.catch((err: unknown) => this.logger.error({ err, push: r.id }, 'admin push: fan-out failed'));
+    const out: PushOutput = { id: r.id, targeted: r.targeted };
+    if (r.stored !== undefined) out.stored = r.stored;
+    return out;
+  }
+
+  /** Close the connections of a user, or one connection, with `kicked` (4503). */
+  async kick(input: KickInput): Promise<{ kicked: number }> {
+    const o = fields(input, 'body', ['user', 'connection', 'reason']);
+    const reason = o.reason === undefined ? undefined : text(o.reason, 'reason', MAX_REASON);
+    if ((o.user === undefined) === (o.connection === undefined))
+      bad('body', 'needs exactly one of user, connection');
+    const target =
+      o.user !== undefined
+        ? { user: nonEmpty(o.user, 'user') }
+        : { connection: nonEmpty(o.connection, 'connection') };
+    return { kicked: this.gateway.kick(target, reason) };
+  }
+
+  async stats(): Promise<StatsOutput> {
+    const own: NodeStats = { node: this.node, uptime: process.uptime(), ...this.gateway.stats() };
+    return { ...own, nodes: [own] };
+  }
+
+  /** Online or not, and each open connection of the user (an unknown user is simply offline). */
+  async getUser(input: { user: string }): Promise<UserInfo> {
+    const o = fields(input, 'body', ['user']);
+    return this.gateway.userInfo(nonEmpty(o.user, 'user'));
+  }
+
+  /** Add and remove labels on every open connection of a user; answers how many there were. */
+  async updateUserLabels(input: {
+    user: string;
+    add?: string[];
+    remove?: string[];
+  }): Promise<{ connections: number }> {
+    const o = fields(input, 'body', ['user', 'add', 'remove']);
+    const user = nonEmpty(o.user, 'user');
+    const add = labelList(o.add, 'add');
+    const remove = labelList(o.remove, 'remove');
+    return { connections: this.gateway.updateUserLabels(user, { add, remove }) };
+  }
+
+  /** Labels in name order with their connection counts, a page at a time. */
+  async listLabels(input: PageInput = {}): Promise<LabelsOutput> {
+    const o = fields(input, 'query', ['after', 'limit']);
+    return this.gateway.labels(page(o));
+  }
+
+  /** One label: how many connections have it, and a page of them in connection-id order. */
+  async getLabel(input: PageInput & { label: string }): Promise<LabelPage> {
+    const o = fields(input, 'query', ['label', 'after', 'limit']);
+    const label = nonEmpty(o.label, 'label', MAX_LABEL);
+    const result = this.gateway.labelMembers(label, page(o));
+    return { ...result, members: result.members.map(dropUndefined) };
+  }
+}
+
+// ---- checks ----
+
+function bad(field: string, message: string): never {
+  throw new PylonError('BAD_REQUEST', `${field}: ${message}`);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** `value` as a plain object; with `known`, a key outside it is refused (catches typos). */
+function fields(value: unknown, field: string, known?: readonly string[]): Record<string, unknown> {
+  if (!isObject(value)) bad(field, 'must be a JSON object');
+  if (known) {
+    for (const k of Object.keys(value)) if (!known.includes(k)) bad(k, 'unknown field');
+  }
+  return value;
+}
+
+function text(value: unknown, field: string, max: number): string {
+  if (typeof value !== 'string') bad(field, 'must be a string');
+  if (value.length > max) bad(field, `at most ${max} characters`);
+  return value;
+}
+
+function nonEmpty(value: unknown, field: string, max = 1024): string {
+  if (typeof value !== 'string' || value.length === 0) bad(field, 'must be a non-empty string');
+  if (value.length > max) bad(field, `at most ${max} characters`);
+  return value;
+}
+
+function positive(value: unknown, field: string, message: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) bad(field, message);
+  return value;
+}
+
+function labelList(value: unknown, field: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) bad(field, 'must be an array of labels');
+  if (value.length > MAX_LABEL_LIST) bad(field, `at most ${MAX_LABEL_LIST} labels`);
+  for (const [i, l] of value.entries()) {
+    if (typeof l !== 'string' || l.length === 0 || l.length > MAX_LABEL) {
+      bad(`${field}[${i}]`, `must be a string of 1 to ${MAX_LABEL} characters`);
+    }
+  }
+  return value as string[];
+}
+
+function page(o: Record<string, unknown>): { after?: string; limit?: number } {
+  const p: { after?: string; limit?: number } = {};
+  if (o.after !== undefined) p.after = text(o.after, 'after', 1024);
+  if (o.limit !== undefined) {
+    const n = o.limit;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1000) {
+      bad('limit', 'must be an integer from 1 to 1000');
+    }
+    p.limit = n;
+  }
+  return p;
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}

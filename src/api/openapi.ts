@@ -1,0 +1,361 @@
+import { VERSION } from '../gateway/version.js';
+
+/**
+ * The OpenAPI 3.1 description of the admin HTTP API, served at GET /openapi.json. Written by
+ * hand; test/admin-extra.test.ts checks that every route of the server appears here.
+ */
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const str = { type: 'string' };
+const nonEmpty = { type: 'string', minLength: 1 };
+const int = { type: 'integer', minimum: 0 };
+const strings = { type: 'array', items: nonEmpty };
+
+const json = (schema: object, description = 'OK') => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const body = (name: string) => ({ required: true, content: { 'application/json': { schema: ref(name) } } });
+const errors = (...codes: number[]) =>
+  Object.fromEntries(
+    codes.map((c) => [String(c), { $ref: `#/components/responses/${ERROR_NAMES[c] ?? 'Error'}` }]),
+  );
+
+const ERROR_NAMES: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  409: 'Conflict',
+  413: 'TooLarge',
+  415: 'UnsupportedMediaType',
+};
+
+const pageParams = (what: string) => [
+  {
+    name: 'after',
+    in: 'query',
+    schema: str,
+    description: `The last ${what} of the previous page (its \`next\`).`,
+  },
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+];
+
+const qos1 = {
+  type: 'object',
+  properties: { stored: int, sent: int, redelivered: int, acked: int, deadLetters: int },
+  required: ['stored', 'sent', 'redelivered', 'acked', 'deadLetters'],
+};
+
+const nodeStatsProps = {
+  node: { type: 'string', description: 'hostname:pid unless configured' },
+  uptime: { type: 'number', description: 'seconds since the process started' },
+  connections: int,
+  users: int,
+  labels: int,
+  messagesIn: int,
+  messagesOut: int,
+  pushesDropped: { ...int, description: 'qos-0 pushes dropped for backpressure' },
+  slowConsumers: int,
+  authFailures: int,
+  qos1,
+  resumable: int,
+};
+
+const schemas = {
+  Error: {
+    type: 'object',
+    properties: {
+      error: {
+        type: 'object',
+        properties: {
+          code: { type: 'string', examples: ['BAD_REQUEST'] },
+          message: { type: 'string', examples: ['to.labels.all: must be an array of strings'] },
+        },
+        required: ['code', 'message'],
+      },
+    },
+    required: ['error'],
+  },
+  LabelQuery: {
+    type: 'object',
+    description: 'Connections with every `all` label, at least one `any` label (when given), no `not` label.',
+    properties: { all: strings, any: strings, not: strings },
+    additionalProperties: false,
+  },
+  Target: {
+    description: 'Who a push is for: exactly one key.',
+    oneOf: [
+      { type: 'object', properties: { user: nonEmpty }, required: ['user'], additionalProperties: false },
+      { type: 'object', properties: { users: strings }, required: ['users'], additionalProperties: false },
+      {
+        type: 'object',
+        properties: { connection: nonEmpty },
+        required: ['connection'],
+        additionalProperties: false,
+      },
+      {
+        type: 'object',
+        properties: { labels: ref('LabelQuery') },
+        required: ['labels'],
+        additionalProperties: false,
+      },
+      {
+        type: 'object',
+        properties: { all: { const: true } },
+        required: ['all'],
+        additionalProperties: false,
+      },
+    ],
+  },
+  PushRequest: {
+    type: 'object',
+    properties: {
+      to: ref('Target'),
+      type: { type: 'string', minLength: 1, maxLength: 256 },
+      data: { description: 'Any JSON value.' },
+      qos: { enum: [0, 1], default: 0 },
+      ttl: {
+        type: 'number',
+        exclusiveMinimum: 0,
+        description: 'qos 1: ms the message may wait for its ack.',
+      },
+      variants: {
+        type: 'object',
+        additionalProperties: true,
+        description: 'qos 0: label -> data; a connection gets the variant of its first label that has one.',
+      },
+      rate: {
+        type: 'number',
+        exclusiveMinimum: 0,
+        description: 'qos 0: pace the fan-out to this many connections per second; the call answers at once.',
+      },
+    },
+    required: ['to', 'type'],
+    additionalProperties: false,
+  },
+  PushResponse: {
+    type: 'object',
+    properties: { id: str, targeted: int, stored: { ...int, description: 'qos 1: users stored for' } },
+    required: ['id', 'targeted'],
+  },
+  KickRequest: {
+    type: 'object',
+    properties: { user: nonEmpty, connection: nonEmpty, reason: { type: 'string', maxLength: 256 } },
+    oneOf: [{ required: ['user'] }, { required: ['connection'] }],
+    additionalProperties: false,
+  },
+  KickResponse: { type: 'object', properties: { kicked: int }, required: ['kicked'] },
+  NodeStats: { type: 'object', properties: nodeStatsProps, required: Object.keys(nodeStatsProps) },
+  Stats: {
+    type: 'object',
+    description:
+      "This node's stats, and every node's in `nodes` (one today; a cluster answers the same shape).",
+    properties: { ...nodeStatsProps, nodes: { type: 'array', items: ref('NodeStats') } },
+    required: [...Object.keys(nodeStatsProps), 'nodes'],
+  },
+  ConnectionInfo: {
+    type: 'object',
+    properties: {
+      id: str,
+      user: str,
+      transport: { enum: ['tcp', 'ws'] },
+      remoteAddress: str,
+      labels: strings,
+      connectedAt: { type: 'string', format: 'date-time' },
+      device: str,
+      version: str,
+    },
+    required: ['id', 'transport', 'remoteAddress', 'labels', 'connectedAt'],
+  },
+  UserInfo: {
+    type: 'object',
+    properties: {
+      user: str,
+      online: { type: 'boolean' },
+      connections: { type: 'array', items: ref('ConnectionInfo') },
+    },
+    required: ['user', 'online', 'connections'],
+  },
+  LabelsChange: {
+    type: 'object',
+    properties: { add: strings, remove: strings },
+    additionalProperties: false,
+  },
+  LabelsChanged: {
+    type: 'object',
+    properties: { connections: { ...int, description: 'open connections of the user changed' } },
+    required: ['connections'],
+  },
+  LabelList: {
+    type: 'object',
+    properties: {
+      labels: {
+        type: 'array',
+        items: { type: 'object', properties: { label: str, count: int }, required: ['label', 'count'] },
+      },
+      next: str,
+    },
+    required: ['labels'],
+  },
+  LabelPage: {
+    type: 'object',
+    properties: {
+      label: str,
+      count: int,
+      members: {
+        type: 'array',
+        items: { type: 'object', properties: { connection: str, user: str }, required: ['connection'] },
+      },
+      next: str,
+    },
+    required: ['label', 'count', 'members'],
+  },
+  CpuProfile: {
+    type: 'object',
+    description: 'A .cpuprofile (Chrome DevTools format).',
+    properties: {
+      nodes: { type: 'array' },
+      samples: { type: 'array', items: { type: 'integer' } },
+      timeDeltas: { type: 'array', items: { type: 'integer' } },
+      startTime: { type: 'number' },
+      endTime: { type: 'number' },
+    },
+    required: ['nodes', 'samples', 'startTime', 'endTime'],
+  },
+};
+
+const errorResponse = (description: string) => json(ref('Error'), description);
+
+const paths = {
+  '/v1/push': {
+    post: {
+      operationId: 'Push',
+      summary: 'Push to a user, users, a connection, labels or everyone',
+      requestBody: body('PushRequest'),
+      responses: { 200: json(ref('PushResponse')), ...errors(400, 401, 413, 415) },
+    },
+  },
+  '/v1/kick': {
+    post: {
+      operationId: 'Kick',
+      summary: 'Close the connections of a user, or one connection, with `kicked` (4503)',
+      requestBody: body('KickRequest'),
+      responses: { 200: json(ref('KickResponse')), ...errors(400, 401, 413, 415) },
+    },
+  },
+  '/v1/stats': {
+    get: {
+      operationId: 'Stats',
+      summary: 'Counters and gauges',
+      responses: { 200: json(ref('Stats')), ...errors(401) },
+    },
+  },
+  '/v1/users/{id}': {
+    get: {
+      operationId: 'GetUser',
+      summary: "A user's open connections (an unknown user is offline)",
+      parameters: [{ name: 'id', in: 'path', required: true, schema: nonEmpty }],
+      responses: { 200: json(ref('UserInfo')), ...errors(400, 401) },
+    },
+  },
+  '/v1/users/{id}/labels': {
+    post: {
+      operationId: 'UpdateUserLabels',
+      summary: 'Add and remove labels on every open connection of a user',
+      parameters: [{ name: 'id', in: 'path', required: true, schema: nonEmpty }],
+      requestBody: body('LabelsChange'),
+      responses: { 200: json(ref('LabelsChanged')), ...errors(400, 401, 413, 415) },
+    },
+  },
+  '/v1/labels': {
+    get: {
+      operationId: 'ListLabels',
+      summary: 'Labels with their connection counts, in name order, a page at a time',
+      parameters: pageParams('label'),
+      responses: { 200: json(ref('LabelList')), ...errors(400, 401) },
+    },
+  },
+  '/v1/labels/{label}': {
+    get: {
+      operationId: 'GetLabel',
+      summary: 'One label: its count and a page of its connections, in connection-id order',
+      parameters: [
+        { name: 'label', in: 'path', required: true, schema: nonEmpty },
+        ...pageParams('connection id'),
+      ],
+      responses: { 200: json(ref('LabelPage')), ...errors(400, 401) },
+    },
+  },
+  '/v1/debug/cpu-profile': {
+    post: {
+      operationId: 'CpuProfile',
+      summary: 'Sample the CPU of the running process for `seconds`; answers a .cpuprofile',
+      parameters: [
+        { name: 'seconds', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 60, default: 10 } },
+      ],
+      responses: { 200: json(ref('CpuProfile')), ...errors(400, 401, 409) },
+    },
+  },
+  '/v1/debug/heap-snapshot': {
+    post: {
+      operationId: 'HeapSnapshot',
+      summary: 'A .heapsnapshot of the running process, streamed (pauses the event loop meanwhile)',
+      responses: { 200: json({ type: 'object' }, 'A V8 heap snapshot'), ...errors(401, 409) },
+    },
+  },
+  '/healthz': {
+    get: {
+      operationId: 'Health',
+      summary: 'Liveness (open without a key when openHealth is set)',
+      security: [{}, { bearer: [] }],
+      responses: {
+        200: json({ type: 'object', properties: { ok: { const: true } }, required: ['ok'] }),
+        ...errors(401),
+      },
+    },
+  },
+  '/metrics': {
+    get: {
+      operationId: 'Metrics',
+      summary: 'Prometheus metrics (open without a key when openHealth is set)',
+      security: [{}, { bearer: [] }],
+      responses: {
+        200: { description: 'Prometheus text format', content: { 'text/plain': { schema: str } } },
+        ...errors(401),
+      },
+    },
+  },
+  '/openapi.json': {
+    get: {
+      operationId: 'OpenApi',
+      summary: 'This document (open without a key when openHealth is set)',
+      security: [{}, { bearer: [] }],
+      responses: { 200: json({ type: 'object' }), ...errors(401) },
+    },
+  },
+};
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Pylon admin API',
+    version: VERSION,
+    description:
+      'Drive a Pylon gateway: push, kick, stats, users and labels. The same service is served over ' +
+      'gRPC (proto/pylon/v1/admin.proto). Errors are `{"error": {"code", "message"}}`; a 400 names ' +
+      'the field that is wrong.',
+  },
+  security: [{ bearer: [] }],
+  paths,
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An admin API key' } },
+    schemas,
+    responses: {
+      Error: errorResponse('Error'),
+      BadRequest: errorResponse('Malformed input; the message names the field'),
+      Unauthorized: errorResponse('No valid API key'),
+      Conflict: errorResponse('A profile is already running'),
+      TooLarge: errorResponse('Body over the limit (default 1 MiB)'),
+      UnsupportedMediaType: errorResponse('The body is not application/json'),
+    },
+  },
+} as const;

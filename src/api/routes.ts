@@ -1,0 +1,76 @@
+import type { Registry } from 'prom-client';
+import { PylonError } from '../protocol/errors.js';
+import type { AdminService, KickInput, PushInput } from './admin-service.js';
+import { RESPONDED, type Route } from './http.js';
+import { openApiDocument } from './openapi.js';
+import { profilingRoutes } from './profiling.js';
+
+/**
+ * The admin HTTP routes: each turns path, query and body into the service's plain input. More
+ * routes can be appended to the table (startAdmin's `routes` option).
+ */
+export function adminRoutes(service: AdminService, registry: Registry): Route[] {
+  return [
+    { method: 'GET', path: '/healthz', access: 'health', handler: () => ({ ok: true }) },
+    {
+      method: 'GET',
+      path: '/metrics',
+      access: 'health',
+      async handler({ res }) {
+        const text = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+        res.end(text);
+        return RESPONDED;
+      },
+    },
+    { method: 'GET', path: '/openapi.json', access: 'health', handler: () => openApiDocument },
+    { method: 'POST', path: '/v1/push', handler: ({ body }) => service.push(body as PushInput) },
+    { method: 'POST', path: '/v1/kick', handler: ({ body }) => service.kick(body as KickInput) },
+    { method: 'GET', path: '/v1/stats', handler: () => service.stats() },
+    {
+      method: 'GET',
+      path: '/v1/users/{id}',
+      handler: ({ params }) => service.getUser({ user: params.id as string }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/users/{id}/labels',
+      handler: ({ params, body }) =>
+        service.updateUserLabels(withPath(body, { user: params.id as string }) as { user: string }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/labels',
+      handler: ({ query }) => service.listLabels(pageQuery(query)),
+    },
+    {
+      method: 'GET',
+      path: '/v1/labels/{label}',
+      handler: ({ params, query }) =>
+        service.getLabel({ ...pageQuery(query), label: params.label as string }),
+    },
+    ...profilingRoutes(),
+  ];
+}
+
+/** The body (an object, or nothing) with the values taken from the path; the body may not repeat them. */
+function withPath(body: unknown, fromPath: Record<string, string>): Record<string, unknown> {
+  if (body === undefined) return { ...fromPath };
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new PylonError('BAD_REQUEST', 'body: must be a JSON object');
+  }
+  for (const k of Object.keys(fromPath)) {
+    if (k in body) throw new PylonError('BAD_REQUEST', `${k}: unknown field (it is in the path)`);
+  }
+  return { ...(body as Record<string, unknown>), ...fromPath };
+}
+
+/** `after` and `limit` from the query string; a limit that is not digits is passed on as text, to be refused by name. */
+function pageQuery(query: URLSearchParams): { after?: string; limit?: number } {
+  const out: { after?: string; limit?: number } = {};
+  const after = query.get('after');
+  if (after !== null) out.after = after;
+  const limit = query.get('limit');
+  if (limit !== null) out.limit = /^\d{1,9}$/.test(limit) ? Number(limit) : (limit as unknown as number);
+  return out;
+}
