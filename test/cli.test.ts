@@ -24,6 +24,8 @@ function startCli(args: string[] = [], env: Record<string, string> = {}): Child 
     ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', ...store, ...args],
     {
       PYLON_LOG_LEVEL: 'warn',
+      PYLON_ADMIN_PORT: '0',
+      PYLON_GRPC_PORT: '0',
       ...env,
     },
   );
@@ -70,6 +72,8 @@ describe('pylon start', () => {
       PYLON_KEEPALIVE_INTERVAL: '7',
       PYLON_KEEPALIVE_TIMEOUT: '20',
       PYLON_STORE: 'memory',
+      PYLON_ADMIN_PORT: '0',
+      PYLON_GRPC_PORT: '0',
       PYLON_LOG_LEVEL: 'warn',
     });
     children.push(cli);
@@ -154,7 +158,7 @@ describe('pylon start storage', () => {
     const first = new Child(
       process.execPath,
       ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', '--store', `sqlite:${db}`],
-      { PYLON_LOG_LEVEL: 'warn' },
+      { PYLON_LOG_LEVEL: 'warn', PYLON_ADMIN_PORT: '0', PYLON_GRPC_PORT: '0' },
     );
     children.push(first);
     await first.waitFor(/store sqlite:/);
@@ -173,7 +177,7 @@ describe('pylon start storage', () => {
     const second = new Child(
       process.execPath,
       ['dist/cli/main.js', 'start', '--ws-port', '0', '--tcp-port', '0', '--store', `sqlite:${db}`],
-      { PYLON_LOG_LEVEL: 'warn' },
+      { PYLON_LOG_LEVEL: 'warn', PYLON_ADMIN_PORT: '0', PYLON_GRPC_PORT: '0' },
     );
     children.push(second);
     const tcp = (await second.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
@@ -181,5 +185,31 @@ describe('pylon start storage', () => {
     const got = await new Promise<unknown>((resolve) => client.on('note', resolve));
     expect(got).toBe('kept');
     await client.close();
+  });
+});
+
+describe('pylon start admin API', () => {
+  it('serves the admin API: a push through HTTP reaches a connected client; without a key only on loopback', async () => {
+    const key = 'cli-admin-key-0123456789';
+    const cli = startCli(['--admin-key', key]);
+    const admin = (await cli.waitFor(/admin API on (http:\/\/\S+)\/v1\//))[1]!;
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const client = await connect(tcp, { token: 'lee', reconnect: false });
+    const got = new Promise<unknown>((resolve) => client.on('hello', resolve));
+    const unauthorized = await fetch(`${admin}/v1/stats`);
+    expect(unauthorized.status).toBe(401);
+    const res = await fetch(`${admin}/v1/push`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: { user: 'lee' }, type: 'hello', data: { from: 'admin' } }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ targeted: 1 });
+    await expect(got).resolves.toEqual({ from: 'admin' });
+    await client.close();
+
+    const open = startCli(['--admin-host', '0.0.0.0']);
+    expect(await open.exited).not.toBe(0);
+    expect(open.stderr).toMatch(/key/i);
   });
 });

@@ -75,6 +75,34 @@ program
       .default('sqlite:./data/pylon.db'),
   )
   .addOption(
+    new Option('--admin-host <host>', 'address of the admin API')
+      .env('PYLON_ADMIN_HOST')
+      .default('127.0.0.1'),
+  )
+  .addOption(
+    new Option('--admin-port <port>', 'admin HTTP port; -1 turns the admin API off')
+      .env('PYLON_ADMIN_PORT')
+      .default(9090)
+      .argParser(intArg('--admin-port', -1, 65535)),
+  )
+  .addOption(
+    new Option('--grpc-port <port>', 'admin gRPC port; -1 turns it off')
+      .env('PYLON_GRPC_PORT')
+      .default(9091)
+      .argParser(intArg('--grpc-port', -1, 65535)),
+  )
+  .addOption(
+    new Option('--admin-key <key>', 'admin API key (repeat for several; env: comma-separated)')
+      .env('PYLON_ADMIN_KEYS')
+      .default([])
+      .argParser((value: string, previous: string[]) => [...previous, ...value.split(',').filter(Boolean)]),
+  )
+  .addOption(
+    new Option('--admin-open-health', 'serve /healthz, /metrics and /openapi.json without a key').env(
+      'PYLON_ADMIN_OPEN_HEALTH',
+    ),
+  )
+  .addOption(
     new Option('--log-level <level>', 'log level')
       .env('PYLON_LOG_LEVEL')
       .choices(['debug', 'info', 'warn', 'error', 'silent'])

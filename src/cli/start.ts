@@ -1,3 +1,4 @@
+import { startAdmin } from '../api/index.js';
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../gateway/logger.js';
 import { openStore } from '../store/index.js';
@@ -13,6 +14,11 @@ export interface StartFlags extends AuthFlags {
   logLevel: LogLevel;
   duplicateLogin: 'allow' | 'replace';
   store: string;
+  adminHost: string;
+  adminPort: number;
+  grpcPort: number;
+  adminKey: string[];
+  adminOpenHealth: boolean;
 }
 
 /** Runs the gateway in the foreground until SIGINT/SIGTERM. */
@@ -34,10 +40,25 @@ export async function start(flags: StartFlags): Promise<void> {
   });
   installEcho(gateway);
   const addr = await gateway.listen();
+  const admin =
+    flags.adminPort >= 0
+      ? await startAdmin(gateway, {
+          host: flags.adminHost,
+          httpPort: flags.adminPort,
+          grpcPort: flags.grpcPort >= 0 ? flags.grpcPort : false,
+          keys: flags.adminKey,
+          openHealth: flags.adminOpenHealth,
+        })
+      : undefined;
   const hostPart = (a: { address: string; family: string }) =>
     a.family === 'IPv6' ? `[${a.address}]` : a.address;
   if (addr.ws) process.stdout.write(`pylon: WebSocket on ws://${hostPart(addr.ws)}:${addr.ws.port}/ws\n`);
   if (addr.tcp) process.stdout.write(`pylon: TCP on tcp://${hostPart(addr.tcp)}:${addr.tcp.port}\n`);
+  if (admin) {
+    process.stdout.write(`pylon: admin API on http://${hostPart(admin.http)}:${admin.http.port}/v1/`);
+    process.stdout.write(admin.grpc ? ` and gRPC on ${flags.adminHost}:${admin.grpc.port}\n` : '\n');
+    if (flags.adminKey.length === 0) process.stdout.write('pylon: admin API without keys (loopback only)\n');
+  }
   process.stdout.write(`pylon: auth ${auth.mode}, store ${flags.store}\n`);
   process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
@@ -51,6 +72,7 @@ export async function start(flags: StartFlags): Promise<void> {
     process.stdout.write(`pylon: ${signal}, closing ${gateway.connections.size} connection(s)\n`);
     gateway
       .close()
+      .then(() => admin?.close())
       .then(() => store.close())
       .then(
         () => {

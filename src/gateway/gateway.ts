@@ -84,7 +84,10 @@ export class Gateway
   private readonly options: ResolvedOptions;
   private readonly clock: Clock;
   private readonly wheel: TimingWheel;
-  private readonly nodeId = randomBytes(4).toString('hex');
+  /** This gateway's id: the prefix of its connection ids. */
+  readonly nodeId = randomBytes(4).toString('hex');
+  /** Wall-clock start (ms since the epoch). */
+  readonly startedAt = Date.now();
   private nextId = 0;
   private readonly servers: Listeners;
   private readonly admission: AdmissionControl;
@@ -227,7 +230,21 @@ export class Gateway
   /** Add and remove labels on every open connection of `user`. Returns how many connections there were. */
   updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
     const conns = this.connectionsOf(user);
-    for (const l of change.add ?? []) checkLabel(l);
+    const add = change.add ?? [];
+    const remove = new Set(change.remove ?? []);
+    for (const l of add) checkLabel(l);
+    // All or nothing: check every connection's room for the new labels before changing any.
+    for (const c of conns) {
+      let size = c.labels?.size ?? 0;
+      for (const l of remove) if (c.has(l)) size--;
+      for (const l of new Set(add)) if (!c.has(l) || remove.has(l)) size++;
+      if (size > this.options.maxLabels) {
+        throw new PylonError(
+          'TOO_MANY_REQUESTS',
+          `add: connection ${c.id} would have more than ${this.options.maxLabels} labels`,
+        );
+      }
+    }
     for (const c of conns) {
       for (const l of change.remove ?? []) c.leave(l);
       for (const l of change.add ?? []) c.join(l);
