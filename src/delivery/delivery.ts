@@ -120,6 +120,14 @@ export class Delivery {
     this.sync(r.qos1);
   }
 
+  /**
+   * New messages for `user` were stored elsewhere (another node of the cluster): send them to
+   * this node's connections of the user, from their cursors, in order.
+   */
+  notify(user: string): void {
+    for (const r of this.host.recipientsOf(user)) if (r.qos1 !== undefined) this.sync(r.qos1);
+  }
+
   /** The connection closed: forget its cursor (the inbox keeps the messages). */
   detach(r: Recipient): void {
     const cur = r.qos1;

@@ -153,6 +153,7 @@ export class Gateway
       history: this.history,
     };
     installReadHandlers(this, o.authorizeSub);
+    o.cluster?.attach(this);
   }
 
   // ---- application API ----
@@ -189,11 +190,24 @@ export class Gateway
    *   users too; label/all/connection targets reach the users of the connections they select.
    */
   async push(target: Target, type: string, data?: unknown, options: PushOptions = {}): Promise<PushResult> {
+    const result = await pushTo(this.pushing, target, type, data, options);
+    if (this.options.cluster) await this.options.cluster.push(result.id, target, type, data, options);
+    return result;
+  }
+
+  /** @internal A push from another node of the cluster: this node's connections only. */
+  pushLocal(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
     return pushTo(this.pushing, target, type, data, options);
   }
 
   /** Close the connections of a user, or one connection, with `kicked` (4503). Returns how many. */
   kick(target: { user: string } | { connection: string }, reason?: string): number {
+    this.options.cluster?.kick(target, reason);
+    return this.kickLocal(target, reason);
+  }
+
+  /** @internal Close this node's connections of a user, or one of its connections. */
+  kickLocal(target: { user: string } | { connection: string }, reason?: string): number {
     const conns =
       'user' in target ? [...this.hub.ofUser(target.user)] : [this.connections.get(target.connection)];
     let n = 0;
@@ -229,6 +243,13 @@ export class Gateway
 
   /** Add and remove labels on every open connection of `user`. Returns how many connections there were. */
   updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
+    const n = this.updateUserLabelsLocal(user, change);
+    this.options.cluster?.updateUserLabels(user, change);
+    return n;
+  }
+
+  /** @internal Change the labels of this node's connections of `user`. */
+  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number {
     const conns = this.connectionsOf(user);
     const add = change.add ?? [];
     const remove = new Set(change.remove ?? []);
@@ -328,6 +349,7 @@ export class Gateway
     for (const conn of this.lingering) conn.link.destroy();
     this.delivery.close();
     this.resumes?.close();
+    await this.options.cluster?.detach();
     await this.ownStore?.close();
     this.wheel.close();
   }

@@ -12,6 +12,7 @@ import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 import type { PresenceRule } from './presence.js';
 import type { ResumeOptions } from './resume.js';
+import type { ClusterLink } from './types.js';
 
 export interface ListenOptions {
   /** 0 picks a free port. */
@@ -114,6 +115,8 @@ export interface GatewayOptions {
   delivery?: Partial<DeliveryOptions>;
   /** Resume after a flash disconnect; `false` turns it off. */
   resume?: Partial<ResumeOptions> | false;
+  /** Join a cluster of gateways (see src/cluster): pushes, kicks and label changes reach every node. */
+  cluster?: ClusterLink;
   /** Default: pino at level "info" on stderr. */
   logger?: Logger;
   /** Time source for every deadline (tests pass a FakeClock). */
@@ -149,6 +152,7 @@ export interface ResolvedOptions {
   store: MessageStore | undefined;
   delivery: DeliveryOptions;
   resume: ResumeOptions | undefined;
+  cluster: ClusterLink | undefined;
   logger: Logger;
   clock: Clock | undefined;
   tickMs: number;
@@ -237,6 +241,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     store: o.store,
     delivery: resolveDelivery(o.delivery ?? {}),
     resume: resolveResume(o.resume),
+    cluster: o.cluster,
     logger: o.logger ?? createLogger('info'),
     clock: o.clock,
     tickMs: positive('tickMs', o.tickMs, 10),

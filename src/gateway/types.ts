@@ -1,6 +1,8 @@
 import type { AddressInfo } from 'node:net';
+import type { Target } from '../hub/member.js';
 import type { DisconnectInfo } from '../protocol/disconnect.js';
 import type { Connection } from './connection.js';
+import type { Gateway } from './gateway.js';
 
 export interface GatewayEvents {
   /** A connection completed its handshake (and authentication) and can send and receive. */
@@ -86,4 +88,24 @@ export interface LabelPage {
   members: Array<{ connection: string; user: string | undefined }>;
   /** Pass as `after` for the next page. */
   next?: string;
+}
+
+/**
+ * What a cluster (several gateways joined through a broker, src/cluster) plugs into a gateway.
+ * The gateway always serves its own connections itself; the cluster carries what it accepted to
+ * the other nodes that need it, and hands what other nodes sent to `gateway.pushLocal` etc.
+ */
+export interface ClusterLink {
+  /** Called once by the gateway's constructor. */
+  attach(gateway: Gateway): void;
+  /**
+   * A push this node accepted (already delivered to this node's connections; for qos 1 already
+   * stored). Carries it to the other nodes: label and all targets to every node, user targets
+   * to the nodes holding the users, qos 1 as a nudge to the nodes holding the users.
+   */
+  push(id: string, target: Target, type: string, data: unknown, options: PushOptions): Promise<void>;
+  kick(target: { user: string } | { connection: string }, reason: string | undefined): void;
+  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): void;
+  /** Called by gateway.close(). */
+  detach(): Promise<void>;
 }
