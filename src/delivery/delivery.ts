@@ -12,8 +12,10 @@ export interface Recipient {
   readonly codec: Codec;
   /** Write a prepared frame; qos 1 is never dropped for backpressure. */
   deliver(frame: OutFrame, qos: 0 | 1): boolean;
-  /** Slot owned by the delivery module: this connection's delivery cursor. */
+  /** Slot owned by the delivery module: this connection's delivery cursor, while it has messages in flight. */
   qos1: Cursor | undefined;
+  /** Slot owned by the delivery module: qos 1 is on for this connection (after its welcome). */
+  deliveryOn: boolean;
 }
 
 export interface DeliveryHost {
@@ -116,8 +118,21 @@ export class Delivery {
   /** A connection of a user opened: send what waits in the inbox. */
   attach(r: Recipient): void {
     if (r.user === undefined) return;
+    r.deliveryOn = true;
+    this.sync(this.cursorOf(r));
+  }
+
+  /** The connection's cursor, created on demand: an idle connection keeps none (~120 bytes saved). */
+  private cursorOf(r: Recipient): Cursor {
     r.qos1 ??= new Cursor(r, this);
-    this.sync(r.qos1);
+    return r.qos1;
+  }
+
+  /** Nothing in flight and nothing being read: forget the cursor; the store knows what is next. */
+  private release(cur: Cursor): void {
+    const r = cur.recipient;
+    if (r.qos1 !== cur || cur.inflight.length > 0 || cur.syncing || cur.timer !== undefined) return;
+    r.qos1 = undefined;
   }
 
   /**
@@ -125,11 +140,12 @@ export class Delivery {
    * this node's connections of the user, from their cursors, in order.
    */
   notify(user: string): void {
-    for (const r of this.host.recipientsOf(user)) if (r.qos1 !== undefined) this.sync(r.qos1);
+    for (const r of this.host.recipientsOf(user)) if (r.deliveryOn && r.open) this.sync(this.cursorOf(r));
   }
 
   /** The connection closed: forget its cursor (the inbox keeps the messages). */
   detach(r: Recipient): void {
+    r.deliveryOn = false;
     const cur = r.qos1;
     if (cur === undefined) return;
     cur.timer?.cancel();
@@ -162,6 +178,7 @@ export class Delivery {
         c.timer = undefined;
       }
       if (before >= this.options.window && c.inflight.length < this.options.window) this.sync(c);
+      else this.release(c);
     }
   }
 
@@ -170,8 +187,8 @@ export class Delivery {
   }
 
   private offer(r: Recipient, m: StoredMessage): void {
-    const cur = r.qos1;
-    if (cur === undefined || !r.open) return;
+    if (!r.deliveryOn || !r.open) return;
+    const cur = this.cursorOf(r);
     if (cur.syncing || cur.sent < 0 || m.seq !== cur.sent + 1) {
       // Out of step (first sync running, or a gap): let the store say what comes next, in order.
       this.sync(cur);
@@ -191,6 +208,7 @@ export class Delivery {
     this.syncLoop(cur).then(
       () => {
         cur.syncing = false;
+        this.release(cur);
       },
       (err) => {
         cur.syncing = false;
@@ -239,6 +257,7 @@ export class Delivery {
     if (!r.open || r.qos1 !== cur || r.user === undefined) return;
     if (cur.inflight.length === 0) {
       cur.timer = undefined;
+      this.release(cur);
       return;
     }
     cur.attempts++;

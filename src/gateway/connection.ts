@@ -57,8 +57,11 @@ export class Connection implements Member, Recipient, Bucket {
   /** Device and client version, as the validate hook reported them. */
   device: string | undefined = undefined;
   version: string | undefined = undefined;
-  /** Labels, in the order they were added (undefined until the first). */
-  labels: Set<string> | undefined = undefined;
+  /**
+   * Labels, in the order they were added (undefined until the first). An array, not a Set: a
+   * connection has a few labels, and a Set's table would cost ~200 bytes per connection.
+   */
+  labels: string[] | undefined = undefined;
   /** Wall-clock time the connection was accepted (ms since the epoch). */
   readonly connectedAt = Date.now();
   /** Whether the client has sent its hello (TCP: required first; WS: optional). */
@@ -71,8 +74,9 @@ export class Connection implements Member, Recipient, Bucket {
   resumeFrom: string | undefined = undefined;
   /** qos-1 delivery state (owned by the delivery module). */
   qos1: Cursor | undefined = undefined;
-  /** Inbound rate limit (token bucket): starts full (capped at the burst on first use). */
-  tokens = Number.POSITIVE_INFINITY;
+  deliveryOn = false;
+  /** Inbound rate limit (token bucket, milli-tokens): -1 is a full bucket. */
+  tokens = -1;
   refilled = 0;
   /** Frames that arrived while the validate hook ran; replayed once open. */
   early: Uint8Array[] | undefined = undefined;
@@ -115,7 +119,7 @@ export class Connection implements Member, Recipient, Bucket {
 
   /** Whether the connection has `label`. */
   has(label: string): boolean {
-    return this.labels?.has(label) ?? false;
+    return this.labels?.includes(label) ?? false;
   }
 
   /** Add a label (O(1)); pushes to that label reach this connection from now on. */

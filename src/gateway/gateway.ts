@@ -208,8 +208,7 @@ export class Gateway
 
   /** @internal Close this node's connections of a user, or one of its connections. */
   kickLocal(target: { user: string } | { connection: string }, reason?: string): number {
-    const conns =
-      'user' in target ? [...this.hub.ofUser(target.user)] : [this.connections.get(target.connection)];
+    const conns = 'user' in target ? this.hub.ofUser(target.user) : [this.connections.get(target.connection)];
     let n = 0;
     for (const c of conns) {
       if (c && c.state !== 'closing' && c.state !== 'closed') {
@@ -222,12 +221,12 @@ export class Gateway
 
   /** Whether `user` has at least one open connection on this gateway. */
   online(user: string): boolean {
-    return this.hub.ofUser(user).size > 0;
+    return this.hub.countUser(user) > 0;
   }
 
   /** The open connections of `user`. */
   connectionsOf(user: string): Connection[] {
-    return [...this.hub.ofUser(user)];
+    return this.hub.ofUser(user);
   }
 
   /** How many open connections have each label. */
@@ -256,7 +255,7 @@ export class Gateway
     for (const l of add) checkLabel(l);
     // All or nothing: check every connection's room for the new labels before changing any.
     for (const c of conns) {
-      let size = c.labels?.size ?? 0;
+      let size = c.labels?.length ?? 0;
       for (const l of remove) if (c.has(l)) size--;
       for (const l of new Set(add)) if (!c.has(l) || remove.has(l)) size++;
       if (size > this.options.maxLabels) {
@@ -372,7 +371,7 @@ export class Gateway
       codec = name ? getCodec(name) : undefined;
     }
     const id = `${this.nodeId}-${(++this.nextId).toString(36)}`;
-    const conn = new Connection(id, link, codec ?? jsonCodec, this, this.clock.now());
+    const conn = new Connection(id, link, codec ?? jsonCodec, this, Math.floor(this.clock.now()));
     link.owner = conn;
     this.connections.set(id, conn);
     if (!this.admission.opened(info.remoteAddress)) {
@@ -405,7 +404,8 @@ export class Gateway
     const conn = link.owner as Connection;
     const state = conn.state;
     if (state === 'closing' || state === 'closed') return;
-    const now = this.clock.now();
+    // Whole ms: small integers stay unboxed in the connection object (no heap number each).
+    const now = Math.floor(this.clock.now());
     conn.lastRecv = now;
     this.counters.messagesIn++;
     const limit = this.options.rateLimit;
@@ -507,22 +507,24 @@ export class Gateway
   join(conn: Connection, label: string): boolean {
     checkLabel(label);
     if (conn.state === 'closing' || conn.state === 'closed') return false;
-    conn.labels ??= new Set();
-    if (conn.labels.has(label)) return false;
-    if (conn.labels.size >= this.options.maxLabels) {
+    conn.labels ??= [];
+    if (conn.labels.includes(label)) return false;
+    if (conn.labels.length >= this.options.maxLabels) {
       throw new PylonError(
         'TOO_MANY_REQUESTS',
         `a connection may have at most ${this.options.maxLabels} labels`,
       );
     }
-    conn.labels.add(label);
+    conn.labels.push(label);
     this.hub.indexLabel(conn, label);
     if (conn.state === 'open') this.presence.joined(conn, label);
     return true;
   }
 
   leave(conn: Connection, label: string): boolean {
-    if (!conn.labels?.delete(label)) return false;
+    const at = conn.labels?.indexOf(label) ?? -1;
+    if (at < 0) return false;
+    conn.labels?.splice(at, 1);
     this.hub.unindexLabel(conn, label);
     if (conn.state === 'open') this.presence.left(conn, label);
     return true;

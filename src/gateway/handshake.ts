@@ -165,7 +165,7 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
   conn.device = identity.device;
   conn.version = identity.version;
   if (identity.data) Object.assign(conn.data, identity.data);
-  if (identity.labels && identity.labels.length > 0) conn.labels = new Set(identity.labels);
+  if (identity.labels && identity.labels.length > 0) conn.labels = [...new Set(identity.labels)];
   if (host.handshake.duplicateLogin === 'replace' && identity.user !== undefined) {
     for (const older of host.connectionsOf(identity.user)) {
       host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);

@@ -47,7 +47,7 @@ export async function pushTo(
     }
     const users = usersOf(p.hub, t);
     let targeted = 0;
-    for (const u of users) targeted += p.hub.ofUser(u).size;
+    for (const u of users) targeted += p.hub.countUser(u);
     await p.delivery.push(users, { id, type, data }, options.ttl);
     return { id, targeted, stored: users.length, done: Promise.resolve({ delivered: targeted, dropped: 0 }) };
   }

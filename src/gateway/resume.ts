@@ -96,7 +96,7 @@ export class Resumes {
     this.saved.delete(id);
     s.timer?.cancel();
     for (const label of s.labels) conn.join(label);
-    const labels: ReadonlySet<string> = conn.labels ?? new Set();
+    const labels: readonly string[] = conn.labels ?? [];
     const { entries, complete } = this.journal.since(s.journalPos, Date.now());
     const replay: OutFrame[] = [];
     for (const e of entries) {

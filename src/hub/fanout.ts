@@ -143,7 +143,7 @@ class FrameCache {
 
 /** The variant a connection with `labels` gets: its first label that has one ('' for the default). */
 export function variantFor(
-  labels: ReadonlySet<string> | undefined,
+  labels: readonly string[] | undefined,
   variants: ReadonlyMap<string, unknown>,
 ): string {
   if (labels !== undefined) for (const label of labels) if (variants.has(label)) return label;
@@ -153,7 +153,7 @@ export function variantFor(
 /** The push frame of a broadcast for one connection's codec and labels. */
 export function encodeBroadcast(
   codec: Codec,
-  labels: ReadonlySet<string> | undefined,
+  labels: readonly string[] | undefined,
   push: Broadcast,
 ): OutFrame {
   const variant = push.variants === undefined ? '' : variantFor(labels, push.variants);

@@ -14,7 +14,8 @@ export interface HubStats {
  */
 export class Hub<M extends Member = Member> {
   private readonly members = new Map<string, M>();
-  private readonly byUser = new Map<string, Set<M>>();
+  /** One member, or an array when the user has several connections: most users have one, and a Set each would cost ~200 bytes. */
+  private readonly byUser = new Map<string, M | M[]>();
   private readonly byLabel = new Map<string, Set<M>>();
 
   get size(): number {
@@ -23,14 +24,26 @@ export class Hub<M extends Member = Member> {
 
   add(m: M): void {
     this.members.set(m.id, m);
-    if (m.user !== undefined) addTo(this.byUser, m.user, m);
+    if (m.user !== undefined) {
+      const cur = this.byUser.get(m.user);
+      if (cur === undefined) this.byUser.set(m.user, m);
+      else if (Array.isArray(cur)) cur.push(m);
+      else this.byUser.set(m.user, [cur, m]);
+    }
     if (m.labels) for (const label of m.labels) addTo(this.byLabel, label, m);
   }
 
   remove(m: M): void {
     if (this.members.get(m.id) !== m) return;
     this.members.delete(m.id);
-    if (m.user !== undefined) removeFrom(this.byUser, m.user, m);
+    if (m.user !== undefined) {
+      const cur = this.byUser.get(m.user);
+      if (cur === m) this.byUser.delete(m.user);
+      else if (Array.isArray(cur)) {
+        const rest = cur.filter((x) => x !== m);
+        this.byUser.set(m.user, rest.length === 1 ? (rest[0] as M) : rest);
+      }
+    }
     if (m.labels) for (const label of m.labels) removeFrom(this.byLabel, label, m);
   }
 
@@ -52,9 +65,17 @@ export class Hub<M extends Member = Member> {
     if (this.has(m)) removeFrom(this.byLabel, label, m);
   }
 
-  /** The connections of `user` (empty when offline). */
-  ofUser(user: string): ReadonlySet<M> {
-    return this.byUser.get(user) ?? EMPTY;
+  /** The connections of `user` (empty when offline). A fresh array for the caller: O(devices of the user). */
+  ofUser(user: string): M[] {
+    const cur = this.byUser.get(user);
+    if (cur === undefined) return [];
+    return Array.isArray(cur) ? cur.slice() : [cur];
+  }
+
+  /** How many connections `user` has. */
+  countUser(user: string): number {
+    const cur = this.byUser.get(user);
+    return cur === undefined ? 0 : Array.isArray(cur) ? cur.length : 1;
   }
 
   /** The connections that have `label`. */
@@ -79,7 +100,7 @@ export class Hub<M extends Member = Member> {
 
   /** The members a target selects, each once. */
   select(target: Target): M[] {
-    if ('user' in target) return [...this.ofUser(target.user)];
+    if ('user' in target) return this.ofUser(target.user);
     if ('users' in target) {
       const out: M[] = [];
       // A connection has one user, so distinct users give distinct connections; repeated ids are skipped.
@@ -115,7 +136,7 @@ export class Hub<M extends Member = Member> {
         if (smallest === undefined || set.size < smallest.size) smallest = set;
       }
       for (const m of smallest as ReadonlySet<M>) {
-        const labels = m.labels as ReadonlySet<string>;
+        const labels = m.labels as readonly string[];
         if (hasAll(labels, all) && (any.length === 0 || hasAny(labels, any)) && !hasAny(labels, not))
           out.push(m);
       }
@@ -127,7 +148,7 @@ export class Hub<M extends Member = Member> {
         const set = this.byLabel.get(any[i] as string);
         if (set === undefined) continue;
         for (const m of set) {
-          const labels = m.labels as ReadonlySet<string>;
+          const labels = m.labels as readonly string[];
           if (!hasAnyBefore(labels, any, i) && !hasAny(labels, not)) out.push(m);
         }
       }
@@ -158,18 +179,18 @@ function removeFrom<K, M>(map: Map<K, Set<M>>, key: K, m: M): void {
   if (set.size === 0) map.delete(key);
 }
 
-function hasAll(labels: ReadonlySet<string>, wanted: string[]): boolean {
-  for (const l of wanted) if (!labels.has(l)) return false;
+function hasAll(labels: readonly string[], wanted: string[]): boolean {
+  for (const l of wanted) if (!labels.includes(l)) return false;
   return true;
 }
 
-function hasAny(labels: ReadonlySet<string> | undefined, wanted: string[]): boolean {
+function hasAny(labels: readonly string[] | undefined, wanted: string[]): boolean {
   if (labels === undefined) return false;
-  for (const l of wanted) if (labels.has(l)) return true;
+  for (const l of wanted) if (labels.includes(l)) return true;
   return false;
 }
 
-function hasAnyBefore(labels: ReadonlySet<string>, wanted: string[], end: number): boolean {
-  for (let i = 0; i < end; i++) if (labels.has(wanted[i] as string)) return true;
+function hasAnyBefore(labels: readonly string[], wanted: string[], end: number): boolean {
+  for (let i = 0; i < end; i++) if (labels.includes(wanted[i] as string)) return true;
   return false;
 }

@@ -10,7 +10,7 @@ export interface Member {
   /** The authenticated user, or undefined for an anonymous connection. */
   readonly user: string | undefined;
   /** The connection's labels, in the order they were added (undefined: none). */
-  readonly labels: ReadonlySet<string> | undefined;
+  readonly labels: readonly string[] | undefined;
   readonly codec: Codec;
   /** Whether the member can still be written to. */
   readonly open: boolean;

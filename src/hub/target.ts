@@ -79,7 +79,7 @@ export function parseTarget(value: unknown, field = 'to'): Target {
 export function matchesTarget(
   target: Target,
   user: string | undefined,
-  labels: ReadonlySet<string>,
+  labels: readonly string[],
   connection: string,
 ): boolean {
   if ('user' in target) return user !== undefined && target.user === user;
@@ -87,8 +87,8 @@ export function matchesTarget(
   if ('connection' in target) return target.connection === connection;
   if ('all' in target) return true;
   const q = target.labels;
-  if (q.all?.some((l) => !labels.has(l))) return false;
-  if (q.any && q.any.length > 0 && !q.any.some((l) => labels.has(l))) return false;
-  if (q.not?.some((l) => labels.has(l))) return false;
+  if (q.all?.some((l) => !labels.includes(l))) return false;
+  if (q.any && q.any.length > 0 && !q.any.some((l) => labels.includes(l))) return false;
+  if (q.not?.some((l) => labels.includes(l))) return false;
   return true;
 }
