@@ -3,7 +3,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { FrameDecoder, frame } from '../protocol/framing.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
 import type { OutFrame } from './out-frame.js';
-import { readTls, type TlsFiles } from './tls.js';
+import { listenOn, readTls, reloadTls, type TlsFiles } from './tls.js';
 
 export interface TcpTransportOptions {
   sink: LinkSink;
@@ -138,19 +138,12 @@ export class TcpTransport {
     // A failed TLS handshake is the client's problem, not the server's.
     if (tls) server.on('tlsClientError', () => {});
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve(server.address() as AddressInfo);
-      });
-    });
+    return listenOn(server, port, host);
   }
 
   /** Re-read the certificate files; new connections use them, open ones keep theirs. */
   reloadTls(): void {
-    const tls = this.options.tls;
-    if (tls && this.server && 'setSecureContext' in this.server) this.server.setSecureContext(readTls(tls));
+    reloadTls(this.server, this.options.tls);
   }
 
   private accept(socket: Socket): void {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { AddressInfo, Server } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 
 /** Certificate files of a tls:// or wss:// listener (PEM). */
@@ -14,4 +15,22 @@ export function readTls(files: TlsFiles): SecureContextOptions {
   const ctx: SecureContextOptions = { cert: readFileSync(files.cert), key: readFileSync(files.key) };
   if (files.ca !== undefined) ctx.ca = readFileSync(files.ca);
   return ctx;
+}
+
+/** Re-reads the files into a listening TLS server; new connections use them, open ones keep theirs. */
+export function reloadTls(server: Server | undefined, files: TlsFiles | undefined): void {
+  if (files && server && 'setSecureContext' in server) {
+    (server as Server & { setSecureContext(o: SecureContextOptions): void }).setSecureContext(readTls(files));
+  }
+}
+
+/** `server.listen(port, host)` as a promise of the bound address. */
+export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }

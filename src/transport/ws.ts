@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Link, LinkInfo, LinkSink } from './link.js';
 import { type OutFrame, wsFrame } from './out-frame.js';
-import { readTls, type TlsFiles } from './tls.js';
+import { listenOn, readTls, reloadTls, type TlsFiles } from './tls.js';
 
 export interface WsTransportOptions {
   sink: LinkSink;
@@ -151,19 +151,12 @@ export class WsTransport {
       : createServer(httpOptions, handler);
     this.attach(server);
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve(server.address() as AddressInfo);
-      });
-    });
+    return listenOn(server, port, host);
   }
 
   /** Re-read the certificate files; new connections use them, open ones keep theirs. */
   reloadTls(): void {
-    const tls = this.options.tls;
-    if (tls && this.server && 'setSecureContext' in this.server) this.server.setSecureContext(readTls(tls));
+    reloadTls(this.server, this.options.tls);
   }
 
   /** Serve upgrades on an existing HTTP server (the application owns its lifecycle). */
