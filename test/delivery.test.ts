@@ -163,6 +163,20 @@ describe('resume after a flash disconnect', () => {
     await expect.poll(() => got.length).toBe(3);
   });
 
+  it('stores a qos-1 label push for a user whose link dropped a moment ago (its session still holds the label)', async () => {
+    const { gateway, tcpUrl } = await startGateway(base);
+    const clock = new FakeClock();
+    const client = await connect(tcpUrl, { token: 'fay', clock, reconnect: { base: 200, max: 200 } });
+    await client.subscribe(['room_3']);
+    const got = collect(client, 'news');
+    gateway.connectionsOf('fay')[0]!.link.destroy();
+    await expect.poll(() => gateway.stats().resumable).toBe(1);
+    const r = await gateway.push({ labels: { all: ['room_3'] } }, 'news', 'while away', { qos: 1 });
+    expect(r).toMatchObject({ targeted: 0, stored: 1 });
+    clock.advance(1000);
+    await expect.poll(() => got.map((g) => g.data)).toEqual(['while away']);
+  });
+
   it('does not resume after the window, for another user, or after a kick', async () => {
     const { gateway, tcpUrl } = await startGateway({ ...base, resume: { window: 100 } });
     const first = await RawTcp.open(tcpUrl);

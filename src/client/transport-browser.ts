@@ -4,8 +4,13 @@ import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
 class BrowserWsLink implements ClientLink {
   private readonly ws: WebSocket;
   private closing = false;
+  private reported = false;
 
-  constructor(url: URL, protocol: string, events: ClientLinkEvents) {
+  constructor(
+    url: URL,
+    protocol: string,
+    private readonly events: ClientLinkEvents,
+  ) {
     this.ws = new WebSocket(url.toString(), [protocol]);
     this.ws.binaryType = 'arraybuffer';
     this.ws.onopen = () => events.open();
@@ -14,7 +19,7 @@ class BrowserWsLink implements ClientLink {
       events.frame(typeof d === 'string' ? encoder.encode(d) : new Uint8Array(d as ArrayBuffer));
     };
     this.ws.onclose = (e: CloseEvent) =>
-      events.close(this.closing && e.code === 1005 ? 1000 : e.code, e.reason);
+      this.report(this.closing && e.code === 1005 ? 1000 : e.code, e.reason);
   }
 
   get buffered(): number {
@@ -31,6 +36,15 @@ class BrowserWsLink implements ClientLink {
     this.closing = true;
     // Browsers only let scripts close with 1000 or 3000-4999.
     this.ws.close(code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000, reason);
+    // A browser reports the close only when the closing handshake ends, which on a dead network
+    // is when the network comes back: the client learns it now and can start reconnecting.
+    this.report(code, reason);
+  }
+
+  private report(code: number, reason: string): void {
+    if (this.reported) return;
+    this.reported = true;
+    this.events.close(code, reason);
   }
 }
 

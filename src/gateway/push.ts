@@ -45,7 +45,7 @@ export async function pushTo(
     if (options.ttl !== undefined && !(options.ttl > 0)) {
       throw new PylonError('BAD_REQUEST', 'ttl: must be a positive number of ms');
     }
-    const users = usersOf(p.hub, t);
+    const users = usersOf(p.hub, t, p.resumes);
     let targeted = 0;
     for (const u of users) targeted += p.hub.countUser(u);
     await p.delivery.push(users, { id, type, data }, options.ttl);
@@ -67,11 +67,13 @@ export async function pushTo(
   return { id, targeted: result.targeted, done: result.done };
 }
 
-/** The distinct users a qos-1 push to `t` is for (user targets include offline users). */
-function usersOf(hub: Hub<Connection>, t: Target): string[] {
+/** The distinct users a qos-1 push to `t` is for (user targets include offline users; label targets, dropped sessions). */
+function usersOf(hub: Hub<Connection>, t: Target, resumes: Resumes | undefined): string[] {
   if ('user' in t) return [t.user];
   if ('users' in t) return [...new Set(t.users)];
   const users = new Set<string>();
   for (const m of hub.select(t)) if (m.user !== undefined) users.add(m.user);
+  // Users whose link dropped a moment ago still belong to their labels until the resume window ends.
+  if (resumes) for (const u of resumes.usersMatching(t)) users.add(u);
   return [...users];
 }

@@ -80,6 +80,18 @@ export class Resumes {
     this.saved.set(id, s);
   }
 
+  /**
+   * The users of sessions waiting to be resumed that `target` would select: a qos-1 push to a
+   * label is stored for them too, so a user whose link just dropped does not miss it.
+   */
+  usersMatching(target: Target): string[] {
+    const users: string[] = [];
+    for (const s of this.saved.values()) {
+      if (s.user !== undefined && matchesTarget(target, s.user, s.labels, s.connection)) users.push(s.user);
+    }
+    return users;
+  }
+
   /** @internal */
   drop(id: string): void {
     this.saved.delete(id);
