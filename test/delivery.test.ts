@@ -115,6 +115,22 @@ describe('qos 1', () => {
     expect(runs).toEqual([1, 2, 3]);
   });
 
+  it('a handler that throws had its run: the error is reported and the push acked, the next ones go on', async () => {
+    const { gateway, tcpUrl } = await startGateway(base);
+    const client = await connect(tcpUrl, { token: 'oops', reconnect: false });
+    const errors: string[] = [];
+    client.on('error', (e) => errors.push(e.message));
+    const runs: number[] = [];
+    client.on<number>('msg', (n) => {
+      runs.push(n);
+      if (n === 2) throw new Error('bad message 2');
+    });
+    for (let n = 1; n <= 3; n++) await gateway.push({ user: 'oops' }, 'msg', n, { qos: 1 });
+    await expect.poll(() => gateway.stats().qos1.acked).toBe(3);
+    expect(runs).toEqual([1, 2, 3]);
+    expect(errors).toEqual(['bad message 2']);
+  });
+
   it('drops expired messages instead of delivering them', async () => {
     const { gateway, tcpUrl } = await startGateway({ ...base, delivery: { expireEvery: 20 } });
     await gateway.push({ user: 'late' }, 'msg', 'stale', { qos: 1, ttl: 30 });

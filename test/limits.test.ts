@@ -80,6 +80,10 @@ describe('connection limits', () => {
     const c = await connect(tcpUrl, { token: 'lab', reconnect: false });
     await expect(c.subscribe(['a', 'b', 'c'])).resolves.toEqual(['a', 'b', 'c']);
     await expect(c.subscribe(['d'])).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
+    // All or nothing: a sub that would pass the limit joins none of its labels.
+    await expect(c.unsubscribe(['c'])).resolves.toEqual(['a', 'b']);
+    await expect(c.subscribe(['c', 'd'])).rejects.toMatchObject({ code: 'TOO_MANY_REQUESTS' });
+    await expect(c.unsubscribe(['zz'])).resolves.toEqual(['a', 'b']);
     await expect(c.subscribe(['x'.repeat(300)])).rejects.toMatchObject({ code: 'BAD_REQUEST' });
   });
 });

@@ -382,11 +382,13 @@ export class PylonClient {
     this.pushChain = this.pushChain.then(async () => {
       await this.gate;
       if (seq > this.lastSeq) {
+        // A handler that throws has still had its one run: the error goes to the 'error'
+        // listeners and the push is acked (acks are cumulative, so holding it back would only
+        // hold back every push after it).
         try {
           await this.runHandlers(env.data, meta);
         } catch (err) {
           this.emit('error', err as Error);
-          return;
         }
         this.lastSeq = seq;
       }
@@ -440,6 +442,11 @@ export class PylonClient {
     const retry = ro !== undefined && info.reconnect && first === undefined && this.attempt < ro.maxAttempts;
     this.state = retry ? 'waiting' : 'closed';
     if (wasOpen || !retry) this.emit('close', { ...info, willReconnect: retry });
+    // A close listener may have called close(): then there is nothing to retry.
+    if ((this.state as ClientState) === 'closed' && retry) {
+      this.failAll(new PylonError('UNAVAILABLE', 'client closed'));
+      return;
+    }
     if (first) {
       this.connectWaiter = undefined;
       first.reject(

@@ -51,9 +51,10 @@ class TcpClientLink implements ClientLink {
     this.closeCode = code;
     this.reason = reason;
     this.socket.end();
-    // A peer that never finishes the close would keep the socket; end() is enough for a live
-    // server, destroy() for a dead one.
+    // A live server finishes the close at once; a dead one never would, so the socket is
+    // destroyed after a second (or at once for an abnormal close).
     if (code !== 1000) this.socket.destroy();
+    else setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 }
 

@@ -38,6 +38,7 @@ export class Journal {
   }
 
   add(target: Target, push: Broadcast, now: number): number {
+    this.trim(now);
     const entry: JournalEntry = { pos: ++this.pos, at: now, target, push };
     const size = this.ring.length;
     if (this.count === size) {

@@ -121,6 +121,7 @@ export class Gateway
     this.fanout = new Fanout({
       chunk: this.options.fanoutChunk,
       ceiling: this.options.fanoutCeiling,
+      maxPaced: 1000,
       after: (ms, fn) => {
         this.wheel.after(ms, fn);
       },

@@ -69,6 +69,20 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
         );
         return;
       }
+      // All or nothing: refuse before joining any if the new labels would pass the limit.
+      if (action === 'sub') {
+        const fresh = new Set(answers.map(([l]) => l).filter((l) => !conn.has(l)));
+        if ((conn.labels?.length ?? 0) + fresh.size > maxLabels) {
+          reply(
+            host,
+            conn,
+            id,
+            undefined,
+            new PylonError('TOO_MANY_REQUESTS', `a connection may have at most ${maxLabels} labels`),
+          );
+          return;
+        }
+      }
       try {
         for (const [l] of answers) {
           if (action === 'sub') conn.join(l);

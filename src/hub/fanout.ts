@@ -1,5 +1,6 @@
 import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
 import { OutFrame } from '../transport/out-frame.js';
 import type { Member } from './member.js';
 
@@ -27,6 +28,8 @@ export interface FanoutOptions {
   chunk: number;
   /** Process-wide ceiling on connections written per second, over every fan-out (undefined: none). */
   ceiling?: number;
+  /** Paced fan-outs that may be going out at once; more are refused with TOO_MANY_REQUESTS. */
+  maxPaced: number;
   /** Schedules paced steps (the gateway's timing wheel). */
   after(ms: number, fn: () => void): void;
 }
@@ -55,16 +58,25 @@ const PACE_STEP = 10;
 export class Fanout {
   private tokens: number;
   private refilled = performance.now();
+  /** Paced fan-outs still going out. */
+  private waiting = 0;
 
   constructor(private readonly options: FanoutOptions) {
     this.tokens = options.ceiling ?? 0;
   }
 
   deliver(members: Member[], push: Broadcast, rate?: number): FanoutResult {
-    const run: Run = { members, frames: new FrameCache(push), index: 0, delivered: 0, dropped: 0 };
     const targeted = members.length;
     const ceiling = this.options.ceiling;
     const paced = rate !== undefined || ceiling !== undefined;
+    if (paced && this.waiting >= this.options.maxPaced) {
+      // Each waiting fan-out holds its list of targets: under sustained overload, refuse.
+      throw new PylonError(
+        'TOO_MANY_REQUESTS',
+        `${this.waiting} paced pushes are still going out; try later`,
+      );
+    }
+    const run: Run = { members, frames: new FrameCache(push), index: 0, delivered: 0, dropped: 0 };
     if (!paced && targeted <= this.options.chunk) {
       this.write(run, targeted);
       return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
@@ -81,6 +93,7 @@ export class Fanout {
         return;
       }
       const started = performance.now();
+      this.waiting++;
       const step = () => {
         // Due so far at this push's own rate, at most a chunk per step, and within the ceiling.
         let budget = this.options.chunk;
@@ -92,7 +105,10 @@ export class Fanout {
         if (ceiling !== undefined) budget = this.take(Math.max(0, budget), ceiling);
         if (budget > 0) this.write(run, budget);
         if (run.index < targeted) this.options.after(PACE_STEP, step);
-        else finish();
+        else {
+          this.waiting--;
+          finish();
+        }
       };
       step();
     });
