@@ -1,5 +1,17 @@
 // Pylon's public server API. Everything not exported here is internal.
 
+export { type AlertingLogger, type AlertOptions, alertingLogger } from './api/alerts.js';
+export {
+  type AdminOptions,
+  type AdminServer,
+  AdminService,
+  ApiKeys,
+  createAdminMetrics,
+  startAdmin,
+  storeLatencyHistogram,
+  timeStore,
+} from './api/index.js';
+export { signBody, type WebhookOptions, type WebhookStats, Webhooks } from './api/webhooks.js';
 export type { DeliveryOptions } from './delivery/delivery.js';
 export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';

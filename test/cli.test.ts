@@ -213,3 +213,35 @@ describe('pylon start admin API', () => {
     expect(open.stderr).toMatch(/key/i);
   });
 });
+
+describe('pylon start webhooks', () => {
+  it('posts connect and disconnect events to the business', async () => {
+    const { createServer } = await import('node:http');
+    const events: Array<{ event: string; user: string | null }> = [];
+    const hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        events.push(JSON.parse(body));
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hook.address() as { port: number }).port}`;
+    const cli = startCli([
+      '--webhook-connect',
+      `${url}/connect`,
+      '--webhook-disconnect',
+      `${url}/disconnect`,
+    ]);
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const client = await connect(tcp, { token: 'hooked', reconnect: false });
+    await client.close();
+    await expect
+      .poll(() => events.map((e) => `${e.event}:${e.user}`))
+      .toEqual(['connect:hooked', 'disconnect:hooked']);
+    hook.close();
+  });
+});

@@ -1,4 +1,6 @@
 import { hostname } from 'node:os';
+import { type ClusterStatus, clusterOf, type DispatchEntry } from '../cluster/cluster.js';
+import { nodeUrls } from '../cluster/support.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../gateway/logger.js';
 import type { GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
@@ -47,11 +49,35 @@ export interface NodeStats extends GatewayStats {
   node: string;
   /** Seconds since the process started. */
   uptime: number;
+  /** In a cluster: the gateway's node id (the prefix of its connection ids). */
+  id?: string;
 }
 
-/** This node's stats, and every node in `nodes` (today only this one; a cluster answers the same shape). */
+/** This node's stats, and every node in `nodes` (one without a cluster; each live node of a cluster, as last reported). */
 export interface StatsOutput extends NodeStats {
   nodes: NodeStats[];
+  /** In a cluster: totals across the live nodes, and this node's link to the others. */
+  cluster?: ClusterTotals;
+}
+
+export interface ClusterTotals {
+  /** Live nodes. */
+  nodes: number;
+  /** Open connections across the live nodes. */
+  connections: number;
+  /** Distinct users online across the live nodes. */
+  online: number;
+  /** Connections per label across the nodes (each node's largest labels). */
+  labels: Record<string, number>;
+  status: ClusterStatus;
+  /** Set when the registry could not be read: `nodes` then holds this node only. */
+  error?: string;
+}
+
+export interface DispatchOutput {
+  user?: string;
+  /** Gateways to try in order: the user's current or last node first, then by load (fewest connections). */
+  nodes: DispatchEntry[];
 }
 
 export interface PageInput {
@@ -134,7 +160,58 @@ export class AdminService {
 
   async stats(): Promise<StatsOutput> {
     const own: NodeStats = { node: this.node, uptime: process.uptime(), ...this.gateway.stats() };
-    return { ...own, nodes: [own] };
+    const cluster = clusterOf(this.gateway);
+    if (cluster === undefined) return { ...own, nodes: [own] };
+    own.id = cluster.nodeId;
+    const status = cluster.status();
+    try {
+      const cs = await cluster.stats();
+      const nodes = cs.nodes.map((n) =>
+        n.id === cluster.nodeId ? own : ({ node: n.name, id: n.id, ...n.load.stats } as NodeStats),
+      );
+      if (!cs.nodes.some((n) => n.id === cluster.nodeId)) nodes.unshift(own);
+      const totals = {
+        nodes: cs.nodes.length,
+        connections: cs.connections,
+        online: cs.online,
+        labels: cs.labels,
+      };
+      return { ...own, nodes, cluster: { ...totals, status } };
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      const totals = { nodes: 1, connections: own.connections, online: own.users, labels: {} };
+      return { ...own, nodes: [own], cluster: { ...totals, status, error } };
+    }
+  }
+
+  /** Liveness; in a cluster, refused (UNAVAILABLE, 503 over HTTP) with the reason while the broker or registry is down. */
+  async health(): Promise<{ ok: true; cluster?: ClusterStatus }> {
+    const cluster = clusterOf(this.gateway);
+    if (cluster === undefined) return { ok: true };
+    const status = cluster.status();
+    if (!status.up) throw new PylonError('UNAVAILABLE', `cluster ${status.reason ?? 'down'}`);
+    return { ok: true, cluster: status };
+  }
+
+  /**
+   * Where a client should connect: live gateways ordered by load, the user's current node (or
+   * the one it was last seen on, to resume its session) first. Without a cluster: this gateway.
+   */
+  async dispatch(input: { user?: string } = {}): Promise<DispatchOutput> {
+    const o = fields(input, 'query', ['user']);
+    const user = o.user === undefined ? undefined : nonEmpty(o.user, 'user');
+    const cluster = clusterOf(this.gateway);
+    const nodes: DispatchEntry[] = cluster
+      ? await cluster.dispatch(user)
+      : [
+          {
+            node: this.gateway.nodeId,
+            name: this.node,
+            connections: this.gateway.stats().connections,
+            ...nodeUrls(this.gateway.addresses, {}),
+          },
+        ];
+    return user === undefined ? { nodes } : { user, nodes };
   }
 
   /** Online or not, and each open connection of the user (an unknown user is simply offline). */

@@ -4,11 +4,13 @@ import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../gateway/logger.js';
 import { AdminService } from './admin-service.js';
+import { DisconnectLog, dashboardFallback, dashboardRoutes } from './dashboard.js';
 import { type GrpcAdmin, startGrpc } from './grpc.js';
 import { createHttpServer, DEFAULT_MAX_BODY, type Fallback, type Route } from './http.js';
 import { ApiKeys, assertBindable } from './keys.js';
 import { createAdminMetrics } from './metrics.js';
 import { adminRoutes } from './routes.js';
+import { StatsStream } from './stats-stream.js';
 
 /**
  * The admin API of a gateway: business systems push, kick and look at users and labels over
@@ -37,6 +39,11 @@ export interface AdminOptions {
   maxBody?: number;
   /** Handles HTTP requests no route matches (e.g. the dashboard's static files); does its own auth. */
   fallback?: Fallback;
+  /**
+   * Serve the dashboard's static files at `/` (built into dist/web) when no `fallback` is given.
+   * Default true; a string: the directory to serve them from. Its data needs the key like the API.
+   */
+  dashboard?: boolean | string;
   /** More HTTP routes, after the built-in ones. */
   routes?: Route[];
   /** The metrics registry, if the caller already registered metrics in it (e.g. storeLatencyHistogram). */
@@ -65,13 +72,24 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
   const serviceOptions = options.node === undefined ? { logger } : { logger, node: options.node };
   const service = new AdminService(gateway, serviceOptions);
   const metrics = createAdminMetrics(gateway, options.registry);
+  const disconnects = new DisconnectLog(gateway);
+  const stream = new StatsStream(service, disconnects);
+  const dashboard = options.dashboard ?? true;
+  const fallback =
+    options.fallback ??
+    (dashboard === false ? undefined : dashboardFallback(dashboard === true ? undefined : dashboard));
   const httpOptions = {
-    routes: [...adminRoutes(service, metrics.registry), ...(options.routes ?? [])],
+    routes: [
+      ...adminRoutes(service, metrics.registry),
+      ...dashboardRoutes(disconnects),
+      stream.route(),
+      ...(options.routes ?? []),
+    ],
     keys,
     openHealth: options.openHealth ?? false,
     maxBody,
     logger,
-    ...(options.fallback ? { fallback: options.fallback } : {}),
+    ...(fallback ? { fallback } : {}),
   };
   const server = createHttpServer(httpOptions);
   let grpc: GrpcAdmin | undefined;
@@ -101,11 +119,15 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
       metrics: metrics.registry,
       service,
       close: () => {
+        stream.close();
+        disconnects.close();
         closing ??= Promise.all([closeHttp(server), grpc?.close()]).then(() => metrics.close());
         return closing;
       },
     };
   } catch (err) {
+    stream.close();
+    disconnects.close();
     metrics.close();
     if (server.listening) await closeHttp(server);
     throw err;

@@ -148,9 +148,73 @@ const schemas = {
   Stats: {
     type: 'object',
     description:
-      "This node's stats, and every node's in `nodes` (one today; a cluster answers the same shape).",
-    properties: { ...nodeStatsProps, nodes: { type: 'array', items: ref('NodeStats') } },
+      "This node's stats, and every node's in `nodes` (this one without a cluster; each live node of a cluster, as last reported).",
+    properties: {
+      ...nodeStatsProps,
+      id: { type: 'string', description: 'cluster: node id (the prefix of its connection ids)' },
+      nodes: { type: 'array', items: ref('NodeStats') },
+      cluster: ref('ClusterTotals'),
+    },
     required: [...Object.keys(nodeStatsProps), 'nodes'],
+  },
+  ClusterTotals: {
+    type: 'object',
+    description: 'Present when the gateway is part of a cluster (pylon start --redis or --workers).',
+    properties: {
+      nodes: { ...int, description: 'live nodes' },
+      connections: { ...int, description: 'open connections across the live nodes' },
+      online: { ...int, description: 'distinct users online across the live nodes' },
+      labels: { type: 'object', additionalProperties: int, description: 'connections per label' },
+      status: ref('ClusterStatus'),
+      error: { type: 'string', description: 'the registry could not be read' },
+    },
+    required: ['nodes', 'connections', 'online', 'labels', 'status'],
+  },
+  ClusterStatus: {
+    type: 'object',
+    properties: {
+      node: str,
+      up: { type: 'boolean', description: 'broker and registry reachable' },
+      reason: str,
+      broker: ref('BackendHealth'),
+      registry: ref('BackendHealth'),
+      outages: int,
+      published: int,
+      received: int,
+      publishFailures: int,
+      registryFailures: int,
+      resyncs: int,
+    },
+    required: ['node', 'up', 'broker', 'registry'],
+  },
+  BackendHealth: {
+    type: 'object',
+    properties: { up: { type: 'boolean' }, reason: str, since: { type: 'string', format: 'date-time' } },
+    required: ['up', 'since'],
+  },
+  Dispatch: {
+    type: 'object',
+    properties: {
+      user: str,
+      nodes: {
+        type: 'array',
+        description: "Try in order: the user's current (or last) node first, then the least loaded.",
+        items: {
+          type: 'object',
+          properties: {
+            node: str,
+            name: str,
+            wsUrl: str,
+            tcpUrl: str,
+            connections: int,
+            current: { const: true },
+            previous: { const: true },
+          },
+          required: ['node', 'name', 'connections'],
+        },
+      },
+    },
+    required: ['nodes'],
   },
   ConnectionInfo: {
     type: 'object',
@@ -249,6 +313,16 @@ const paths = {
       responses: { 200: json(ref('Stats')), ...errors(401) },
     },
   },
+  '/v1/dispatch': {
+    get: {
+      operationId: 'Dispatch',
+      summary:
+        "Gateway addresses for a client to try, ordered by load, the user's current or last node first",
+      security: [{}, { bearer: [] }],
+      parameters: [{ name: 'user', in: 'query', schema: nonEmpty }],
+      responses: { 200: json(ref('Dispatch')), ...errors(400, 401) },
+    },
+  },
   '/v1/users/{id}': {
     get: {
       operationId: 'GetUser',
@@ -305,10 +379,16 @@ const paths = {
   '/healthz': {
     get: {
       operationId: 'Health',
-      summary: 'Liveness (open without a key when openHealth is set)',
+      summary:
+        'Liveness (open without a key when openHealth is set); 503 with the reason while a cluster broker or registry is down',
       security: [{}, { bearer: [] }],
       responses: {
-        200: json({ type: 'object', properties: { ok: { const: true } }, required: ['ok'] }),
+        200: json({
+          type: 'object',
+          properties: { ok: { const: true }, cluster: ref('ClusterStatus') },
+          required: ['ok'],
+        }),
+        503: { $ref: '#/components/responses/Error' },
         ...errors(401),
       },
     },

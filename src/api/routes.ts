@@ -11,7 +11,8 @@ import { profilingRoutes } from './profiling.js';
  */
 export function adminRoutes(service: AdminService, registry: Registry): Route[] {
   return [
-    { method: 'GET', path: '/healthz', access: 'health', handler: () => ({ ok: true }) },
+    // 503 {"error": {"code": "UNAVAILABLE", "message": <reason>}} while a cluster's broker or registry is down.
+    { method: 'GET', path: '/healthz', access: 'health', handler: () => service.health() },
     {
       method: 'GET',
       path: '/metrics',
@@ -27,6 +28,16 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
     { method: 'POST', path: '/v1/push', handler: ({ body }) => service.push(body as PushInput) },
     { method: 'POST', path: '/v1/kick', handler: ({ body }) => service.kick(body as KickInput) },
     { method: 'GET', path: '/v1/stats', handler: () => service.stats() },
+    {
+      // Clients call it before connecting: open when openHealth is set, like /healthz.
+      method: 'GET',
+      path: '/v1/dispatch',
+      access: 'health',
+      handler: ({ query }) => {
+        const user = query.get('user');
+        return service.dispatch(user === null ? {} : { user });
+      },
+    },
     {
       method: 'GET',
       path: '/v1/users/{id}',

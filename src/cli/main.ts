@@ -75,6 +75,21 @@ program
       .default('sqlite:./data/pylon.db'),
   )
   .addOption(
+    new Option(
+      '--redis <url>',
+      'join a cluster through this Redis (redis://host:port): pushes reach users on every node; also the store unless --store is given',
+    ).env('PYLON_REDIS'),
+  )
+  .addOption(
+    new Option(
+      '--workers <n>',
+      'worker processes on this machine, sharing the ports (without --redis they talk through the primary)',
+    )
+      .env('PYLON_WORKERS')
+      .default(1)
+      .argParser(intArg('--workers', 1, 256)),
+  )
+  .addOption(
     new Option('--admin-host <host>', 'address of the admin API')
       .env('PYLON_ADMIN_HOST')
       .default('127.0.0.1'),
@@ -102,20 +117,45 @@ program
       'PYLON_ADMIN_OPEN_HEALTH',
     ),
   )
+  .addOption(new Option('--webhook-connect <url>', 'POST connect events here').env('PYLON_WEBHOOK_CONNECT'))
+  .addOption(
+    new Option('--webhook-disconnect <url>', 'POST disconnect events here').env('PYLON_WEBHOOK_DISCONNECT'),
+  )
+  .addOption(
+    new Option('--webhook-upstream <url>', 'forward client messages of --webhook-types here').env(
+      'PYLON_WEBHOOK_UPSTREAM',
+    ),
+  )
+  .addOption(
+    new Option('--webhook-types <types>', 'comma-separated message types forwarded to --webhook-upstream')
+      .env('PYLON_WEBHOOK_TYPES')
+      .default([])
+      .argParser((value: string) => value.split(',').filter(Boolean)),
+  )
+  .addOption(
+    new Option('--webhook-secret <secret>', 'sign webhook bodies (x-pylon-signature)').env(
+      'PYLON_WEBHOOK_SECRET',
+    ),
+  )
+  .addOption(
+    new Option('--alert-webhook <url>', 'POST warn and error log events here (rate-limited)').env(
+      'PYLON_ALERT_WEBHOOK',
+    ),
+  )
   .addOption(
     new Option('--log-level <level>', 'log level')
       .env('PYLON_LOG_LEVEL')
       .choices(['debug', 'info', 'warn', 'error', 'silent'])
       .default('info'),
   )
-  .action(async (flags) => {
+  .action(async (flags, command: Command) => {
     if (flags.keepaliveInterval > 0 && flags.keepaliveTimeout < flags.keepaliveInterval) {
       program.error(
         `--keepalive-timeout (${flags.keepaliveTimeout}) must not be less than --keepalive-interval (${flags.keepaliveInterval})`,
       );
     }
     try {
-      await start(flags);
+      await start({ ...flags, storeExplicit: command.getOptionValueSource('store') !== 'default' });
     } catch (err) {
       process.stderr.write(`pylon: could not start: ${(err as Error).message}\n`);
       process.exit(1);

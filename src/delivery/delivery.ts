@@ -69,6 +69,8 @@ export class Cursor {
   timer: WheelTimer | undefined = undefined;
   syncing = false;
   again = false;
+  /** A read of the store failed: the next timer retries it. */
+  retrySync = false;
   constructor(
     readonly recipient: Recipient,
     readonly delivery: Delivery,
@@ -214,6 +216,7 @@ export class Delivery {
         cur.syncing = false;
         this.host.onError(err, 'store pending');
         // Retry later: the redelivery timer doubles as the retry of a failed read.
+        cur.retrySync = true;
         this.arm(cur);
       },
     );
@@ -257,7 +260,10 @@ export class Delivery {
     if (!r.open || r.qos1 !== cur || r.user === undefined) return;
     if (cur.inflight.length === 0) {
       cur.timer = undefined;
-      this.release(cur);
+      if (cur.retrySync) {
+        cur.retrySync = false;
+        this.sync(cur);
+      } else this.release(cur);
       return;
     }
     cur.attempts++;

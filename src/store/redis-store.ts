@@ -171,7 +171,17 @@ export class RedisStore implements MessageStore {
 
   /** Connects to `url` (redis://host:port[/db]); keys start with `prefix` (default "pylon:"). */
   static async connect(url: string, options: StoreOptions & { prefix?: string } = {}): Promise<RedisStore> {
-    const redis = new Redis(url, { lazyConnect: true });
+    // No re-sending of commands whose reply was lost in a reconnect: an append Redis ran just
+    // before it went away would be stored twice, under two seqs. A lost reply fails the append
+    // instead (the caller is told), and a command timeout makes sure it does.
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: 5000,
+    });
+    redis.on('error', () => {
+      // Reconnects are ioredis's job; failed commands reject to their callers.
+    });
     try {
       await redis.connect();
     } catch (err) {

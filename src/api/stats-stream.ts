@@ -1,0 +1,165 @@
+import type { ServerResponse } from 'node:http';
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import type { AdminService, StatsOutput } from './admin-service.js';
+import type { DisconnectLog, DisconnectRecord } from './dashboard.js';
+import { RESPONDED, type Route } from './http.js';
+
+/**
+ * `GET /v1/stats/stream`: the live feed of the dashboard, as Server-Sent Events. Once a second
+ * every open stream gets one `data:` line of JSON (a StreamSample): the stats (as /v1/stats),
+ * the rates per second of the counters since the previous sample, the event-loop lag over that
+ * second (perf_hooks.monitorEventLoopDelay) and the disconnects recorded since the previous
+ * sample. One sample is computed per second whoever listens, and only while someone does.
+ *
+ * It is authenticated like the rest of the API, with `Authorization: Bearer <key>`: the page
+ * reads it with fetch() and a stream reader rather than EventSource (which cannot send
+ * headers), so the key is never in a URL, and so never in a proxy's access log.
+ */
+
+export interface StreamSample {
+  /** ms since the epoch. */
+  t: number;
+  stats: StatsOutput;
+  /** Per second, over the time since the previous sample. */
+  rates: { messagesIn: number; messagesOut: number; pushesDropped: number; redelivered: number };
+  /** Event-loop delay over the time since the previous sample, ms. */
+  lag: { p50: number; p99: number; max: number };
+  /** Disconnects since the previous sample, oldest first (`seq` orders them). */
+  disconnects: DisconnectRecord[];
+}
+
+export interface StatsStreamOptions {
+  /** ms between samples. Default 1000. */
+  interval?: number;
+  /** A stream whose unsent data is over this many bytes skips samples until it drains. Default 64 KiB. */
+  maxBuffered?: number;
+}
+
+type Counters = { messagesIn: number; messagesOut: number; pushesDropped: number; redelivered: number };
+
+export class StatsStream {
+  private readonly clients = new Set<ServerResponse>();
+  private readonly interval: number;
+  private readonly maxBuffered: number;
+  private timer: NodeJS.Timeout | undefined;
+  private lag: IntervalHistogram | undefined;
+  private previous: { at: number; counters: Counters; seq: number } | undefined;
+  private latest: string | undefined;
+  private ticking = false;
+
+  constructor(
+    private readonly service: AdminService,
+    private readonly disconnects: DisconnectLog,
+    options: StatsStreamOptions = {},
+  ) {
+    this.interval = options.interval ?? 1000;
+    this.maxBuffered = options.maxBuffered ?? 64 * 1024;
+  }
+
+  /** The route to add to the admin server's table. */
+  route(): Route {
+    return {
+      method: 'GET',
+      path: '/v1/stats/stream',
+      handler: async ({ req, res }) => {
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+          'x-accel-buffering': 'no', // nginx: do not buffer the stream
+          connection: 'keep-alive',
+        });
+        res.flushHeaders();
+        req.socket.setNoDelay(true);
+        this.clients.add(res);
+        res.once('close', () => this.unsubscribe(res));
+        if (this.timer === undefined) await this.start();
+        else if (this.latest !== undefined) res.write(this.latest);
+        return RESPONDED;
+      },
+    };
+  }
+
+  /** How many streams are open. */
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** End every stream and stop sampling. */
+  close(): void {
+    for (const res of this.clients) res.end();
+    this.clients.clear();
+    this.stop();
+  }
+
+  private async start(): Promise<void> {
+    this.lag = monitorEventLoopDelay({ resolution: 10 });
+    this.lag.enable();
+    this.timer = setInterval(() => void this.tick(), this.interval);
+    this.timer.unref();
+    // The first sample at once (rates 0), so a new page shows numbers without waiting.
+    await this.tick();
+  }
+
+  private stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.lag?.disable();
+    this.lag = undefined;
+    this.previous = undefined;
+    this.latest = undefined;
+  }
+
+  private unsubscribe(res: ServerResponse): void {
+    this.clients.delete(res);
+    if (this.clients.size === 0) this.stop();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const sample = await this.sample();
+      if (this.timer === undefined) return; // stopped meanwhile
+      this.latest = `data: ${JSON.stringify(sample)}\n\n`;
+      for (const res of this.clients) {
+        if (res.writableLength > this.maxBuffered) continue; // a slow reader misses samples
+        res.write(this.latest);
+      }
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async sample(): Promise<StreamSample> {
+    const stats = await this.service.stats();
+    const now = performance.now();
+    const counters: Counters = {
+      messagesIn: stats.messagesIn,
+      messagesOut: stats.messagesOut,
+      pushesDropped: stats.pushesDropped,
+      redelivered: stats.qos1.redelivered,
+    };
+    const prev = this.previous;
+    const seconds = prev === undefined ? 0 : (now - prev.at) / 1000;
+    const rate = (k: keyof Counters) =>
+      prev === undefined || seconds <= 0 ? 0 : round(Math.max(0, counters[k] - prev.counters[k]) / seconds);
+    const rates = {
+      messagesIn: rate('messagesIn'),
+      messagesOut: rate('messagesOut'),
+      pushesDropped: rate('pushesDropped'),
+      redelivered: rate('redelivered'),
+    };
+    const ms = (ns: number | undefined) => (ns !== undefined && Number.isFinite(ns) ? round(ns / 1e6) : 0);
+    const h = this.lag;
+    const lag = { p50: ms(h?.percentile(50)), p99: ms(h?.percentile(99)), max: ms(h?.max) };
+    h?.reset();
+    const disconnects = this.disconnects.since(prev?.seq ?? this.disconnects.last);
+    this.previous = { at: now, counters, seq: this.disconnects.last };
+    return { t: Date.now(), stats, rates, lag, disconnects };
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}

@@ -1,0 +1,71 @@
+import nodeCluster from 'node:cluster';
+import type { Cluster } from './cluster.js';
+import { redisCluster, workerCluster } from './setup.js';
+import { runPrimary, WORKER_READY } from './workers.js';
+
+/** The `pylon start` flags that shape a cluster. */
+export interface ClusterFlags {
+  store: string;
+  /** Whether --store (or PYLON_STORE) was given, rather than its default. */
+  storeExplicit?: boolean;
+  /** --redis: join the cluster of the gateways using this Redis (broker, registry, and store by default). */
+  redis?: string;
+  /** --workers: processes on this machine. Default 1 (no workers). */
+  workers?: number;
+}
+
+/** The store to open: with --redis and no explicit --store, the same Redis. */
+export function clusterStore(flags: ClusterFlags): string {
+  return flags.redis !== undefined && flags.storeExplicit !== true ? flags.redis : flags.store;
+}
+
+/**
+ * Refuses combinations where qos 1 would silently break: workers each with their own memory
+ * store, or machines each with their own SQLite file.
+ */
+export function checkClusterFlags(flags: ClusterFlags): void {
+  const store = clusterStore(flags);
+  const workers = flags.workers ?? 1;
+  if (store === 'memory' && (workers > 1 || flags.redis !== undefined)) {
+    throw new Error(
+      `--store memory is not shared between ${flags.redis ? 'nodes' : 'workers'}; use ${flags.redis ? '--store redis://… (the default with --redis)' : 'sqlite:<path> (the default) or redis://…'}`,
+    );
+  }
+  if (flags.redis !== undefined && store.startsWith('sqlite:')) {
+    throw new Error(
+      '--redis joins gateways on many machines, which cannot share a SQLite file; leave --store out (the store is then the same Redis) or give --store redis://…',
+    );
+  }
+}
+
+/**
+ * With --workers N > 1 in the primary process: runs the workers (and, without Redis, their
+ * broker and registry) until stopped, and returns true. Elsewhere returns false at once.
+ */
+export async function runAsPrimary(flags: ClusterFlags): Promise<boolean> {
+  const workers = flags.workers ?? 1;
+  if (workers <= 1 || !nodeCluster.isPrimary) return false;
+  checkClusterFlags(flags);
+  await runPrimary({ workers, ipc: flags.redis === undefined });
+  process.exit(0);
+}
+
+/** The cluster link for this process: Redis with --redis, the primary with --workers, else none. */
+export async function openCluster(flags: ClusterFlags): Promise<Cluster | undefined> {
+  checkClusterFlags(flags);
+  if (flags.redis !== undefined) return redisCluster(flags.redis);
+  if (nodeCluster.isWorker && (flags.workers ?? 1) > 1) return workerCluster();
+  return undefined;
+}
+
+/** In a worker: tell the primary this worker is ready (it prints "ready" once all are) and return true. */
+export function announceWorkerReady(): boolean {
+  if (!nodeCluster.isWorker || process.send === undefined) return false;
+  process.send(WORKER_READY);
+  return true;
+}
+
+/** Whether this process is a worker of `pylon start --workers` (its primary handles a second signal). */
+export function inWorker(): boolean {
+  return nodeCluster.isWorker;
+}

@@ -1,0 +1,413 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolvePath } from '../src/cli/static.js';
+import { connect } from '../src/client/index.js';
+import { Child } from './support/process.js';
+
+// The chat example end to end: the built CLI serves the page and the SDK, headless Chromium
+// runs it (npm test builds first). Debian's chromium (.ci/run installs it).
+const CHROMIUM = process.env.PYLON_CHROMIUM ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+/** PYLON_SCREENSHOT=1 rewrites docs/chat.png. */
+const SCREENSHOT = process.env.PYLON_SCREENSHOT === '1';
+
+let cli: Child;
+let pageUrl: string;
+let wsUrl: string;
+
+beforeAll(async () => {
+  cli = new Child(
+    process.execPath,
+    [
+      'dist/cli/main.js',
+      'start',
+      '--ws-port',
+      '0',
+      '--tcp-port',
+      '0',
+      '--store',
+      'memory',
+      '--keepalive-interval',
+      '1',
+      '--keepalive-timeout',
+      '3',
+    ],
+    { PYLON_LOG_LEVEL: 'warn', PYLON_ADMIN_PORT: '-1', PYLON_GRPC_PORT: '-1' },
+  );
+  pageUrl = (await cli.waitFor(/chat on (http:\/\/\S+)/))[1]!;
+  wsUrl = (await cli.waitFor(/WebSocket on (ws:\/\/\S+)/))[1]!;
+  await cli.waitFor(/ready/);
+});
+
+afterAll(async () => {
+  if (!cli) return;
+  cli.kill('SIGTERM');
+  const timer = setTimeout(() => cli.kill('SIGKILL'), 5000);
+  await cli.exited;
+  clearTimeout(timer);
+});
+
+/** A GET (or other method) with the path sent exactly as given (fetch would normalize it). */
+function raw(
+  path: string,
+  method = 'GET',
+): Promise<{ status: number; type: string | undefined; cache: string | undefined; body: string }> {
+  const base = new URL(pageUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: base.hostname, port: base.port, path, method }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          type: res.headers['content-type'],
+          cache: res.headers['cache-control'],
+          body,
+        }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('pylon start serves the chat page', () => {
+  it('prints the chat URL and serves the page, its files and the browser SDK with their types, no-cache', async () => {
+    expect(pageUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await raw('/');
+    expect(page.status).toBe(200);
+    expect(page.type).toBe('text/html; charset=utf-8');
+    expect(page.cache).toBe('no-cache');
+    expect(page.body).toContain('<script type="module" src="chat.js">');
+    expect((await raw('/?name=alice')).status).toBe(200);
+    const js = await raw('/chat.js');
+    expect([js.status, js.type]).toEqual([200, 'text/javascript; charset=utf-8']);
+    expect(js.body).toContain("from '/pylon-client.js'");
+    const css = await raw('/style.css');
+    expect([css.status, css.type]).toEqual([200, 'text/css; charset=utf-8']);
+    const sdk = await raw('/pylon-client.js');
+    expect([sdk.status, sdk.type, sdk.cache]).toEqual([200, 'text/javascript; charset=utf-8', 'no-cache']);
+    expect(sdk.body).toMatch(/export\s*\{/);
+    const head = await raw('/', 'HEAD');
+    expect([head.status, head.body]).toEqual([200, '']);
+    expect((await raw('/', 'POST')).status).toBe(405);
+    expect((await raw('/nothing-here.js')).status).toBe(404);
+  });
+
+  it('does not serve anything outside examples/chat', async () => {
+    const attempts = [
+      '/../package.json',
+      '/../../package.json',
+      '/..%2fpackage.json',
+      '/..%2f..%2fpackage.json',
+      '/%2e%2e/package.json',
+      '/%2e%2e%2f%2e%2e%2fpackage.json',
+      '/..%5c..%5cpackage.json',
+      '/....//....//package.json',
+      '/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd',
+      '/..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd',
+      '/chat.js%00.html',
+      '/%E0%A4%A',
+      '/dist/browser/pylon-client.js',
+      '/examples/chat/index.html',
+      '//etc/passwd',
+    ];
+    for (const path of attempts) {
+      const res = await raw(path);
+      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+      expect(res.body).not.toContain('"name": "pylon"');
+      expect(res.body).not.toContain('root:');
+    }
+    // A URL's own dot segments stop at its root: these are the page.
+    for (const path of ['/.', '/..', '/../', '/%2e%2e']) {
+      const res = await raw(path);
+      expect({ path, status: res.status, type: res.type }).toEqual({
+        path,
+        status: 200,
+        type: 'text/html; charset=utf-8',
+      });
+    }
+    // The same check without a server: every path that resolves stays inside the folder.
+    const dir = '/pkg/examples/chat';
+    const sdk = '/pkg/dist/browser/pylon-client.js';
+    expect(resolvePath('/', dir, sdk)).toBe(join(dir, 'index.html'));
+    expect(resolvePath('/pylon-client.js', dir, sdk)).toBe(sdk);
+    expect(resolvePath('/sub/../style.css', dir, sdk)).toBe(join(dir, 'style.css'));
+    for (const path of attempts) {
+      const file = resolvePath(path, dir, sdk);
+      if (file !== undefined) expect(file.startsWith(`${dir}/`)).toBe(true);
+    }
+    expect(resolvePath('/..%2f..%2fpackage.json', dir, sdk)).toBeUndefined();
+  });
+});
+
+describe('chat.send', () => {
+  it('answers {id, at} to a member, and refuses anonymous users, outsiders and bad input', async () => {
+    const zed = await connect(wsUrl, { token: 'zed', reconnect: false });
+    const anon = await connect(wsUrl, { reconnect: false });
+    try {
+      await expect(zed.subscribe(['admins'])).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      await expect(zed.subscribe(['room:Bad Name'])).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      await expect(zed.request('chat.send', { room: 'lobby', text: 'hi' })).rejects.toMatchObject({
+        code: 'FORBIDDEN',
+      });
+      expect(await zed.subscribe(['room:lobby'])).toEqual(['room:lobby']);
+      const got = new Promise<unknown>((resolve) => zed.on('chat.message', resolve));
+      const res = await zed.request<{ id: string; at: number }>('chat.send', { room: 'lobby', text: 'hi' });
+      expect(res).toEqual({ id: expect.any(String), at: expect.any(Number) });
+      expect(await got).toEqual({ id: res.id, room: 'lobby', user: 'zed', text: 'hi', at: res.at });
+      for (const bad of [
+        { room: 'lobby', text: '' },
+        { room: 'lobby', text: '   ' },
+        { room: 'lobby', text: 'x'.repeat(2001) },
+        { room: 'Lobby', text: 'hi' },
+        { room: 'x'.repeat(33), text: 'hi' },
+        { room: 'lobby' },
+        'hi',
+      ]) {
+        await expect(zed.request('chat.send', bad)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      }
+      await zed.request('chat.send', { room: 'lobby', text: 'é'.repeat(2000) });
+      await anon.subscribe(['room:lobby']);
+      await expect(anon.request('chat.send', { room: 'lobby', text: 'hi' })).rejects.toMatchObject({
+        code: 'UNAUTHORIZED',
+      });
+      expect((await anon.history('room:lobby')).messages.map((m) => m.type)).toEqual([
+        'chat.message',
+        'chat.message',
+      ]);
+    } finally {
+      await zed.close();
+      await anon.close();
+    }
+  });
+});
+
+interface Shown {
+  id: string | undefined;
+  user: string;
+  text: string;
+  status: string;
+  via: string;
+}
+
+describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chromium', () => {
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser?.close();
+  });
+
+  const pageErrors: string[] = [];
+  /** When each page's WebSockets opened and closed (ms since the epoch). */
+  const sockets = new Map<string, Array<{ opened: number; closed: number | undefined }>>();
+
+  /** A user in its own browser context: opens the page, picks a name, lands in #general. */
+  async function open(name: string): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await browser.newContext({ viewport: { width: 760, height: 560 } });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+    const mine: Array<{ opened: number; closed: number | undefined }> = [];
+    sockets.set(name, mine);
+    page.on('websocket', (ws) => {
+      const s = { opened: Date.now(), closed: undefined as number | undefined };
+      mine.push(s);
+      ws.on('close', () => {
+        s.closed = Date.now();
+      });
+    });
+    await page.goto(pageUrl);
+    await page.fill('#name', name);
+    await page.press('#name', 'Enter');
+    await page.waitForSelector('#status[data-status="connected"]');
+    await page.waitForSelector(`#online li[data-user="${name}"]`);
+    await page.waitForSelector('.room.active[data-room="general"]');
+    return { context, page };
+  }
+
+  async function say(page: Page, text: string): Promise<void> {
+    await page.fill('#text', text);
+    await page.press('#text', 'Enter');
+  }
+
+  /** The messages of #general as the page holds them. */
+  function shown(page: Page): Promise<Shown[]> {
+    return page.evaluate(() => {
+      const chat = (
+        window as unknown as { pylonChat: { state: { rooms: Map<string, { messages: Shown[] }> } } }
+      ).pylonChat;
+      return (chat.state.rooms.get('general')?.messages ?? []).map((m) => ({
+        id: m.id,
+        user: m.user,
+        text: m.text,
+        status: m.status,
+        via: m.via,
+      }));
+    });
+  }
+
+  const message = (page: Page, user: string, text: string) =>
+    page.locator(`.message[data-user="${user}"]`, { hasText: text });
+
+  it('two users chat, one drops off the network and comes back to what he missed, a third sees the history', async () => {
+    const t0 = Date.now();
+    const timings: Record<string, number> = {};
+    const mark = (name: string) => {
+      timings[name] = Date.now() - t0;
+    };
+
+    const alice = await open('alice');
+    const bob = await open('bob');
+    mark('both in #general');
+    await alice.page.waitForSelector('#online li[data-user="bob"]');
+    await bob.page.waitForSelector('#online li[data-user="alice"]');
+    mark('each sees the other online');
+
+    await say(alice.page, 'Hi Bob! The gateway is up.');
+    await message(bob.page, 'alice', 'Hi Bob! The gateway is up.').waitFor();
+    await message(alice.page, 'alice', 'Hi Bob! The gateway is up.')
+      .locator('.tick', { hasText: '✓' })
+      .waitFor();
+    mark('alice -> bob, tick');
+    await say(bob.page, 'Hi Alice, I can see it.');
+    await message(alice.page, 'bob', 'Hi Alice, I can see it.').waitFor();
+    await message(bob.page, 'bob', 'Hi Alice, I can see it.').locator('.tick', { hasText: '✓' }).waitFor();
+    mark('bob -> alice, tick');
+
+    // Bob's network goes away. Chromium keeps the WebSocket open but nothing passes; the
+    // server's keepalive (1 s / 3 s) drops him, and his page says it is offline.
+    const bobSocket = sockets.get('bob')![0]!;
+    await bob.context.setOffline(true);
+    await bob.page.waitForSelector('#status[data-status="offline"]', { timeout: 15_000 });
+    mark('bob offline (page)');
+    await alice.page.waitForSelector('#online li[data-user="bob"]', { state: 'detached', timeout: 20_000 });
+    mark('server dropped bob (alice sees him leave)');
+
+    const missed = ['Did you get the release notes?', 'They are in docs/ now.'];
+    for (const text of missed) await say(alice.page, text);
+    for (const text of missed) {
+      await message(alice.page, 'alice', text).locator('.tick', { hasText: '✓' }).waitFor();
+    }
+    mark('alice sent two while bob was away');
+    expect((await shown(bob.page)).map((m) => m.text)).not.toContain(missed[0]);
+
+    const closedWhileOffline = bobSocket.closed !== undefined;
+    await bob.context.setOffline(false);
+    await bob.page.waitForSelector('#status[data-status="resumed"]', { timeout: 30_000 });
+    mark('bob resumed');
+    for (const text of missed) await message(bob.page, 'alice', text).waitFor({ timeout: 20_000 });
+    mark('bob got what he missed');
+    await alice.page.waitForSelector('#online li[data-user="bob"]');
+    // Give a duplicate every chance to show up before counting.
+    await bob.page.waitForTimeout(1500);
+    const bobSees = await shown(bob.page);
+    expect(bobSees.map((m) => m.text)).toEqual([
+      'Hi Bob! The gateway is up.',
+      'Hi Alice, I can see it.',
+      ...missed,
+    ]);
+    expect(bobSees.slice(2).map((m) => m.via)).toEqual(['push', 'push']); // qos 1, from his inbox
+    expect(new Set(bobSees.map((m) => m.id)).size).toBe(bobSees.length);
+    await expect(message(bob.page, 'alice', missed[0]!).count()).resolves.toBe(1);
+    await expect(message(bob.page, 'alice', missed[1]!).count()).resolves.toBe(1);
+
+    await say(bob.page, 'Got both after reconnecting.');
+    await message(alice.page, 'bob', 'Got both after reconnecting.').waitFor();
+    await message(bob.page, 'bob', 'Got both after reconnecting.')
+      .locator('.tick', { hasText: '✓' })
+      .waitFor();
+    mark('bob -> alice after resume');
+
+    // A third user joins later and sees the room's history.
+    const carol = await open('carol');
+    const all = [
+      'Hi Bob! The gateway is up.',
+      'Hi Alice, I can see it.',
+      ...missed,
+      'Got both after reconnecting.',
+    ];
+    await message(carol.page, 'bob', 'Got both after reconnecting.').waitFor();
+    const carolSees = await shown(carol.page);
+    expect(carolSees.map((m) => m.text)).toEqual(all);
+    expect(carolSees.every((m) => m.via === 'history')).toBe(true);
+    await alice.page.waitForSelector('#online li[data-user="carol"]');
+    await bob.page.waitForSelector('#online li[data-user="carol"]');
+    mark('carol sees the history');
+
+    // Other rooms: join from the form, unread counts, leave.
+    await alice.page.fill('#join-name', 'random');
+    await alice.page.press('#join-name', 'Enter');
+    await alice.page.waitForSelector('.room.active[data-room="random"]');
+    await alice.page.waitForSelector('#room-title:text("# random")');
+    await alice.page.click('.room[data-room="general"] .room-link');
+    await alice.page.waitForSelector('.room.active[data-room="general"]');
+    await bob.page.fill('#join-name', 'random');
+    await bob.page.press('#join-name', 'Enter');
+    await bob.page.waitForSelector('.room.active[data-room="random"]');
+    await bob.page.waitForSelector('#online li[data-user="alice"]');
+    await say(bob.page, 'Anyone in random?');
+    await alice.page.waitForSelector('.room[data-room="random"] .unread:text("1")');
+    await bob.page.hover('.room[data-room="random"]');
+    await bob.page.click('.room[data-room="random"] .leave');
+    await bob.page.waitForSelector('.room[data-room="random"]', { state: 'detached' });
+    await bob.page.waitForSelector('.room.active[data-room="general"]');
+    await alice.page.waitForFunction(() => {
+      const chat = (
+        window as unknown as { pylonChat: { state: { rooms: Map<string, { online: Set<string> }> } } }
+      ).pylonChat;
+      return chat.state.rooms.get('random')?.online.has('bob') === false;
+    });
+    mark('rooms: join, unread, leave');
+
+    expect(pageErrors).toEqual([]);
+    // The first socket, the reconnect attempts made while offline (the SDK notices the dead link
+    // at its heartbeat timeout and retries with backoff), and the one that resumed.
+    expect(sockets.get('bob')!.length).toBeGreaterThanOrEqual(2);
+    if (SCREENSHOT) await sideBySide(alice.page, bob.page, 'docs/chat.png');
+    console.log(
+      `chat e2e (ms from start): ${JSON.stringify(timings)}; ` +
+        `Chromium closed bob's WebSocket while offline: ${closedWhileOffline}`,
+    );
+  }, 120_000);
+
+  /** Screenshots of two pages, side by side in one picture. */
+  async function sideBySide(left: Page, right: Page, path: string): Promise<void> {
+    for (const p of [left, right]) await p.mouse.move(700, 300); // no hover effects
+    const shots = await Promise.all([left.screenshot(), right.screenshot()]);
+    const context = await browser.newContext({ viewport: { width: 1580, height: 600 } });
+    contexts.push(context);
+    const page = await context.newPage();
+    const img = (b: Buffer) => `<img src="data:image/png;base64,${b.toString('base64')}">`;
+    await page.setContent(
+      `<body style="margin:0;padding:20px;background:#d9dde6;display:flex;gap:20px">
+        <style>img{border-radius:8px;box-shadow:0 4px 18px rgb(0 0 0 / .18)}</style>
+        ${img(shots[0])}${img(shots[1])}</body>`,
+    );
+    mkdirSync('docs', { recursive: true });
+    await page.screenshot({ path });
+  }
+});

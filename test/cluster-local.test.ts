@@ -1,0 +1,260 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AdminService } from '../src/api/admin-service.js';
+import { connect, type PylonClient } from '../src/client/index.js';
+import { LocalBroker, LocalBus } from '../src/cluster/broker.js';
+import { Cluster } from '../src/cluster/cluster.js';
+import { decodeMessage, encodeMessage } from '../src/cluster/messages.js';
+import { LocalRegistry } from '../src/cluster/registry.js';
+import { devValidator, type Gateway, MemoryStore } from '../src/index.js';
+import { startGateway, stopAll } from './support/gateway.js';
+
+afterEach(stopAll);
+
+interface Node {
+  gateway: Gateway;
+  cluster: Cluster;
+  tcpUrl: string;
+  wsUrl: string;
+}
+
+/** Three gateways in this process on one LocalBus, one LocalRegistry and one MemoryStore. */
+async function threeNodes(n = 3) {
+  const bus = new LocalBus();
+  const registry = new LocalRegistry();
+  const store = new MemoryStore();
+  const nodes: Node[] = [];
+  for (let i = 0; i < n; i++) {
+    const cluster = new Cluster({ broker: new LocalBroker(bus), registry, ttl: 3000 });
+    const g = await startGateway({ validate: devValidator(), authorizeSub: () => true, store, cluster });
+    await cluster.ready;
+    nodes.push({ ...g, cluster });
+  }
+  return { bus, registry, store, nodes };
+}
+
+const clients: PylonClient[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+
+async function client(node: Node, user: string, labels: string[] = []): Promise<PylonClient> {
+  const c = await connect(node.tcpUrl, { token: user, reconnect: false, codec: 'msgpack' });
+  clients.push(c);
+  if (labels.length > 0) await c.subscribe(labels);
+  return c;
+}
+
+function collect(c: PylonClient, type: string): unknown[] {
+  const got: unknown[] = [];
+  c.on(type, (data) => {
+    got.push(data);
+  });
+  return got;
+}
+
+/** Until the registry has every user where expected. */
+async function registered(registry: LocalRegistry, where: Record<string, Node>): Promise<void> {
+  for (const [user, node] of Object.entries(where)) {
+    await expect.poll(() => registry.nodesOf(user)).toContain(node.gateway.nodeId);
+  }
+}
+
+describe('cluster messages', () => {
+  it('round-trip as MessagePack, Uint8Array data included', () => {
+    const data = { bytes: new Uint8Array([0, 1, 255]), n: 1.5, s: 'é', nested: [null, true] };
+    const m = decodeMessage(
+      encodeMessage({
+        t: 'push',
+        id: 'x',
+        target: { labels: { all: ['a'] } },
+        type: 't',
+        data,
+        options: { qos: 0 },
+        origin: 'n1',
+      }),
+    );
+    expect(m).toEqual({
+      t: 'push',
+      id: 'x',
+      target: { labels: { all: ['a'] } },
+      type: 't',
+      data,
+      options: { qos: 0 },
+      origin: 'n1',
+    });
+    const raw = decodeMessage(
+      encodeMessage({
+        t: 'push',
+        id: 'y',
+        target: { all: true },
+        type: 't',
+        data: new Uint8Array([7]),
+        options: {},
+        origin: 'n',
+      }),
+    );
+    expect(raw.t === 'push' && raw.data).toEqual(new Uint8Array([7]));
+    expect(raw.t === 'push' && (raw.data as Uint8Array).constructor).toBe(Uint8Array);
+    expect(() => decodeMessage(encodeMessage({ nope: 1 } as never))).toThrow(/not a cluster message/);
+  });
+});
+
+describe('cluster of three gateways in one process', () => {
+  it('a client on node A gets a push sent through node C (qos 0 and qos 1), Uint8Array data intact', async () => {
+    const { registry, nodes } = await threeNodes();
+    const [a, , c] = nodes as [Node, Node, Node];
+    const alice = await client(a, 'alice');
+    const got = collect(alice, 'note');
+    await registered(registry, { alice: a });
+
+    await c.gateway.push({ user: 'alice' }, 'note', { hi: 1 });
+    await c.gateway.push({ users: ['alice', 'nobody'] }, 'note', new Uint8Array([1, 2, 3]));
+    const r = await c.gateway.push({ user: 'alice' }, 'note', { q: 1 }, { qos: 1 });
+    expect(r.stored).toBe(1);
+    await expect.poll(() => got.length).toBe(3);
+    expect(got[0]).toEqual({ hi: 1 });
+    expect(new Uint8Array(got[1] as Uint8Array)).toEqual(new Uint8Array([1, 2, 3]));
+    expect(got[2]).toEqual({ q: 1 });
+    // A connection target goes to the node in its id.
+    const connId = alice.welcome?.connection as string;
+    await c.gateway.push({ connection: connId }, 'note', 'direct');
+    await expect.poll(() => got.length).toBe(4);
+    expect(got[3]).toBe('direct');
+  });
+
+  it('a label push reaches clients on all three nodes exactly once each', async () => {
+    const { nodes } = await threeNodes();
+    const got: unknown[][] = [];
+    for (const [i, node] of nodes.entries()) {
+      for (let k = 0; k < 3; k++) got.push(collect(await client(node, `u${i}-${k}`, ['room']), 'news'));
+    }
+    const outsider = collect(await client(nodes[0] as Node, 'out', ['other']), 'news');
+    await (nodes[1] as Node).gateway.push({ labels: { all: ['room'] } }, 'news', { n: 1 });
+    await (nodes[2] as Node).gateway.push({ all: true }, 'news', { n: 2 });
+    await expect.poll(() => got.every((g) => g.length === 2)).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    // Ordered per publisher, not across publishers: compare as sets.
+    for (const g of got)
+      expect([...g].sort((x, y) => (x as { n: number }).n - (y as { n: number }).n)).toEqual([
+        { n: 1 },
+        { n: 2 },
+      ]);
+    expect(outsider).toEqual([{ n: 2 }]);
+  });
+
+  it('kicks across nodes, by user and by connection', async () => {
+    const { registry, nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const bob1 = await client(a, 'bob');
+    const bob2 = await client(b, 'bob');
+    const carol = await client(a, 'carol');
+    await registered(registry, { bob: a, carol: a });
+    await expect.poll(() => registry.nodesOf('bob').then((n) => n.length)).toBe(2);
+    const closed = (cl: PylonClient) => new Promise<{ code: number }>((resolve) => cl.on('close', resolve));
+    const bob1Closed = closed(bob1);
+    const bob2Closed = closed(bob2);
+    expect(c.gateway.kick({ user: 'bob' }, 'bye')).toBe(0); // none on C itself
+    expect((await bob1Closed).code).toBe(4503);
+    expect((await bob2Closed).code).toBe(4503);
+    const carolClosed = closed(carol);
+    b.gateway.kick({ connection: carol.welcome?.connection as string });
+    expect((await carolClosed).code).toBe(4503);
+  });
+
+  it('changes a user’s labels on every node', async () => {
+    const { registry, nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const d1 = collect(await client(a, 'dan'), 'news');
+    const d2 = collect(await client(b, 'dan'), 'news');
+    await expect.poll(() => registry.nodesOf('dan').then((n) => n.length)).toBe(2);
+    c.gateway.updateUserLabels('dan', { add: ['vip'] });
+    await expect.poll(() => a.gateway.connectionsOf('dan')[0]?.has('vip')).toBe(true);
+    await expect.poll(() => b.gateway.connectionsOf('dan')[0]?.has('vip')).toBe(true);
+    await c.gateway.push({ labels: { all: ['vip'] } }, 'news', 'for vips');
+    await expect.poll(() => d1.length + d2.length).toBe(2);
+  });
+
+  it('counts users online across nodes (distinct), and forgets them when they leave', async () => {
+    const { registry, nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    await client(a, 'x');
+    await client(b, 'x'); // the same user on two nodes counts once
+    await client(b, 'y');
+    const z = await client(c, 'z');
+    await expect.poll(async () => (await registry.stats()).online).toBe(3);
+    const stats = await registry.stats();
+    expect(stats.nodes).toHaveLength(3);
+    await z.close();
+    await expect.poll(async () => (await registry.stats()).online).toBe(2);
+    // The admin API shows the cluster: every node and the totals.
+    await expect.poll(async () => (await new AdminService(a.gateway).stats()).cluster?.online).toBe(2);
+    const out = await new AdminService(a.gateway).stats();
+    expect(out.nodes.map((n) => n.id).sort()).toEqual(nodes.map((n) => n.gateway.nodeId).sort());
+    expect(out.cluster).toMatchObject({ nodes: 3, online: 2 });
+  });
+
+  it('sends a user push only to the node holding the user (broker traffic)', async () => {
+    const { bus, registry, nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const got = collect(await client(b, 'erin'), 'note');
+    await registered(registry, { erin: b });
+    bus.resetTraffic();
+    await a.gateway.push({ user: 'erin' }, 'note', 1);
+    await a.gateway.push({ user: 'erin' }, 'note', 2, { qos: 1 });
+    await a.gateway.push({ user: 'nobody-online' }, 'note', 3);
+    await expect.poll(() => got.length).toBe(2);
+    expect([...bus.traffic.keys()]).toEqual([`pylon:node:${b.gateway.nodeId}`]);
+    expect(bus.traffic.get(`pylon:node:${b.gateway.nodeId}`)?.messages).toBe(2);
+    expect(bus.count(`pylon:node:${c.gateway.nodeId}`)).toBe(0);
+    // A label push is one message on the all-nodes channel, whatever the number of nodes.
+    bus.resetTraffic();
+    await a.gateway.push({ labels: { any: ['room'] } }, 'note', 4);
+    expect([...bus.traffic.entries()]).toEqual([['pylon:all', expect.objectContaining({ messages: 1 })]]);
+  });
+
+  it('dispatches to the user’s node first, then by load; forgets a node that stops heartbeating', async () => {
+    let now = Date.now();
+    const registry = new LocalRegistry({ now: () => now });
+    const bus = new LocalBus();
+    const store = new MemoryStore();
+    const nodes: Node[] = [];
+    for (let i = 0; i < 3; i++) {
+      const cluster = new Cluster({ broker: new LocalBroker(bus), registry, ttl: 60_000 });
+      const g = await startGateway({ validate: devValidator(), store, cluster });
+      await cluster.ready;
+      nodes.push({ ...g, cluster });
+    }
+    const [a, b, c] = nodes as [Node, Node, Node];
+    await client(a, 'p');
+    await client(a, 'q');
+    const r = await client(b, 'r');
+    await expect.poll(async () => (await registry.stats()).connections).toBe(3);
+    // URLs are registered once the gateways listen.
+    await expect.poll(async () => (await registry.nodes()).every((n) => n.tcpUrl && n.wsUrl)).toBe(true);
+    const order = async (user?: string) =>
+      (await new AdminService(c.gateway).dispatch(user ? { user } : {})).nodes;
+    expect((await order()).map((e) => e.node)).toEqual([c, b, a].map((n) => n.gateway.nodeId));
+    const forR = await order('r');
+    expect(forR[0]).toMatchObject({
+      node: b.gateway.nodeId,
+      current: true,
+      tcpUrl: b.tcpUrl,
+      wsUrl: b.wsUrl,
+    });
+    // Gone, but seen on B a moment ago: B first, to resume the session there.
+    await r.close();
+    await expect.poll(() => registry.nodesOf('r')).toEqual([]);
+    expect((await order('r'))[0]).toMatchObject({ node: b.gateway.nodeId, previous: true });
+    // Node A stops heartbeating (its next beat is 20 s away): after its TTL it is no longer
+    // listed, and its users are offline.
+    expect((await registry.stats()).online).toBe(2); // p and q on A
+    now += 40_000;
+    expect(await registry.heartbeat(b.gateway.nodeId, { connections: 1 })).toBe(true);
+    expect(await registry.heartbeat(c.gateway.nodeId, { connections: 0 })).toBe(true);
+    now += 21_000;
+    const stats = await registry.stats();
+    expect(stats.nodes.map((n) => n.id).sort()).toEqual([b, c].map((n) => n.gateway.nodeId).sort());
+    expect(stats.online).toBe(0);
+    expect(await registry.nodesOf('p')).toEqual([]);
+  });
+});

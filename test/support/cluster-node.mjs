@@ -1,0 +1,56 @@
+// One gateway of a Redis cluster, for test/cluster-redis.test.ts and bench/cluster.js: TCP and
+// WebSocket on free ports, the Redis store, broker and registry at $REDIS (keys and channels
+// under $PREFIX), a cluster TTL of $TTL ms, and its own admin API on a free port. Prints
+//   node <id> tcp <url> ws <url> admin <url>
+// and then "ready". SIGTERM closes it cleanly (it leaves the registry); SIGKILL is a crash.
+
+import { pino } from 'pino';
+import { redisCluster } from '../../dist/cluster/index.js';
+import { createGateway, devValidator, RedisStore, startAdmin } from '../../dist/index.js';
+
+const url = process.env.REDIS;
+const prefix = process.env.PREFIX ?? 'pylon:';
+const ttl = Number(process.env.TTL ?? 1500);
+const store = await RedisStore.connect(url, { prefix: `${prefix}store:` });
+// RedisStore.connect leaves ioredis's autoResendUnfulfilledCommands on: an append that Redis ran
+// just before going away (its reply lost) is sent again after the reconnection and stored twice
+// (two seqs, so the client cannot deduplicate it). Until the store turns it off (or makes append
+// idempotent by message id), this test node does, so an interrupted append is reported as a
+// failed push instead (with a command timeout: without re-sending, ioredis never settles a
+// command whose connection closed before its reply). STORE_RESEND=1 shows the duplicates.
+if (process.env.STORE_RESEND !== '1') {
+  store.redis.options.autoResendUnfulfilledCommands = false;
+  store.redis.options.commandTimeout = 2000;
+}
+const cluster = await redisCluster(url, { ttl, prefix });
+const gateway = createGateway({
+  tcp: { port: 0, host: '127.0.0.1' },
+  ws: { port: 0, host: '127.0.0.1' },
+  validate: devValidator(),
+  authorizeSub: () => true,
+  store,
+  cluster,
+  // Synchronous, so the test reads the outage's log lines as soon as they are written.
+  logger: pino(
+    { level: process.env.LOG ?? 'warn', base: { name: 'pylon' } },
+    pino.destination({ dest: 2, sync: true }),
+  ),
+  delivery: { redeliveryBase: 300, redeliveryMax: 1000 },
+  rateLimit: false,
+});
+const addr = await gateway.listen();
+await cluster.ready;
+const admin = await startAdmin(gateway, { httpPort: 0, grpcPort: false, dashboard: false });
+const tcp = `tcp://127.0.0.1:${addr.tcp.port}`;
+const ws = `ws://127.0.0.1:${addr.ws.port}/ws`;
+process.stdout.write(
+  `node ${gateway.nodeId} tcp ${tcp} ws ${ws} admin http://127.0.0.1:${admin.http.port}\n`,
+);
+process.stdout.write('ready\n');
+
+process.on('SIGTERM', async () => {
+  await gateway.close();
+  await admin.close();
+  await store.close();
+  process.exit(0);
+});
