@@ -1,5 +1,3 @@
-import { frame } from '../protocol/framing.js';
-
 /**
  * One encoded message on its way out, framed lazily once per transport and then written as the
  * same bytes to every link of that transport: a broadcast to N connections costs one encode and
@@ -19,7 +17,7 @@ export class OutFrame {
 
   /** 4-byte big-endian length + payload. */
   tcp(): Uint8Array {
-    this.tcpBytes ??= frame(this.payload);
+    this.tcpBytes ??= tcpFrame(this.payload);
     return this.tcpBytes;
   }
 
@@ -30,11 +28,23 @@ export class OutFrame {
   }
 }
 
+/**
+ * A TCP frame: 4-byte big-endian length, then the payload. A Buffer (from Node's pool for small
+ * frames), so socket.write takes it as it is instead of wrapping a Uint8Array on every write.
+ */
+export function tcpFrame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(4 + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  out.set(payload, 4);
+  return out;
+}
+
 /** Frames `payload` as a server-to-client WebSocket message (FIN set, no mask, no extensions). */
-export function wsFrame(payload: Uint8Array, text: boolean): Uint8Array {
+export function wsFrame(payload: Uint8Array, text: boolean): Buffer {
   const n = payload.length;
   const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = new Uint8Array(headerLength + n);
+  // Every byte is written below, so the pool's unzeroed memory is fine.
+  const out = Buffer.allocUnsafe(headerLength + n);
   out[0] = 0x80 | (text ? 0x1 : 0x2);
   if (n < 126) {
     out[1] = n;

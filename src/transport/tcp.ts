@@ -1,8 +1,8 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { FrameDecoder, frame } from '../protocol/framing.js';
+import { FrameDecoder } from '../protocol/framing.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
-import type { OutFrame } from './out-frame.js';
+import { type OutFrame, tcpFrame } from './out-frame.js';
 import { listenOn, readTls, reloadTls, type TlsFiles } from './tls.js';
 
 export interface TcpTransportOptions {
@@ -49,7 +49,7 @@ export class TcpLink implements Link {
   }
 
   send(payload: Uint8Array): boolean {
-    if (this.socket.writable) this.socket.write(frame(payload));
+    if (this.socket.writable) this.socket.write(tcpFrame(payload));
     return this.socket.writableLength < this.options.highWaterMark;
   }
 

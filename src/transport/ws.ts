@@ -129,6 +129,9 @@ export class WsTransport {
       noServer: true,
       maxPayload: options.maxFrame,
       perMessageDeflate: false,
+      // The JSON codec decodes text with a fatal TextDecoder: invalid UTF-8 is still a protocol
+      // error, without ws checking every text message a second time.
+      skipUTF8Validation: true,
       clientTracking: false,
       handleProtocols: (offered) => {
         for (const p of offered) if (protocols.has(p)) return p;
