@@ -98,8 +98,12 @@ export async function start(flags: StartFlags): Promise<void> {
     process.stdout.write(admin.grpc ? ` and gRPC on ${flags.adminHost}:${admin.grpc.port}\n` : '\n');
     if (flags.adminKey.length === 0) process.stdout.write('pylon: admin API without keys (loopback only)\n');
   }
-  process.stdout.write(`pylon: auth ${auth.mode}, store ${clusterStore(flags)}\n`);
-  if (flags.redis !== undefined) process.stdout.write(`pylon: cluster through ${flags.redis}\n`);
+  const storeSpec = clusterStore(flags);
+  const storeShown = storeSpec.startsWith('redis') ? `redis at ${redisHost(storeSpec)}` : storeSpec;
+  process.stdout.write(`pylon: auth ${auth.mode}, store ${storeShown}\n`);
+  // Only the host: a Redis URL may carry a password.
+  if (flags.redis !== undefined)
+    process.stdout.write(`pylon: cluster through Redis at ${redisHost(flags.redis)}\n`);
   if (!announceWorkerReady()) process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
   let stopping = false;
@@ -119,7 +123,7 @@ export async function start(flags: StartFlags): Promise<void> {
       .then(
         () => {
           process.stdout.write('pylon: stopped\n');
-          logger.flush?.();
+          base.flush?.();
           process.exit(0);
         },
         (err: unknown) => {
@@ -130,4 +134,12 @@ export async function start(flags: StartFlags): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function redisHost(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(unparsable URL)';
+  }
 }
