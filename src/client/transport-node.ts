@@ -5,9 +5,10 @@ import { WebSocket } from 'ws';
 import { FrameDecoder, frame } from '../protocol/framing.js';
 import type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
 
-class TcpClientLink implements ClientLink {
+/** Pylon framing over TCP or TLS. Exported so that links with other write policies (rpc's batching) extend it. */
+export class TcpClientLink implements ClientLink {
   private readonly decoder: FrameDecoder;
-  private readonly socket: Socket;
+  protected readonly socket: Socket;
   private reason = 'connection lost';
   private closeCode = 1006;
 
