@@ -3,6 +3,7 @@ import { type ClusterStatus, clusterOf, type DispatchEntry } from '../cluster/cl
 import { nodeUrls } from '../cluster/support.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../gateway/logger.js';
+import { type ProcessStats, processStats } from '../gateway/process-stats.js';
 import type { GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
 import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
@@ -51,6 +52,8 @@ export interface NodeStats extends GatewayStats {
   uptime: number;
   /** In a cluster: the gateway's node id (the prefix of its connection ids). */
   id?: string;
+  /** The process: pid, memory, event-loop lag, message rates, serving or draining. */
+  process?: ProcessStats;
 }
 
 /** This node's stats, and every node in `nodes` (one without a cluster; each live node of a cluster, as last reported). */
@@ -159,7 +162,12 @@ export class AdminService {
   }
 
   async stats(): Promise<StatsOutput> {
-    const own: NodeStats = { node: this.node, uptime: process.uptime(), ...this.gateway.stats() };
+    const own: NodeStats = {
+      node: this.node,
+      uptime: process.uptime(),
+      ...this.gateway.stats(),
+      process: processStats(this.gateway),
+    };
     const cluster = clusterOf(this.gateway);
     if (cluster === undefined) return { ...own, nodes: [own] };
     own.id = cluster.nodeId;

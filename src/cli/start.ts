@@ -9,12 +9,15 @@ import {
   openCluster,
   runAsPrimary,
 } from '../cluster/cli.js';
+import { isDrainMessage } from '../cluster/workers.js';
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../gateway/logger.js';
 import { openStore } from '../store/index.js';
 import { type AuthFlags, resolveAuth } from './auth.js';
 import { chatOptions, installChat } from './chat.js';
+import { DAEMON_ENV, DAEMON_READY } from './daemon.js';
 import { installEcho } from './echo.js';
+import { claimPidFile } from './pidfile.js';
 import { staticHandler } from './static.js';
 
 export interface StartFlags extends AuthFlags, ClusterFlags {
@@ -37,12 +40,34 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   webhookTypes: string[];
   webhookSecret?: string;
   alertWebhook?: string;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  maxFrame: number;
+  /** Seconds. */
+  drainTimeout: number;
+  stopTimeout: number;
+  pidFile: string;
+  logFile: string;
+  /** Whether --pid-file was set (a foreground start writes the file only then). */
+  pidFileExplicit?: boolean;
 }
 
 /** Runs the gateway in the foreground until SIGINT/SIGTERM. */
 export async function start(flags: StartFlags): Promise<void> {
-  // --workers N: this process only supervises the workers (each runs the rest of start()).
-  if (await runAsPrimary(flags)) return;
+  const daemon = process.env[DAEMON_ENV] === '1';
+  if (!inWorker() && (daemon || flags.pidFileExplicit === true)) claimPidFile(flags.pidFile);
+  // --workers N or start -d: this process only supervises the workers (each runs the rest of start()).
+  const supervised = await runAsPrimary({
+    ...flags,
+    supervise: daemon,
+    drainTimeout: flags.drainTimeout * 1000,
+    stopTimeout: flags.stopTimeout * 1000,
+    onReady: () => {
+      // Tell `start -d` we are up, then let it go (it exits; we keep running).
+      if (daemon && process.send !== undefined) process.send(DAEMON_READY, () => process.disconnect?.());
+    },
+  });
+  if (supervised) return;
   const base = createLogger(flags.logLevel);
   const logger = flags.alertWebhook ? alertingLogger(base, { url: flags.alertWebhook }) : base;
   const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
@@ -54,6 +79,9 @@ export async function start(flags: StartFlags): Promise<void> {
     duplicateLogin: flags.duplicateLogin,
     tcp: { port: flags.tcpPort, host: flags.host },
     ws: { port: flags.wsPort, host: flags.host, path: '/ws', httpHandler: staticHandler() },
+    maxConnections: flags.maxConnections,
+    maxConnectionsPerIp: flags.maxConnectionsPerIp,
+    maxFrame: flags.maxFrame,
     keepalive:
       flags.keepaliveInterval > 0
         ? { interval: flags.keepaliveInterval * 1000, timeout: flags.keepaliveTimeout * 1000 }
@@ -106,17 +134,23 @@ export async function start(flags: StartFlags): Promise<void> {
     process.stdout.write(`pylon: cluster through Redis at ${redisHost(flags.redis)}\n`);
   if (!announceWorkerReady()) process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
+  // Worker and single process alike: stop on SIGINT/SIGTERM, closing every connection with
+  // reconnect_elsewhere (4001) so clients come back (to another worker or node) at once.
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = (why: string) => {
     if (stopping) {
       if (inWorker()) return; // the primary forwards signals and forces the exit if need be
       process.stdout.write('pylon: forced exit\n');
       process.exit(1);
     }
     stopping = true;
-    process.stdout.write(`pylon: ${signal}, closing ${gateway.connections.size} connection(s)\n`);
+    process.stdout.write(`pylon: ${why}, closing ${gateway.connections.size} connection(s)\n`);
+    setTimeout(() => {
+      process.stdout.write(`pylon: not stopped after ${flags.stopTimeout} s, forced exit\n`);
+      process.exit(1);
+    }, flags.stopTimeout * 1000).unref();
     gateway
-      .close()
+      .close({ code: 'reconnect_elsewhere' })
       .then(() => admin?.close())
       .then(() => webhooks?.close(2000))
       .then(() => store.close())
@@ -132,9 +166,36 @@ export async function start(flags: StartFlags): Promise<void> {
         },
       );
   };
+  // A worker of an older generation after a reload: no new connections; the open ones are served
+  // until they close or the drain timeout passes, then told to reconnect elsewhere.
+  const drain = async (timeout: number) => {
+    if (stopping || gateway.draining) return;
+    process.stdout.write(
+      `pylon: draining ${gateway.connections.size} connection(s), at most ${Math.round(timeout / 1000)} s\n`,
+    );
+    await gateway.stopAccepting();
+    await admin?.close();
+    const deadline = Date.now() + timeout;
+    while (gateway.connections.size > 0 && Date.now() < deadline && !stopping) await sleep(250);
+    stop(gateway.connections.size === 0 ? 'drained' : 'drain timeout');
+  };
+  process.on('message', (m: unknown) => {
+    if (isDrainMessage(m)) void drain(m.timeout);
+  });
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  if (inWorker())
+    process.on('SIGHUP', () => {}); // the primary reloads; a worker goes on
+  else {
+    process.on('SIGHUP', () =>
+      process.stdout.write(
+        'pylon: SIGHUP ignored: a reload needs a supervising process (start with -d or --workers N)\n',
+      ),
+    );
+  }
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function redisHost(url: string): string {
   try {

@@ -38,15 +38,37 @@ export function checkClusterFlags(flags: ClusterFlags): void {
   }
 }
 
+/** What the primary needs beyond the cluster flags. */
+export interface SupervisorFlags extends ClusterFlags {
+  /** Supervise even one worker (start -d): a reload then has a process to fork the new workers. */
+  supervise?: boolean;
+  /** ms; see PrimaryOptions. */
+  drainTimeout?: number;
+  stopTimeout?: number;
+  /** Called once every worker listens (start -d tells the launching command). */
+  onReady?: () => void;
+}
+
 /**
- * With --workers N > 1 in the primary process: runs the workers (and, without Redis, their
- * broker and registry) until stopped, and returns true. Elsewhere returns false at once.
+ * With --workers N > 1 (or `supervise`) in the primary process: runs the workers (and, without
+ * Redis, their broker and registry) until stopped, and returns true. Elsewhere returns false at once.
  */
-export async function runAsPrimary(flags: ClusterFlags): Promise<boolean> {
+export async function runAsPrimary(flags: SupervisorFlags): Promise<boolean> {
   const workers = flags.workers ?? 1;
-  if (workers <= 1 || !nodeCluster.isPrimary) return false;
+  if ((workers <= 1 && flags.supervise !== true) || !nodeCluster.isPrimary) return false;
   checkClusterFlags(flags);
-  await runPrimary({ workers, ipc: flags.redis === undefined });
+  const store = clusterStore(flags);
+  await runPrimary({
+    workers,
+    ipc: flags.redis === undefined,
+    drainTimeout: flags.drainTimeout,
+    stopTimeout: flags.stopTimeout,
+    onReady: flags.onReady,
+    reloadRefused:
+      store === 'memory'
+        ? 'the memory store lives in the worker: its waiting qos-1 messages would be lost (use sqlite: or redis://)'
+        : undefined,
+  });
   process.exit(0);
 }
 
@@ -54,7 +76,8 @@ export async function runAsPrimary(flags: ClusterFlags): Promise<boolean> {
 export async function openCluster(flags: ClusterFlags): Promise<Cluster | undefined> {
   checkClusterFlags(flags);
   if (flags.redis !== undefined) return redisCluster(flags.redis);
-  if (nodeCluster.isWorker && (flags.workers ?? 1) > 1) return workerCluster();
+  // Every worker of a supervising primary: during a reload two generations serve side by side.
+  if (nodeCluster.isWorker && process.env.PYLON_WORKER_INDEX !== undefined) return workerCluster();
   return undefined;
 }
 

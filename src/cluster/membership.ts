@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Connection } from '../gateway/connection.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { processStats } from '../gateway/process-stats.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { LiveNode, NodeInfo, NodeLoad, OnlineChange, Registry } from './registry.js';
 import { labelSnapshot, nodeUrls } from './support.js';
@@ -243,7 +244,7 @@ export class Membership {
     const uptime = (Date.now() - g.startedAt) / 1000;
     return {
       connections,
-      stats: { node: this.name, id: this.id, uptime, ...stats },
+      stats: { node: this.name, id: this.id, uptime, ...stats, process: processStats(g) },
       labels: labelSnapshot(g.labelCounts(), this.o.maxLabelsInStats ?? 1000),
     };
   }

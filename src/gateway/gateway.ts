@@ -98,6 +98,7 @@ export class Gateway
   private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
   private onEmpty: (() => void) | undefined;
   /** Connections told to close whose sockets have not closed yet (at most closeTimeout). */
   private readonly lingering = new Set<Connection>();
@@ -326,19 +327,36 @@ export class Gateway
 
   /**
    * Stop accepting, close every connection with `shutdown` (4000: clients reconnect) and
-   * wait for their sockets to close, at most `closeTimeout`, then drop the rest.
+   * wait for their sockets to close, at most `closeTimeout`, then drop the rest. With
+   * `{ code: 'reconnect_elsewhere' }` (4001) the clients are told this node is going away
+   * (a reload or a stop) rather than the service.
    */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  close(options: { code?: 'shutdown' | 'reconnect_elsewhere' } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.code ?? 'shutdown');
     return this.closing;
   }
 
-  private async shutdown(): Promise<void> {
-    await this.servers.stop();
+  /**
+   * Draining: close the listeners (no new connection; in a worker of node:cluster the primary
+   * stops handing it connections) and go on serving the open ones, pushes and the cluster
+   * included. `close()` ends the drain. Resolves once the listeners are closed.
+   */
+  stopAccepting(): Promise<void> {
+    this.stopped ??= this.servers.stop();
+    return this.stopped;
+  }
+
+  /** Whether `stopAccepting()` or `close()` was called. */
+  get draining(): boolean {
+    return this.stopped !== undefined;
+  }
+
+  private async shutdown(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
+    await this.stopAccepting();
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
-    for (const conn of [...this.connections.values()]) this.disconnect(conn, 'shutdown');
+    for (const conn of [...this.connections.values()]) this.disconnect(conn, code);
     this.checkDrained();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {

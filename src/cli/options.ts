@@ -1,0 +1,381 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+
+/**
+ * Every option of `pylon start` in one table: each is a flag (`--ws-port`), an environment
+ * variable (`PYLON_WS_PORT`) and a config-file key (`ws-port`), with one parser and one set of
+ * allowed values for all three. Precedence: flag, then environment, then config file, then default.
+ */
+export interface OptionSpec {
+  /** Flag and config key, kebab-case. */
+  key: string;
+  kind: 'int' | 'string' | 'bool' | 'choice' | 'list';
+  /** Shown in --help and in the example config. */
+  help: string;
+  /** Section of the example config file. */
+  section: string;
+  default?: number | string | boolean | string[];
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+  /** Environment variable, when not PYLON_ + the key in upper snake case. */
+  env?: string;
+  /** Masked by `pylon config print`. */
+  secret?: boolean;
+  /** The value's name in --help: `--ws-port <port>`. */
+  arg?: string;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  // listeners
+  { key: 'host', kind: 'string', section: 'listen', default: '127.0.0.1', help: 'address to bind' },
+  {
+    key: 'ws-port',
+    kind: 'int',
+    section: 'listen',
+    default: 8080,
+    min: 0,
+    max: 65535,
+    arg: 'port',
+    help: 'WebSocket port (path /ws; the chat page at /)',
+  },
+  {
+    key: 'tcp-port',
+    kind: 'int',
+    section: 'listen',
+    default: 8081,
+    min: 0,
+    max: 65535,
+    arg: 'port',
+    help: 'TCP port (4-byte length framing)',
+  },
+  // connections
+  {
+    key: 'keepalive-interval',
+    kind: 'int',
+    section: 'connections',
+    default: 30,
+    min: 0,
+    max: 86_400,
+    arg: 'seconds',
+    help: 'ping a connection idle this long; 0 turns keepalive off',
+  },
+  {
+    key: 'keepalive-timeout',
+    kind: 'int',
+    section: 'connections',
+    default: 75,
+    min: 1,
+    max: 86_400,
+    arg: 'seconds',
+    help: 'close a connection idle this long (not less than keepalive-interval)',
+  },
+  {
+    key: 'max-connections',
+    kind: 'int',
+    section: 'connections',
+    default: 100_000,
+    min: 1,
+    max: 10_000_000,
+    arg: 'n',
+    help: 'connections per process; more are refused (TCP closed, WebSocket 503)',
+  },
+  {
+    key: 'max-connections-per-ip',
+    kind: 'int',
+    section: 'connections',
+    default: 10_000,
+    min: 1,
+    max: 10_000_000,
+    arg: 'n',
+    help: 'connections per remote address and process; more are refused (WebSocket 429)',
+  },
+  {
+    key: 'max-frame',
+    kind: 'int',
+    section: 'connections',
+    default: 1_048_576,
+    min: 64,
+    max: 64 * 1_048_576,
+    arg: 'bytes',
+    help: 'largest frame a client may send',
+  },
+  {
+    key: 'duplicate-login',
+    kind: 'choice',
+    section: 'connections',
+    default: 'allow',
+    choices: ['allow', 'replace'],
+    arg: 'policy',
+    help: 'a second login of a user: allow (multi-device) or replace the older',
+  },
+  // auth
+  {
+    key: 'auth',
+    kind: 'choice',
+    section: 'auth',
+    choices: ['dev', 'jwt', 'none'],
+    arg: 'mode',
+    help: 'token check: dev (token = user id; the default on loopback), jwt, none (anonymous)',
+  },
+  {
+    key: 'jwt-secret',
+    kind: 'string',
+    section: 'auth',
+    secret: true,
+    arg: 'secret',
+    help: 'HS256 shared secret',
+  },
+  { key: 'jwt-public-key', kind: 'string', section: 'auth', arg: 'file', help: 'RS256 public key, PEM file' },
+  { key: 'jwt-jwks', kind: 'string', section: 'auth', arg: 'file', help: 'JWKS file with RS256 keys' },
+  { key: 'jwt-issuer', kind: 'string', section: 'auth', arg: 'iss', help: 'required iss claim' },
+  { key: 'jwt-audience', kind: 'string', section: 'auth', arg: 'aud', help: 'required aud claim' },
+  // store and cluster
+  {
+    key: 'store',
+    kind: 'string',
+    section: 'store and cluster',
+    default: 'sqlite:./data/pylon.db',
+    arg: 'spec',
+    help: 'where qos-1 messages wait: memory, sqlite:<path>, redis://host:port',
+  },
+  {
+    key: 'redis',
+    kind: 'string',
+    section: 'store and cluster',
+    secret: true,
+    arg: 'url',
+    help: 'join a cluster through this Redis (redis://host:port); also the store unless store is set',
+  },
+  {
+    key: 'workers',
+    kind: 'int',
+    section: 'store and cluster',
+    default: 1,
+    min: 1,
+    max: 256,
+    arg: 'n',
+    help: 'worker processes sharing the ports (without redis they talk through the primary process)',
+  },
+  // admin
+  {
+    key: 'admin-host',
+    kind: 'string',
+    section: 'admin API',
+    default: '127.0.0.1',
+    arg: 'host',
+    help: 'address of the admin API',
+  },
+  {
+    key: 'admin-port',
+    kind: 'int',
+    section: 'admin API',
+    default: 9090,
+    min: -1,
+    max: 65535,
+    arg: 'port',
+    help: 'admin HTTP port (status, push, dashboard); -1 turns the admin API off',
+  },
+  {
+    key: 'grpc-port',
+    kind: 'int',
+    section: 'admin API',
+    default: 9091,
+    min: -1,
+    max: 65535,
+    arg: 'port',
+    help: 'admin gRPC port; -1 turns it off',
+  },
+  {
+    key: 'admin-key',
+    kind: 'list',
+    section: 'admin API',
+    default: [],
+    env: 'PYLON_ADMIN_KEYS',
+    secret: true,
+    arg: 'key',
+    help: 'admin API key (repeat the flag or comma-separate; none: loopback only)',
+  },
+  {
+    key: 'admin-open-health',
+    kind: 'bool',
+    section: 'admin API',
+    default: false,
+    help: 'serve /healthz, /metrics and /openapi.json without a key',
+  },
+  // webhooks
+  {
+    key: 'webhook-connect',
+    kind: 'string',
+    section: 'webhooks',
+    arg: 'url',
+    help: 'POST connect events here',
+  },
+  {
+    key: 'webhook-disconnect',
+    kind: 'string',
+    section: 'webhooks',
+    arg: 'url',
+    help: 'POST disconnect events here',
+  },
+  {
+    key: 'webhook-upstream',
+    kind: 'string',
+    section: 'webhooks',
+    arg: 'url',
+    help: 'forward client messages of webhook-types here',
+  },
+  {
+    key: 'webhook-types',
+    kind: 'list',
+    section: 'webhooks',
+    default: [],
+    arg: 'types',
+    help: 'message types forwarded to webhook-upstream (comma-separated)',
+  },
+  {
+    key: 'webhook-secret',
+    kind: 'string',
+    section: 'webhooks',
+    secret: true,
+    arg: 'secret',
+    help: 'sign webhook bodies (x-pylon-signature)',
+  },
+  {
+    key: 'alert-webhook',
+    kind: 'string',
+    section: 'webhooks',
+    arg: 'url',
+    help: 'POST warn and error log events here (rate-limited)',
+  },
+  // operations
+  {
+    key: 'log-level',
+    kind: 'choice',
+    section: 'operations',
+    default: 'info',
+    choices: ['debug', 'info', 'warn', 'error', 'silent'],
+    arg: 'level',
+    help: 'log level',
+  },
+  {
+    key: 'pid-file',
+    kind: 'string',
+    section: 'operations',
+    default: './pylon.pid',
+    arg: 'file',
+    help: 'written by start -d (and by a foreground start when set); read by stop, reload, restart, status',
+  },
+  {
+    key: 'log-file',
+    kind: 'string',
+    section: 'operations',
+    default: './pylon.log',
+    arg: 'file',
+    help: 'where start -d writes its output (appended)',
+  },
+  {
+    key: 'drain-timeout',
+    kind: 'int',
+    section: 'operations',
+    default: 30,
+    min: 0,
+    max: 86_400,
+    arg: 'seconds',
+    help: 'reload: old workers serve their connections this long, then tell them to reconnect (4001)',
+  },
+  {
+    key: 'stop-timeout',
+    kind: 'int',
+    section: 'operations',
+    default: 10,
+    min: 1,
+    max: 3600,
+    arg: 'seconds',
+    help: 'stop: time to close connections and flush the store before the process is forced out',
+  },
+];
+
+/** The camelCase attribute commander gives a key: `ws-port` → `wsPort`. */
+export function attrOf(key: string): string {
+  return key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function envOf(spec: OptionSpec): string {
+  return spec.env ?? `PYLON_${spec.key.toUpperCase().replace(/-/g, '_')}`;
+}
+
+export type OptionValue = number | string | boolean | string[];
+
+/**
+ * Parses and checks one value for `spec`, from a flag, the environment or a config file. Throws
+ * an Error naming the key and the allowed values.
+ */
+export function parseValue(spec: OptionSpec, raw: unknown, previous?: OptionValue): OptionValue {
+  const name = spec.key;
+  const shown = typeof raw === 'string' ? `"${raw}"` : JSON.stringify(raw);
+  switch (spec.kind) {
+    case 'int': {
+      const n =
+        typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      if (!Number.isInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
+        throw new Error(`${name} must be an integer from ${spec.min} to ${spec.max}, got ${shown}`);
+      }
+      return n;
+    }
+    case 'choice': {
+      if (typeof raw !== 'string' || !spec.choices?.includes(raw)) {
+        throw new Error(`${name} must be one of ${spec.choices?.join(', ')}, got ${shown}`);
+      }
+      return raw;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      throw new Error(`${name} must be true or false, got ${shown}`);
+    }
+    case 'list': {
+      const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
+      if (items === undefined || !items.every((i) => typeof i === 'string' || typeof i === 'number')) {
+        throw new Error(`${name} must be a list of strings or a comma-separated string, got ${shown}`);
+      }
+      const values = items.map((i) => String(i).trim()).filter(Boolean);
+      return Array.isArray(previous) ? [...previous, ...values] : values;
+    }
+    default: {
+      if (typeof raw === 'number') return String(raw);
+      if (typeof raw !== 'string' || raw === '')
+        throw new Error(`${name} must be a non-empty string, got ${shown}`);
+      return raw;
+    }
+  }
+}
+
+/** Adds every option of the table to `command` (flags with their environment variables and defaults). */
+export function addServerOptions(command: Command): Command {
+  for (const spec of OPTIONS) {
+    const flag = spec.kind === 'bool' ? `--${spec.key}` : `--${spec.key} <${spec.arg ?? 'value'}>`;
+    const option = new Option(flag, spec.help).env(envOf(spec));
+    if (spec.kind === 'choice') option.choices(spec.choices ?? []);
+    else if (spec.kind !== 'bool' && spec.kind !== 'string') {
+      option.argParser((value: string, previous: unknown) => {
+        try {
+          // A list's default ([]) is not a previous value of the flag.
+          const prev = previous === spec.default ? undefined : (previous as OptionValue | undefined);
+          return parseValue(spec, value, prev);
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message);
+        }
+      });
+    }
+    if (spec.default !== undefined) option.default(spec.default);
+    command.addOption(option);
+  }
+  command.addOption(
+    new Option(
+      '--config <file>',
+      'config file, YAML or TOML (default: ./pylon.yaml, .yml or .toml if present)',
+    ).env('PYLON_CONFIG'),
+  );
+  return command;
+}
