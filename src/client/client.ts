@@ -58,6 +58,8 @@ export class PylonClient {
   private readonly pushHandlers = new Map<string, PushHandler[]>();
   private readonly listeners = new Map<string, Array<(...args: never[]) => void>>();
   private readonly pending = new Map<number, Pending>();
+  /** Labels asked for with subscribe() (and not unsubscribed): asked for again on a new session. */
+  private readonly subscribed = new Set<string>();
   private readonly queue: Pending[] = [];
   private nextId = 0;
   private lastSent = 0;
@@ -124,6 +126,7 @@ export class PylonClient {
    */
   async subscribe(labels: string[], options: RequestOptions = {}): Promise<string[]> {
     const res = await this.ask<{ labels: string[] }>('sub', undefined, { labels }, options);
+    for (const l of labels) this.subscribed.add(l);
     return res.labels;
   }
 
@@ -147,6 +150,7 @@ export class PylonClient {
   /** Ask the server to remove labels from this connection. Resolves to the labels left. */
   async unsubscribe(labels: string[], options: RequestOptions = {}): Promise<string[]> {
     const res = await this.ask<{ labels: string[] }>('unsub', undefined, { labels }, options);
+    for (const l of labels) this.subscribed.delete(l);
     return res.labels;
   }
 
@@ -360,6 +364,11 @@ export class PylonClient {
     }
     this.emit('open', welcome);
     if (reconnected) this.emit('reconnected', welcome);
+    // A new session (the old one expired, or its node went away in a reload or a stop): the
+    // labels this client subscribed to are asked for again.
+    if (reconnected && welcome.resumed !== true && this.subscribed.size > 0) {
+      this.subscribe([...this.subscribed]).catch((err: unknown) => this.emit('error', err as Error));
+    }
   }
 
   private onResponse(env: Envelope): void {
