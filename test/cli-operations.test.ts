@@ -239,4 +239,46 @@ describe('pylon start -d, status, reload, stop', () => {
     expect((await pylon('stop')).out).toMatch(/not running/);
     await Promise.all(clients.map((c) => c.close()));
   }, 120_000);
+
+  it('a foreground start with --pid-file: stop finds it, reload says it needs a supervisor', async () => {
+    const [ws, tcp, admin] = [await freePort(), await freePort(), await freePort()];
+    const flags = [
+      '--config',
+      'none.yaml',
+      '--ws-port',
+      String(ws),
+      '--tcp-port',
+      String(tcp),
+      '--admin-port',
+      String(admin),
+      '--grpc-port',
+      '-1',
+      '--store',
+      'memory',
+      '--pid-file',
+      'fg.pid',
+    ];
+    writeFileSync(join(dir, 'none.yaml'), '# nothing\n');
+    const fg = execFile(process.execPath, [MAIN, 'start', ...flags], { cwd: dir });
+    let out = '';
+    fg.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => fg.on('exit', r));
+    await expect.poll(() => out, { timeout: 10_000 }).toMatch(/ready/);
+    expect(readFileSync(join(dir, 'fg.pid'), 'utf8').trim()).toBe(String(fg.pid));
+    const client = await connect(`tcp://127.0.0.1:${tcp}`, { token: 'fg', reconnect: false });
+    const closed = new Promise<{ code: number }>((r) => client.on('close', r));
+
+    const reload = await pylon('reload', ...flags);
+    expect(reload.code).toBe(1);
+    expect(reload.err).toMatch(/one process, no supervisor/);
+    expect(client.connected).toBe(true);
+
+    const stopped = await pylon('stop', ...flags);
+    expect(stopped.code).toBe(0);
+    expect(await exited).toBe(0);
+    expect((await closed).code).toBe(4001);
+    expect(existsSync(join(dir, 'fg.pid'))).toBe(false);
+  }, 60_000);
 });

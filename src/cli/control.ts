@@ -191,6 +191,11 @@ export async function reloadInstance(f: ControlFlags, print: (line: string) => v
   if (pid === undefined) throw new Error(`not running (no live process in ${resolve(f.pidFile)})`);
   const before = adminBase(f) ? await readStatus(f) : undefined;
   const admin = before !== undefined && before.error === undefined;
+  if (admin && before.nodes.some((n) => n.process?.pid === pid)) {
+    throw new Error(
+      `pid ${pid} serves the connections itself (one process, no supervisor): a reload needs start -d or --workers 2 or more; use pylon restart`,
+    );
+  }
   const was = Math.max(0, ...(before?.nodes ?? []).map((n) => n.process?.generation ?? 0));
   const logFrom = size(f.logFile);
   process.kill(pid, 'SIGHUP');

@@ -64,7 +64,11 @@ export async function start(flags: StartFlags): Promise<void> {
     stopTimeout: flags.stopTimeout * 1000,
     onReady: () => {
       // Tell `start -d` we are up, then let it go (it exits; we keep running).
-      if (daemon && process.send !== undefined) process.send(DAEMON_READY, () => process.disconnect?.());
+      if (daemon && process.send !== undefined && process.connected) {
+        process.send(DAEMON_READY, () => {
+          if (process.connected) process.disconnect();
+        });
+      }
     },
   });
   if (supervised) return;
