@@ -225,6 +225,24 @@ describe('pylon start -d, status, reload, stop', () => {
     expect(status.out).not.toMatch(/\s1\s+(serving|draining)\s/);
     expect(status.out).toMatch(/1,000 connection\(s\)/);
 
+    // A typo in the config: the new workers refuse to start, the reload is abandoned and the
+    // running generation keeps serving. (The reload command itself reads a good copy.)
+    const good = readFileSync(join(dir, 'pylon.yaml'), 'utf8');
+    writeFileSync(join(dir, 'good.yaml'), good);
+    writeFileSync(join(dir, 'pylon.yaml'), good.replace('log-level: warn', 'log-level: loud'));
+    const failed = await pylon('reload', '--config', 'good.yaml');
+    expect(failed.code).toBe(1);
+    expect(failed.err).toMatch(
+      /reload failed: new worker \d exited \(1\) before it listened; generation 2 keeps serving/,
+    );
+    expect(readFileSync(join(dir, 'pylon.log'), 'utf8')).toMatch(
+      /log-level must be one of debug, info, warn, error, silent, got "loud"/,
+    );
+    writeFileSync(join(dir, 'pylon.yaml'), good);
+    status = await pylon('status');
+    expect(status.out.match(/\s2\s+serving\s/g)).toHaveLength(2);
+    expect(clients.filter((c) => c.connected).length).toBe(1000);
+
     // stop: clients are told to reconnect elsewhere, the process and its pid file are gone.
     const before = closeCodes.get(4001) ?? 0;
     const stopped = await pylon('stop');
