@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { VERSION } from '../gateway/version.js';
+import { addBenchOptions, bench } from './bench-command.js';
 import { applyConfig, effectiveConfig, exampleConfig, formatConfig } from './config.js';
 import { formatStatus, readStatus, reloadInstance, stopInstance } from './control.js';
 import { DAEMON_ENV, daemonize } from './daemon.js';
@@ -115,6 +116,16 @@ serverCommand('status', 'each worker or node: pid, uptime, connections, users, m
     process.stdout.write(flags.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     process.exitCode = s.error === undefined ? 0 : s.running ? 1 : 3;
   });
+
+addBenchOptions(
+  serverCommand('bench', 'load-test the running instance: N connections, then idle, echo, broadcast or qos1'),
+).action(async (flags) => {
+  try {
+    await bench(flags);
+  } catch (err) {
+    fail(err, 'bench');
+  }
+});
 
 const config = program.command('config').description('the effective configuration');
 config.addCommand(
