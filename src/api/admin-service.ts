@@ -175,7 +175,15 @@ export class AdminService {
     try {
       const cs = await cluster.stats();
       const nodes = cs.nodes.map((n) =>
-        n.id === cluster.nodeId ? own : ({ node: n.name, id: n.id, ...n.load.stats } as NodeStats),
+        n.id === cluster.nodeId
+          ? own
+          : // Uptime from the node's start, not as of its last heartbeat.
+            ({
+              node: n.name,
+              id: n.id,
+              ...n.load.stats,
+              uptime: (Date.now() - n.startedAt) / 1000,
+            } as NodeStats),
       );
       if (!cs.nodes.some((n) => n.id === cluster.nodeId)) nodes.unshift(own);
       const totals = {
