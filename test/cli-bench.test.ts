@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { Child } from './support/process.js';
 // The engine of `pylon bench` against a real `pylon start` (the built CLI; the client processes
 // run dist/cli/bench/client-process.js, so `npm run build` comes first).
 const dir = mkdtempSync(join(tmpdir(), 'pylon-bench-'));
+writeFileSync(join(dir, 'none.yaml'), '# no options: the flags say it all\n');
 let cli: Child;
 let tcp = '';
 let ws = '';
@@ -88,10 +89,11 @@ describe('pylon bench engine', () => {
     expect(r.server?.nodes).toBe(1);
     expect(r.server?.connections).toBe(300);
     expect(r.server?.settled).toBe(true);
-    // Memory figures are numbers when the nodes report `process`, null otherwise: never a crash.
+    // The nodes report their process memory, so the per-connection figures are there.
     const per = r.server!.bytesPerConnection;
-    if (r.server!.rssAfter !== null) expect(typeof per.rss).toBe('number');
-    else expect(per.rss).toBeNull();
+    expect(r.server!.rssAfter).toBeGreaterThan(0);
+    expect(typeof per.rss).toBe('number');
+    expect(typeof per.heap).toBe('number');
     expect(seen.some((p) => p.phase === 'running' && p.open === 300)).toBe(true);
     expect(JSON.parse(JSON.stringify(r))).toEqual(r);
     const text = formatReport(r);
@@ -207,4 +209,41 @@ describe('pylon bench engine', () => {
     });
     expect(line).toBe('[#####.....] 52,000/100,000 connected  3,100/s  errors 0');
   });
+
+  it('pylon bench (the command) finds the instance from the same flags and prints the report as JSON', async () => {
+    const port = (url: string) => url.slice(url.lastIndexOf(':') + 1).replace(/\D.*$/, '');
+    const child = new Child(process.execPath, [
+      'dist/cli/main.js',
+      'bench',
+      '--config',
+      join(dir, 'none.yaml'),
+      '--tcp-port',
+      port(tcp),
+      '--ws-port',
+      port(ws),
+      '--admin-port',
+      port(admin),
+      '-n',
+      '200',
+      '-w',
+      'echo',
+      '--rate',
+      '5',
+      '--duration',
+      '1',
+      '--per-process',
+      '100',
+      '--source',
+      '127.0.0.4,127.0.0.5',
+      '--json',
+    ]);
+    expect(await child.exited).toBe(0);
+    const r = JSON.parse(child.lines.join('\n')) as Awaited<ReturnType<typeof runBench>>;
+    expect(r.clientProcesses).toBe(2);
+    expect(r.connect.connected).toBe(200);
+    expect(r.options.sourceAddresses).toEqual(['127.0.0.4', '127.0.0.5']);
+    expect(r.workload.kind).toBe('echo');
+    expect(r.workload.messages).toBeGreaterThan(0);
+    expect(r.server?.connections).toBe(200);
+  }, 30_000);
 });

@@ -7,7 +7,14 @@
 import net from 'node:net';
 import type { ClientOptions, WebSocket as WsSocket } from 'ws';
 import { Histogram } from './histogram.js';
-import type { ChildConfig, ChildCounters, FromChild, ToChild, Workload } from './messages.js';
+import {
+  type ChildConfig,
+  type ChildCounters,
+  emptyCounters,
+  type FromChild,
+  type ToChild,
+  type Workload,
+} from './messages.js';
 
 const DIALING = 0;
 const HELLO = 1;
@@ -70,20 +77,7 @@ const pending = new Set<Conn>();
 const failedIndexes: number[] = [];
 const connectHist = new Histogram();
 const workHist = new Histogram();
-const counters: ChildCounters = {
-  connected: 0,
-  open: 0,
-  failed: 0,
-  reasons: {},
-  closed: 0,
-  kicked: {},
-  messages: 0,
-  duplicates: 0,
-  stale: 0,
-  timeouts: 0,
-  requestErrors: 0,
-  acks: 0,
-};
+const counters: ChildCounters = emptyCounters();
 
 const run = {
   workload: 'idle' as Workload,

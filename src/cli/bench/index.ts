@@ -9,7 +9,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdminClient, type ServerReading, ServerView } from './admin.js';
 import { Histogram, type LatencySummary } from './histogram.js';
-import type { ChildConfig, ChildCounters, FromChild, ToChild, Workload } from './messages.js';
+import {
+  type ChildConfig,
+  type ChildCounters,
+  emptyCounters,
+  type FromChild,
+  type ToChild,
+  type Workload,
+} from './messages.js';
 import {
   assertLoopback,
   defaultSources,
@@ -64,23 +71,6 @@ function clientProcessFile(): string {
   );
   if (compiled !== here && existsSync(compiled)) return compiled;
   throw new Error(`pylon bench: ${sibling} not found (npm run build compiles it)`);
-}
-
-function emptyCounters(): ChildCounters {
-  return {
-    connected: 0,
-    open: 0,
-    failed: 0,
-    reasons: {},
-    closed: 0,
-    kicked: {},
-    messages: 0,
-    duplicates: 0,
-    stale: 0,
-    timeouts: 0,
-    requestErrors: 0,
-    acks: 0,
-  };
 }
 
 /** One forked client process: its latest counters, and waits for its messages. */

@@ -86,6 +86,24 @@ export interface ChildCounters {
   acks: number;
 }
 
+/** Every counter at zero. */
+export function emptyCounters(): ChildCounters {
+  return {
+    connected: 0,
+    open: 0,
+    failed: 0,
+    reasons: {},
+    closed: 0,
+    kicked: {},
+    messages: 0,
+    duplicates: 0,
+    stale: 0,
+    timeouts: 0,
+    requestErrors: 0,
+    acks: 0,
+  };
+}
+
 /** Child → parent. */
 export type FromChild =
   | { type: 'ready'; pid: number }
