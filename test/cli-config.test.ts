@@ -99,4 +99,27 @@ describe('config file, environment and flags', () => {
         expect(fromFile[spec.key]?.source, spec.key).toBe('config example.yaml');
     }
   });
+
+  it('reads a boolean from the environment as true/1 or false/0 only', async () => {
+    expect((await printed([], { PYLON_ADMIN_OPEN_HEALTH: 'false' }))['admin-open-health']).toEqual({
+      value: false,
+      source: 'env PYLON_ADMIN_OPEN_HEALTH',
+    });
+    expect((await printed([], { PYLON_ADMIN_OPEN_HEALTH: '1' }))['admin-open-health']?.value).toBe(true);
+    const bad = await pylon(['config', 'print'], { PYLON_ADMIN_OPEN_HEALTH: 'maybe' });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/PYLON_ADMIN_OPEN_HEALTH: admin-open-health must be true or false, got "maybe"/);
+  });
+
+  it('refuses a secret or key the file would read as a number (00123456 would become 123456)', async () => {
+    writeFileSync(
+      join(dir, 'num.yaml'),
+      'jwt-secret: 00123456\nadmin-key: [0x10, "ok"]\njwt-audience: "0777"\n',
+    );
+    const r = await pylon(['config', 'print', '--config', 'num.yaml']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/jwt-secret must be a string: write it in quotes, got 123456/);
+    expect(r.err).toMatch(/admin-key must be a list of strings \(in quotes when they look like numbers\)/);
+    expect(r.err).not.toMatch(/jwt-audience/);
+  });
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,10 +12,14 @@ import { connect, type PylonClient } from '../src/client/index.js';
 const MAIN = resolve('dist/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'pylon-ops-'));
 const clients: PylonClient[] = [];
+const foreground: Array<{ kill(signal: NodeJS.Signals): boolean }> = [];
 
+/** Runs the CLI in the test's directory, or in another with `--cwd <dir>` first. */
 function pylon(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let cwd = dir;
+  if (args[0] === '--cwd') [, cwd, ...args] = args as [string, string, ...string[]];
   return new Promise((done) => {
-    execFile(process.execPath, [MAIN, ...args], { cwd: dir, timeout: 120_000 }, (error, out, err) =>
+    execFile(process.execPath, [MAIN, ...args], { cwd, timeout: 120_000 }, (error, out, err) =>
       done({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out, err }),
     );
   });
@@ -57,10 +61,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => {})));
-  if (existsSync(join(dir, 'pylon.pid'))) {
-    const pid = Number(readFileSync(join(dir, 'pylon.pid'), 'utf8'));
+  for (const p of foreground) p.kill('SIGKILL');
+  // Instances of the tests that failed half-way: the whole process group of each start -d.
+  for (const file of [join(dir, 'pylon.pid'), join(dir, 'mem', 'pylon.pid')]) {
+    if (!existsSync(file)) continue;
     try {
-      process.kill(-pid, 'SIGKILL');
+      process.kill(-Number(readFileSync(file, 'utf8')), 'SIGKILL');
     } catch {}
   }
   rmSync(dir, { recursive: true, force: true });
@@ -238,6 +244,14 @@ describe('pylon start -d, status, reload, stop', () => {
     expect(readFileSync(join(dir, 'pylon.log'), 'utf8')).toMatch(
       /log-level must be one of debug, info, warn, error, silent, got "loud"/,
     );
+    // Nor may a reload move the workers to another store (qos-1 messages would be stranded).
+    writeFileSync(join(dir, 'pylon.yaml'), good.replace('./data/pylon.db', './data/other.db'));
+    const moved = await pylon('reload', '--config', 'good.yaml');
+    expect(moved.code).toBe(1);
+    expect(moved.err).toMatch(/reload failed: new worker \d exited \(1\) before it listened/);
+    expect(readFileSync(join(dir, 'pylon.log'), 'utf8')).toMatch(
+      /store changed from sqlite:\.\/data\/pylon\.db to sqlite:\.\/data\/other\.db: a reload cannot change store/,
+    );
     writeFileSync(join(dir, 'pylon.yaml'), good);
     status = await pylon('status');
     expect(status.out.match(/\s2\s+serving\s/g)).toHaveLength(2);
@@ -278,6 +292,7 @@ describe('pylon start -d, status, reload, stop', () => {
     ];
     writeFileSync(join(dir, 'none.yaml'), '# nothing\n');
     const fg = execFile(process.execPath, [MAIN, 'start', ...flags], { cwd: dir });
+    foreground.push(fg);
     let out = '';
     fg.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
@@ -298,5 +313,57 @@ describe('pylon start -d, status, reload, stop', () => {
     expect(await exited).toBe(0);
     expect((await closed).code).toBe(4001);
     expect(existsSync(join(dir, 'fg.pid'))).toBe(false);
+  }, 60_000);
+
+  it('start -d: a worker killed is started again; the memory store runs but refuses a reload; a port in use fails at once', async () => {
+    const mem = join(dir, 'mem');
+    mkdirSync(mem);
+    const [ws, tcp, admin] = [await freePort(), await freePort(), await freePort()];
+    writeFileSync(
+      join(mem, 'pylon.yaml'),
+      `ws-port: ${ws}\ntcp-port: ${tcp}\nadmin-port: ${admin}\ngrpc-port: -1\nstore: memory\nlog-level: warn\n`,
+    );
+    const inMem = (...args: string[]) => pylon('--cwd', mem, ...args);
+    expect((await inMem('start', '-d')).code).toBe(0);
+    const row = async () => {
+      const s = JSON.parse((await inMem('status', '--json')).out) as {
+        nodes: Array<{ process?: { pid: number } }>;
+      };
+      return s.nodes[0]?.process?.pid;
+    };
+    const worker = await row();
+    expect(worker).toBeGreaterThan(0);
+    process.kill(worker as number, 'SIGKILL');
+    // The primary stays up and starts the worker again (the new one answers status).
+    await expect
+      .poll(
+        async () => {
+          const pid = await row();
+          return pid !== undefined && pid !== worker;
+        },
+        { timeout: 15_000, interval: 250 },
+      )
+      .toBe(true);
+    const client = await connect(`tcp://127.0.0.1:${tcp}`, { token: 'm', reconnect: false });
+    await client.close();
+
+    const reload = await inMem('reload');
+    expect(reload.code).toBe(1);
+    expect(reload.err).toMatch(/reload refused: the memory store lives in the worker/);
+
+    // A second instance on the same ports (another directory, so another pid file): its worker
+    // cannot listen, and start -d says so at once with the end of its log.
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    writeFileSync(join(other, 'pylon.yaml'), readFileSync(join(mem, 'pylon.yaml')));
+    const t0 = Date.now();
+    const clash = await pylon('--cwd', other, 'start', '-d');
+    expect(clash.code).toBe(1);
+    expect(clash.err).toMatch(/the background process exited \(1\)/);
+    expect(clash.err).toMatch(/EADDRINUSE/);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(existsSync(join(other, 'pylon.pid'))).toBe(false);
+
+    expect((await inMem('stop')).out).toMatch(/stopped/);
   }, 60_000);
 });

@@ -64,6 +64,7 @@ export function readConfig(file: string): Map<string, OptionValue> {
  * the file, which wins over the defaults. Returns the file read, if any.
  */
 export function applyConfig(command: Command): string | undefined {
+  applyEnvBooleans(command);
   const file = configFile(command.getOptionValue('config') as string | undefined);
   if (file === undefined) return undefined;
   for (const [key, value] of readConfig(file)) {
@@ -72,6 +73,22 @@ export function applyConfig(command: Command): string | undefined {
     if (source === undefined || source === 'default') command.setOptionValueWithSource(attr, value, 'config');
   }
   return file;
+}
+
+/** The boolean options from their environment variables: true/1 or false/0, anything else is an error. */
+function applyEnvBooleans(command: Command): void {
+  for (const spec of OPTIONS) {
+    const raw = process.env[envOf(spec)];
+    if (spec.kind !== 'bool' || raw === undefined) continue;
+    const attr = attrOf(spec.key);
+    const source = command.getOptionValueSource(attr);
+    if (source !== undefined && source !== 'default') continue;
+    try {
+      command.setOptionValueWithSource(attr, parseValue(spec, raw), 'env');
+    } catch (err) {
+      throw new Error(`${envOf(spec)}: ${(err as Error).message}`);
+    }
+  }
 }
 
 export interface EffectiveOption {

@@ -164,15 +164,15 @@ export async function stopInstance(
   if (pid === undefined) return 'not running';
   print(`pylon: stopping pid ${pid}`);
   process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + (f.stopTimeout + 5) * 1000;
+  // The primary kills what is left at stop-timeout + 5 s: wait a little longer than that.
+  const wait = f.stopTimeout + 10;
+  const deadline = Date.now() + wait * 1000;
   while (alive(pid) && Date.now() < deadline) await sleep(100);
   if (!alive(pid)) return 'stopped';
   if (!options.force) {
-    throw new Error(
-      `pid ${pid} still running ${f.stopTimeout + 5} s after SIGTERM; pylon stop --force kills it`,
-    );
+    throw new Error(`pid ${pid} still running ${wait} s after SIGTERM; pylon stop --force kills it`);
   }
-  print(`pylon: pid ${pid} still running after ${f.stopTimeout + 5} s: SIGKILL`);
+  print(`pylon: pid ${pid} still running after ${wait} s: SIGKILL`);
   try {
     process.kill(-pid, 'SIGKILL'); // start -d runs in its own process group: workers too
   } catch {

@@ -336,14 +336,18 @@ export function parseValue(spec: OptionSpec, raw: unknown, previous?: OptionValu
     }
     case 'list': {
       const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : undefined;
-      if (items === undefined || !items.every((i) => typeof i === 'string' || typeof i === 'number')) {
-        throw new Error(`${name} must be a list of strings or a comma-separated string, got ${shown}`);
+      if (items === undefined || !items.every((i) => typeof i === 'string')) {
+        throw new Error(
+          `${name} must be a list of strings (in quotes when they look like numbers), got ${shown}`,
+        );
       }
-      const values = items.map((i) => String(i).trim()).filter(Boolean);
+      const values = items.map((i) => i.trim()).filter(Boolean);
       return Array.isArray(previous) ? [...previous, ...values] : values;
     }
     default: {
-      if (typeof raw === 'number') return String(raw);
+      // A YAML number is not read back as written (00123 → 123, 0x10 → 16): secrets and names must be quoted.
+      if (typeof raw === 'number')
+        throw new Error(`${name} must be a string: write it in quotes, got ${shown}`);
       if (typeof raw !== 'string' || raw === '')
         throw new Error(`${name} must be a non-empty string, got ${shown}`);
       return raw;
@@ -355,7 +359,10 @@ export function parseValue(spec: OptionSpec, raw: unknown, previous?: OptionValu
 export function addServerOptions(command: Command): Command {
   for (const spec of OPTIONS) {
     const flag = spec.kind === 'bool' ? `--${spec.key}` : `--${spec.key} <${spec.arg ?? 'value'}>`;
-    const option = new Option(flag, spec.help).env(envOf(spec));
+    const help = spec.kind === 'bool' ? `${spec.help} [env: ${envOf(spec)}=true|false]` : spec.help;
+    const option = new Option(flag, help);
+    // Commander would take any value of a boolean's variable (even "false") as true: applyEnvBooleans reads them.
+    if (spec.kind !== 'bool') option.env(envOf(spec));
     if (spec.kind === 'choice') option.choices(spec.choices ?? []);
     else if (spec.kind !== 'bool' && spec.kind !== 'string') {
       option.argParser((value: string, previous: unknown) => {

@@ -26,7 +26,7 @@ export function runningPid(file: string): number | undefined {
   if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return undefined;
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (!/pylon|main\.js/.test(cmdline)) return undefined;
+    if (!/pylon|cli\/main\.js/.test(cmdline)) return undefined;
   } catch {
     // No /proc (not Linux): trust the file.
   }
@@ -45,7 +45,14 @@ export function claimPidFile(file: string): void {
     );
   }
   mkdirSync(dirname(resolve(file)), { recursive: true });
-  writeFileSync(file, `${process.pid}\n`);
+  if (other === undefined) rmSync(file, { force: true }); // stale
+  try {
+    // Exclusive: of two starts racing for the file, one wins.
+    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    throw new Error(`already running: another start claimed ${resolve(file)} at the same time`);
+  }
   process.on('exit', () => {
     try {
       if (Number(readFileSync(file, 'utf8').trim()) === process.pid) rmSync(file);

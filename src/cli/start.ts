@@ -178,7 +178,7 @@ export async function start(flags: StartFlags): Promise<void> {
       `pylon: draining ${gateway.connections.size} connection(s), at most ${Math.round(timeout / 1000)} s\n`,
     );
     await gateway.stopAccepting();
-    await admin?.close();
+    await admin?.close().catch((err: unknown) => logger.warn({ err }, 'admin API close failed'));
     const deadline = Date.now() + timeout;
     while (gateway.connections.size > 0 && Date.now() < deadline && !stopping) await sleep(250);
     stop(gateway.connections.size === 0 ? 'drained' : 'drain timeout');

@@ -58,6 +58,8 @@ export async function runAsPrimary(flags: SupervisorFlags): Promise<boolean> {
   if ((workers <= 1 && flags.supervise !== true) || !nodeCluster.isPrimary) return false;
   checkClusterFlags(flags);
   const store = clusterStore(flags);
+  // The workers of a reload check they run with what the primary was started with.
+  process.env[SUPERVISOR_ENV] = JSON.stringify(supervisorSettings(flags));
   await runPrimary({
     workers,
     ipc: flags.redis === undefined,
@@ -69,15 +71,48 @@ export async function runAsPrimary(flags: SupervisorFlags): Promise<boolean> {
         ? 'the memory store lives in the worker: its waiting qos-1 messages would be lost (use sqlite: or redis://)'
         : undefined,
   });
-  process.exit(0);
+  process.exit(); // with process.exitCode: 1 when the first workers could not start
+}
+
+const SUPERVISOR_ENV = 'PYLON_SUPERVISOR';
+
+/** What every worker of one primary must share: a reload cannot change them. */
+function supervisorSettings(flags: ClusterFlags): Record<string, string | number | null> {
+  return { store: clusterStore(flags), redis: flags.redis ?? null, workers: flags.workers ?? 1 };
+}
+
+/**
+ * In a worker: throws if the store, the Redis or the number of workers differ from the primary's
+ * (a reload read a changed config): two generations on different stores would strand qos-1
+ * messages, so the new worker does not start and the reload is abandoned.
+ */
+export function checkSupervisorSettings(flags: ClusterFlags): void {
+  const raw = process.env[SUPERVISOR_ENV];
+  if (!nodeCluster.isWorker || raw === undefined) return;
+  const was = JSON.parse(raw) as Record<string, unknown>;
+  const now = supervisorSettings(flags);
+  for (const key of ['store', 'redis', 'workers'] as const) {
+    if (was[key] === now[key]) continue;
+    const change = key === 'redis' ? '' : ` from ${was[key]} to ${now[key]}`; // a Redis URL may hold a password
+    throw new Error(
+      `${key} changed${change}: a reload cannot change store, redis or workers (the running workers keep theirs); use pylon restart`,
+    );
+  }
 }
 
 /** The cluster link for this process: Redis with --redis, the primary with --workers, else none. */
 export async function openCluster(flags: ClusterFlags): Promise<Cluster | undefined> {
   checkClusterFlags(flags);
+  checkSupervisorSettings(flags);
   if (flags.redis !== undefined) return redisCluster(flags.redis);
   // Every worker of a supervising primary: during a reload two generations serve side by side.
-  if (nodeCluster.isWorker && process.env.PYLON_WORKER_INDEX !== undefined) return workerCluster();
+  // (Not with the memory store, which only one worker can have: its primary refuses reloads.)
+  if (
+    nodeCluster.isWorker &&
+    process.env.PYLON_WORKER_INDEX !== undefined &&
+    clusterStore(flags) !== 'memory'
+  )
+    return workerCluster();
   return undefined;
 }
 

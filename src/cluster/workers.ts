@@ -74,11 +74,13 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
   let stopping = false;
   let announced = false;
   let reloading: Promise<void> | undefined;
+  let failed = false;
 
   return new Promise<void>((resolve) => {
     const finish = () => {
       if (slots.size > 0) return;
       print('pylon: stopped');
+      if (failed) process.exitCode = 1;
       resolve();
     };
 
@@ -108,10 +110,19 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
           return;
         }
         if (generation !== current) return; // a new worker that failed during a reload: reload() reports it
+        if (!announced) {
+          // The first generation cannot start (a port in use, a bad config): do not loop.
+          print(`pylon: worker ${index} exited (${signal ?? code}) before it listened; stopping`);
+          stopping = true;
+          failed = true;
+          for (const s of slots) s.worker.process.kill('SIGTERM');
+          return finish();
+        }
         print(`pylon: worker ${index} exited (${signal ?? code}); starting it again in 1 s`);
+        // Not unref'd: with every worker gone, this timer is what keeps the primary alive.
         setTimeout(() => {
           if (!stopping && generation === current) fork(index, current);
-        }, 1000).unref();
+        }, 1000);
       });
       return slot;
     };
@@ -131,7 +142,8 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
       current = next;
       for (const s of old) {
         s.draining = true;
-        if (s.worker.isConnected())
+        // A worker not yet listening (restarted after a crash) may not handle the message yet.
+        if (s.ready && s.worker.isConnected())
           s.worker.send({ pylon: 'drain', timeout: drainTimeout } satisfies DrainMessage);
         else s.worker.process.kill('SIGTERM');
         // A worker that does not finish its drain and its close in time is killed.
@@ -154,6 +166,10 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
 
     const onReload = (signal: NodeJS.Signals) => {
       if (stopping) return;
+      if (!announced) {
+        print(`pylon: ${signal}: not ready yet; reload ignored`);
+        return;
+      }
       if (options.reloadRefused !== undefined) {
         print(`pylon: ${signal}: reload refused: ${options.reloadRefused}`);
         return;
@@ -192,10 +208,12 @@ function allReady(slots: Slot[], timeoutMs: number): Promise<string | undefined>
   return new Promise((resolve) => {
     const timer = setTimeout(() => done(`new workers not ready within ${timeoutMs / 1000} s`), timeoutMs);
     const check = () => {
-      if (slots.every((s) => s.ready)) done(undefined);
+      if (slots.every((s) => s.ready && !s.worker.isDead())) done(undefined);
     };
     const exited = (s: Slot) => (code: number | null, signal: string | null) => {
-      if (!s.ready) done(`new worker ${s.index} exited (${signal ?? code}) before it listened`);
+      done(
+        `new worker ${s.index} exited (${signal ?? code}) ${s.ready ? 'right after it listened' : 'before it listened'}`,
+      );
     };
     const listeners = slots.map((s) => {
       const onExit = exited(s);
