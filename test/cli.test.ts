@@ -84,6 +84,27 @@ describe('pylon start', () => {
     await client.close();
   });
 
+  it('logs text lines for a person with --log-format text (JSON lines by default off a terminal)', async () => {
+    const cli = startCli(['--log-format', 'text'], { PYLON_LOG_LEVEL: 'info' });
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const client = await connect(tcp, { token: 'alice', reconnect: false });
+    await client.close();
+    await expect
+      .poll(() => cli.stderr, { timeout: 5000 })
+      .toMatch(
+        /^\d\d:\d\d:\d\d\.\d{3} INFO {2}connect conn=\S+ user=alice transport=tcp remote=127\.0\.0\.1$/m,
+      );
+    expect(cli.stderr).not.toMatch(/^\{"level"/m);
+    const json = startCli([], { PYLON_LOG_LEVEL: 'info' });
+    const tcp2 = (await json.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    await (await connect(tcp2, { token: 'bob', reconnect: false })).close();
+    json.kill('SIGTERM');
+    await json.exited;
+    expect(json.stderr).toMatch(/^\{"level":30,.*"user":"bob".*"msg":"connect"\}$/m);
+    cli.kill('SIGTERM');
+    await cli.exited;
+  });
+
   it('refuses bad flags with a message naming the flag', async () => {
     const cli = startCli(['--keepalive-interval', '60', '--keepalive-timeout', '30']);
     expect(await cli.exited).not.toBe(0);

@@ -258,6 +258,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'log level',
   },
   {
+    key: 'log-format',
+    kind: 'choice',
+    section: 'operations',
+    default: 'auto',
+    choices: ['auto', 'text', 'json'],
+    arg: 'format',
+    help: 'text lines for a person or JSON lines for a machine; auto: text when stderr is a terminal',
+  },
+  {
     key: 'pid-file',
     kind: 'string',
     section: 'operations',

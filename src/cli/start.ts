@@ -27,6 +27,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   keepaliveInterval: number;
   keepaliveTimeout: number;
   logLevel: LogLevel;
+  logFormat: 'auto' | 'text' | 'json';
   duplicateLogin: 'allow' | 'replace';
   store: string;
   adminHost: string;
@@ -72,7 +73,8 @@ export async function start(flags: StartFlags): Promise<void> {
     },
   });
   if (supervised) return;
-  const base = createLogger(flags.logLevel);
+  const format = flags.logFormat === 'auto' ? (process.stderr.isTTY ? 'text' : 'json') : flags.logFormat;
+  const base = createLogger(flags.logLevel, format);
   const logger = flags.alertWebhook ? alertingLogger(base, { url: flags.alertWebhook }) : base;
   const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
   const store = await openStore(clusterStore(flags));
