@@ -116,6 +116,7 @@ describe('pylon start -d, status, reload, stop', () => {
     const url = `tcp://127.0.0.1:${tcp}`;
     const got = new Map<string, number[]>();
     const closeCodes = new Map<number, number>();
+    let resumed = 0;
     for (let i = 0; i < 1000; i += 50) {
       await Promise.all(
         Array.from({ length: 50 }, async (_, k) => {
@@ -127,6 +128,9 @@ describe('pylon start -d, status, reload, stop', () => {
             list.push(data.n);
           });
           c.on('close', (e: { code: number }) => closeCodes.set(e.code, (closeCodes.get(e.code) ?? 0) + 1));
+          c.on('reconnected', (w: { resumed?: boolean }) => {
+            if (w.resumed === true) resumed++;
+          });
           clients.push(c);
         }),
       );
@@ -195,6 +199,8 @@ describe('pylon start -d, status, reload, stop', () => {
     expect(failedPushes).toEqual([]);
     expect(newcomers).toBeGreaterThan(50);
     expect(sent.size).toBeGreaterThan(200);
+    // The old workers handed their sessions over: every moved client resumed its session.
+    expect(resumed).toBe(closeCodes.get(4001));
     // The old workers' clients were moved with reconnect_elsewhere (4001), not dropped.
     expect(closeCodes.get(4001) ?? 0).toBeGreaterThan(0);
     expect([...closeCodes.keys()].filter((c) => c !== 4001)).toEqual([]);
@@ -214,7 +220,7 @@ describe('pylon start -d, status, reload, stop', () => {
       })
       .toBe(100);
     console.log(
-      `reload: ${sent.size} qos-1 pushes accepted, all delivered once; ${newcomers} new clients connected, 0 refused; ${closeCodes.get(4001)} clients moved with 4001`,
+      `reload: ${sent.size} qos-1 pushes accepted, all delivered once; ${newcomers} new clients connected, 0 refused; ${closeCodes.get(4001)} clients moved with 4001, ${resumed} of them resumed their session`,
     );
 
     // Only the new generation is left.

@@ -6,7 +6,7 @@ import { Cluster } from '../src/cluster/cluster.js';
 import { decodeMessage, encodeMessage } from '../src/cluster/messages.js';
 import { LocalRegistry } from '../src/cluster/registry.js';
 import { devValidator, type Gateway, MemoryStore } from '../src/index.js';
-import { startGateway, stopAll } from './support/gateway.js';
+import { RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 afterEach(stopAll);
 
@@ -256,5 +256,61 @@ describe('cluster of three gateways in one process', () => {
     expect(stats.nodes.map((n) => n.id).sort()).toEqual([b, c].map((n) => n.gateway.nodeId).sort());
     expect(stats.online).toBe(0);
     expect(await registry.nodesOf('p')).toEqual([]);
+  });
+});
+
+describe('session handoff when a node goes away', () => {
+  it('a node closed with reconnect_elsewhere hands its sessions over: its clients resume on another node', async () => {
+    const { nodes } = await threeNodes(2);
+    const [a, b] = nodes as [Node, Node];
+    const first = await RawTcp.open(a.tcpUrl);
+    first.sendJson({ kind: 'hello', data: { token: 'ann' } });
+    await first.until((r) => r.frames.length === 1);
+    const session = (first.json()[0]!.data as { session: string }).session;
+    first.sendJson({ kind: 'sub', id: 1, data: { labels: ['room:x'] } });
+    await first.until((r) => r.frames.length === 2);
+    // A second user's link dropped a moment ago: its saved session is handed over too.
+    const second = await RawTcp.open(a.tcpUrl);
+    second.sendJson({ kind: 'hello', data: { token: 'bo' } });
+    await second.until((r) => r.frames.length === 1);
+    const session2 = (second.json()[0]!.data as { session: string }).session;
+    second.destroy();
+    await expect.poll(() => a.gateway.stats().resumable).toBe(1);
+
+    await a.gateway.close({ code: 'reconnect_elsewhere' });
+    await first.waitClosed();
+    expect(first.json().at(-1)).toMatchObject({
+      kind: 'kick',
+      data: { code: 4001, name: 'reconnect_elsewhere' },
+    });
+    expect(b.gateway.stats().resumable).toBe(2);
+    // A push to the room while ann is between nodes: replayed when she resumes on B.
+    await b.gateway.push({ labels: { any: ['room:x'] } }, 'note', 'while moving');
+
+    const thief = await RawTcp.open(b.tcpUrl);
+    thief.sendJson({ kind: 'hello', data: { token: 'eve', session } });
+    await thief.until((r) => r.frames.length === 1);
+    expect(thief.json()[0]).toMatchObject({ kind: 'welcome', data: { user: 'eve', resumed: false } });
+
+    const back = await RawTcp.open(b.tcpUrl);
+    back.sendJson({ kind: 'hello', data: { token: 'ann', session } });
+    await back.until((r) => r.frames.length === 2);
+    // Resumed, not recovered: what was pushed before the handoff is not known on B.
+    expect(back.json()[0]).toMatchObject({
+      kind: 'welcome',
+      data: { user: 'ann', resumed: true, recovered: false },
+    });
+    expect(back.json()[1]).toMatchObject({ kind: 'push', type: 'note', data: 'while moving' });
+    await b.gateway.push({ labels: { any: ['room:x'] } }, 'note', 'after');
+    await back.until((r) => r.frames.length === 3);
+    expect(back.json()[2]).toMatchObject({ kind: 'push', type: 'note', data: 'after' });
+
+    const bo = await RawTcp.open(b.tcpUrl);
+    bo.sendJson({ kind: 'hello', data: { token: 'bo', session: session2 } });
+    await bo.until((r) => r.frames.length === 1);
+    expect(bo.json()[0]).toMatchObject({ kind: 'welcome', data: { user: 'bo', resumed: true } });
+    // Both taken: nothing waits on B any more.
+    expect(b.gateway.stats().resumable).toBe(0);
+    for (const r of [thief, back, bo]) r.destroy();
   });
 });

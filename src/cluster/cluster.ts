@@ -1,5 +1,5 @@
 import type { Gateway } from '../gateway/gateway.js';
-import type { ClusterLink, PushOptions } from '../gateway/types.js';
+import type { ClusterLink, HandedSession, PushOptions } from '../gateway/types.js';
 import type { Target } from '../hub/member.js';
 import { PylonError } from '../protocol/errors.js';
 import type { WheelTimer } from '../timer/wheel.js';
@@ -236,6 +236,13 @@ export class Cluster implements ClusterLink {
     await membership.join();
   }
 
+  /** To every other node, in messages of at most 1,000 sessions. */
+  async handOffSessions(sessions: HandedSession[]): Promise<void> {
+    for (let i = 0; i < sessions.length; i += 1000) {
+      await this.send(this.ch.all, { t: 'sessions', sessions: sessions.slice(i, i + 1000), origin: this.id });
+    }
+  }
+
   private member(): Membership {
     if (this.membership === undefined) throw new Error('cluster: not attached to a gateway');
     return this.membership;
@@ -261,6 +268,9 @@ export class Cluster implements ClusterLink {
           return;
         case 'labels':
           g.updateUserLabelsLocal(m.user, m.change);
+          return;
+        case 'sessions':
+          g.adoptSessions(m.sessions);
           return;
       }
     } catch (err) {

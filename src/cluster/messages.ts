@@ -1,5 +1,5 @@
 import { Packr } from 'msgpackr';
-import type { PushOptions } from '../gateway/types.js';
+import type { HandedSession, PushOptions } from '../gateway/types.js';
 import type { Target } from '../hub/member.js';
 
 /**
@@ -23,11 +23,19 @@ export type ClusterMessage =
   /** Close this node's connections of a user, or one connection (gateway.kickLocal). */
   | { t: 'kick'; target: { user: string } | { connection: string }; reason?: string; origin: string }
   /** Change the labels of this node's connections of a user (gateway.updateUserLabelsLocal). */
-  | { t: 'labels'; user: string; change: { add?: string[]; remove?: string[] }; origin: string };
+  | { t: 'labels'; user: string; change: { add?: string[]; remove?: string[] }; origin: string }
+  /** The sending node goes away: its clients may resume these sessions here (gateway.adoptSessions). */
+  | { t: 'sessions'; sessions: HandedSession[]; origin: string };
 
 export type ClusterMessageType = ClusterMessage['t'];
 
-const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>(['push', 'qos1', 'kick', 'labels']);
+const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>([
+  'push',
+  'qos1',
+  'kick',
+  'labels',
+  'sessions',
+]);
 
 // MessagePack maps with string keys, no records: JSON values and Uint8Array data (bin) survive,
 // and any language can read what is on the wire.

@@ -46,6 +46,7 @@ import type {
   GatewayAddresses,
   GatewayEvents,
   GatewayStats,
+  HandedSession,
   LabelPage,
   PushOptions,
   PushResult,
@@ -353,6 +354,8 @@ export class Gateway
 
   private async shutdown(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
     await this.stopAccepting();
+    // Going away while the service stays: the other nodes get the sessions, so clients resume there.
+    if (code === 'reconnect_elsewhere') await this.handOffSessions();
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
@@ -370,6 +373,37 @@ export class Gateway
     await this.options.cluster?.detach();
     await this.ownStore?.close();
     this.wheel.close();
+  }
+
+  /** @internal Sessions another node handed over as it went away (ClusterLink.handOffSessions). */
+  adoptSessions(sessions: readonly HandedSession[]): void {
+    this.resumes?.adopt(sessions);
+  }
+
+  private async handOffSessions(): Promise<void> {
+    const cluster = this.options.cluster;
+    if (cluster?.handOffSessions === undefined || this.resumes === undefined) return;
+    const sessions = this.resumes.own();
+    for (const c of this.connections.values()) {
+      if (c.state === 'open' && c.session !== undefined)
+        sessions.push({ id: c.session, user: c.user, labels: c.labels ? [...c.labels] : [] });
+    }
+    if (sessions.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        cluster.handOffSessions(sessions),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2000);
+        }),
+      ]);
+      // Let the other nodes take them in before the clients, told to reconnect, get there.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } catch (err) {
+      this.logger.warn({ err, sessions: sessions.length }, 'sessions not handed to the other nodes');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Re-read the TLS certificate files of the tls:// and wss:// listeners (new connections use them). */

@@ -6,6 +6,7 @@ import { matchesTarget } from '../hub/target.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import type { OutFrame } from '../transport/out-frame.js';
 import type { Connection } from './connection.js';
+import type { HandedSession } from './types.js';
 
 export interface ResumeOptions {
   /** How long a dropped session waits to be resumed (ms). Default 2 min. */
@@ -31,7 +32,12 @@ interface SavedSession {
   /** The journal position when the connection dropped: what came after was missed. */
   journalPos: number;
   timer: WheelTimer | undefined;
+  /** Handed over by another node as it went away: what it missed before is not known here. */
+  adopted: boolean;
 }
+
+/** Sessions adopted from other nodes, at most (each is ~150 bytes). */
+const MAX_ADOPTED = 500_000;
 
 const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: [] };
 
@@ -43,6 +49,7 @@ const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: []
 export class Resumes {
   readonly journal: Journal;
   private readonly saved = new Map<string, SavedSession>();
+  private adoptedCount = 0;
 
   constructor(
     private readonly wheel: TimingWheel,
@@ -75,9 +82,44 @@ export class Resumes {
       connection: conn.id,
       journalPos: this.journal.last,
       timer: undefined,
+      adopted: false,
     };
     s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id });
     this.saved.set(id, s);
+  }
+
+  /** The sessions dropped here and not yet resumed (to hand to other nodes). */
+  own(): HandedSession[] {
+    const out: HandedSession[] = [];
+    for (const s of this.saved.values())
+      if (!s.adopted) out.push({ id: s.id, user: s.user, labels: s.labels });
+    return out;
+  }
+
+  /**
+   * Sessions another node handed over as it went away: resumable here for the window. The
+   * qos-0 pushes recorded here from now on are replayed to them; earlier ones are not known
+   * (`recovered: false`). Returns how many were taken (over MAX_ADOPTED the rest are not).
+   */
+  adopt(sessions: readonly HandedSession[]): number {
+    let n = 0;
+    for (const h of sessions) {
+      if (this.saved.has(h.id) || this.adoptedCount >= MAX_ADOPTED) continue;
+      const s: SavedSession = {
+        id: h.id,
+        user: h.user ?? undefined,
+        labels: [...h.labels],
+        connection: '',
+        journalPos: this.journal.last,
+        timer: undefined,
+        adopted: true,
+      };
+      s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id: h.id });
+      this.saved.set(h.id, s);
+      this.adoptedCount++;
+      n++;
+    }
+    return n;
   }
 
   /**
@@ -87,13 +129,17 @@ export class Resumes {
   usersMatching(target: Target): string[] {
     const users: string[] = [];
     for (const s of this.saved.values()) {
-      if (s.user !== undefined && matchesTarget(target, s.user, s.labels, s.connection)) users.push(s.user);
+      // Not adopted ones: the node that handed them over stored for them, or will not be asked.
+      if (!s.adopted && s.user !== undefined && matchesTarget(target, s.user, s.labels, s.connection))
+        users.push(s.user);
     }
     return users;
   }
 
   /** @internal */
   drop(id: string): void {
+    const s = this.saved.get(id);
+    if (s?.adopted) this.adoptedCount--;
     this.saved.delete(id);
   }
 
@@ -105,7 +151,7 @@ export class Resumes {
   take(id: string, conn: Connection): ResumeResult {
     const s = this.saved.get(id);
     if (s === undefined || s.user !== conn.user) return NOT_RESUMED;
-    this.saved.delete(id);
+    this.drop(id);
     s.timer?.cancel();
     for (const label of s.labels) conn.join(label);
     const labels: readonly string[] = conn.labels ?? [];
@@ -115,12 +161,13 @@ export class Resumes {
       if (matchesTarget(e.target, s.user, labels, s.connection))
         replay.push(encodeBroadcast(conn.codec, labels, e.push));
     }
-    return { resumed: true, recovered: complete, replay };
+    return { resumed: true, recovered: complete && !s.adopted, replay };
   }
 
   close(): void {
     for (const s of this.saved.values()) s.timer?.cancel();
     this.saved.clear();
+    this.adoptedCount = 0;
   }
 }
 

@@ -108,4 +108,16 @@ export interface ClusterLink {
   updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): void;
   /** Called by gateway.close(). */
   detach(): Promise<void>;
+  /**
+   * This node is going away (a reload drains it, or a stop): hand its sessions to the other
+   * nodes, which call `gateway.adoptSessions` so that its clients resume there. Optional.
+   */
+  handOffSessions?(sessions: HandedSession[]): Promise<void>;
+}
+
+/** A session one node hands to the others as it goes away: enough to resume it elsewhere. */
+export interface HandedSession {
+  id: string;
+  user?: string;
+  labels: string[];
 }
