@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Logger } from '../gateway/logger.js';
+import { listenOn } from '../transport/listen.js';
 import { AdminService } from './admin-service.js';
 import { DisconnectLog, dashboardFallback, dashboardRoutes } from './dashboard.js';
 import { type GrpcAdmin, startGrpc } from './grpc.js';
@@ -94,7 +95,7 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
   const server = createHttpServer(httpOptions);
   let grpc: GrpcAdmin | undefined;
   try {
-    const http = await listen(server, host, options.httpPort ?? 9090);
+    const http = await listenOn(server, options.httpPort ?? 9090, host);
     if (options.grpcPort !== false) {
       grpc = await startGrpc(service, {
         host,
@@ -132,16 +133,6 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
     if (server.listening) await closeHttp(server);
     throw err;
   }
-}
-
-function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
 
 function closeHttp(server: Server): Promise<void> {

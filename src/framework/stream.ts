@@ -1,5 +1,6 @@
-import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
+import { listenOn } from '../transport/listen.js';
 import { Connection } from './connection.js';
 import type { Listener, ServerCore } from './transport.js';
 
@@ -175,7 +176,7 @@ export interface StreamListenOptions {
 }
 
 /** Listens for TCP connections; each becomes a StreamConnection of `core`. */
-export function listenStream<In, Out>(
+export async function listenStream<In, Out>(
   core: ServerCore<In, Out>,
   options: StreamListenOptions,
 ): Promise<Listener> {
@@ -196,21 +197,15 @@ export function listenStream<In, Out>(
     socket.on('close', onClose);
     core.opened(c);
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve({
-        address: server.address() as AddressInfo,
-        stop: () =>
-          new Promise<void>((done) => {
-            // close() stops accepting at once; its callback would wait for every connection.
-            server.close();
-            done();
-          }),
-      });
-    });
-  });
+  const address = await listenOn(server, options.port, options.host);
+  return {
+    address,
+    stop: () => {
+      // close() stops accepting at once; its callback would wait for every connection.
+      server.close();
+      return Promise.resolve();
+    },
+  };
 }
 
 function ignore(): void {}

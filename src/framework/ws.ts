@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
+import { listenOn } from '../transport/listen.js';
 import { wsFrame } from '../transport/out-frame.js';
 import { Connection } from './connection.js';
 import { clientAddress } from './proxy.js';
@@ -139,7 +140,10 @@ export interface WsListenOptions {
 }
 
 /** Serves WebSocket upgrades; each becomes a WsConnection of `core`. */
-export function listenWs<In, Out>(core: ServerCore<In, Out>, options: WsListenOptions): Promise<Listener> {
+export async function listenWs<In, Out>(
+  core: ServerCore<In, Out>,
+  options: WsListenOptions,
+): Promise<Listener> {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: options.maxPayload,
@@ -180,20 +184,15 @@ export function listenWs<In, Out>(core: ServerCore<In, Out>, options: WsListenOp
       core.opened(c);
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve({
-        address: server.address() as AddressInfo,
-        stop: () => {
-          server.close();
-          server.closeIdleConnections();
-          return Promise.resolve();
-        },
-      });
-    });
-  });
+  const address = await listenOn(server, options.port, options.host);
+  return {
+    address,
+    stop: () => {
+      server.close();
+      server.closeIdleConnections();
+      return Promise.resolve();
+    },
+  };
 }
 
 function notFound(_req: IncomingMessage, res: ServerResponse): void {

@@ -2,8 +2,9 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { FrameDecoder } from '../protocol/framing.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
+import { listenOn } from './listen.js';
 import { type OutFrame, tcpFrame } from './out-frame.js';
-import { listenOn, readTls, reloadTls, type TlsFiles } from './tls.js';
+import { readTls, reloadTls, type TlsFiles } from './tls.js';
 
 export interface TcpTransportOptions {
   sink: LinkSink;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { AddressInfo, Server } from 'node:net';
+import type { Server } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 
 /** Certificate files of a tls:// or wss:// listener (PEM). */
@@ -22,15 +22,4 @@ export function reloadTls(server: Server | undefined, files: TlsFiles | undefine
   if (files && server && 'setSecureContext' in server) {
     (server as Server & { setSecureContext(o: SecureContextOptions): void }).setSecureContext(readTls(files));
   }
-}
-
-/** `server.listen(port, host)` as a promise of the bound address. */
-export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }

@@ -3,8 +3,9 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Link, LinkInfo, LinkSink } from './link.js';
+import { listenOn } from './listen.js';
 import { type OutFrame, wsFrame } from './out-frame.js';
-import { listenOn, readTls, reloadTls, type TlsFiles } from './tls.js';
+import { readTls, reloadTls, type TlsFiles } from './tls.js';
 
 export interface WsTransportOptions {
   sink: LinkSink;
