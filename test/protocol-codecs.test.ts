@@ -445,6 +445,31 @@ describe('proto codec', () => {
     expect(() => protoCodec.decode(Uint8Array.of(0x08, 0x03, 0x0f))).toThrow(ProtocolError); // bad wire type
   });
 
+  it('decodes a Node Buffer exactly as the same bytes in a Uint8Array: a length past the end is refused', () => {
+    // type "A" declared 4294967295 bytes long: the frame ends after one byte of it.
+    const truncated = Uint8Array.of(0x08, 0x03, 0x10, 0x01, 0x22, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x41);
+    expect(() => protoCodec.decode(truncated)).toThrow(ProtocolError);
+    expect(() => protoCodec.decode(Buffer.from(truncated))).toThrow(ProtocolError);
+    // The same for every cut of a valid frame: a prefix never decodes into something else.
+    const whole = protoCodec.encode({ kind: 'req', id: 1, type: 'chat.send', data: { text: 'hello' } });
+    for (let n = 1; n < whole.length; n++) {
+      const cut = whole.subarray(0, n);
+      let plain: unknown;
+      let buffered: unknown;
+      try {
+        plain = protoCodec.decode(cut);
+      } catch (err) {
+        plain = (err as Error).constructor;
+      }
+      try {
+        buffered = protoCodec.decode(Buffer.from(cut));
+      } catch (err) {
+        buffered = (err as Error).constructor;
+      }
+      expect(buffered).toEqual(plain);
+    }
+  });
+
   it('applies the envelope rules (qos range, type length, required fields)', () => {
     expect(() => protoCodec.decode(EnvelopeType.encode({ kind: 6, type: 't', qos: 2 }).finish())).toThrow(
       /qos/,

@@ -162,7 +162,9 @@ export const protoCodec: Codec = {
     if (bytes.length === 0) fail('empty proto frame');
     let m: DecodedEnvelope;
     try {
-      m = EnvelopeType.decode(bytes) as unknown as DecodedEnvelope;
+      // Always the plain Reader: protobufjs's BufferReader (chosen for Node Buffers) cuts a string
+      // whose length runs past the end instead of failing, so a truncated frame would decode.
+      m = EnvelopeType.decode(new protobuf.Reader(bytes)) as unknown as DecodedEnvelope;
     } catch (err) {
       fail(`invalid proto frame: ${(err as Error)?.message ?? String(err)}`, err);
     }
