@@ -200,8 +200,13 @@ export class AdminService {
     }
   }
 
-  /** Liveness; in a cluster, refused (UNAVAILABLE, 503 over HTTP) with the reason while the broker or registry is down. */
+  /**
+   * Liveness: refused (UNAVAILABLE, 503 over HTTP) with the reason while the qos-1 store fails
+   * (a call failed in the last 30 s) or, in a cluster, while the broker or registry is down.
+   */
   async health(): Promise<{ ok: true; cluster?: ClusterStatus }> {
+    const store = this.gateway.stats().store;
+    if (!store.ok) throw new PylonError('UNAVAILABLE', `store failing: ${store.error}`);
     const cluster = clusterOf(this.gateway);
     if (cluster === undefined) return { ok: true };
     const status = cluster.status();

@@ -26,6 +26,11 @@ const GAUGES: Array<[name: string, help: string, pick: Pick]> = [
   ['pylon_users', 'Users with at least one open connection.', (s) => s.users],
   ['pylon_labels', 'Labels held by at least one open connection.', (s) => s.labels],
   ['pylon_resumable_sessions', 'Dropped sessions waiting to be resumed.', (s) => s.resumable],
+  [
+    'pylon_store_up',
+    '1 while the qos-1 store works, 0 when one of its calls failed in the last 30 s.',
+    (s) => (s.store.ok ? 1 : 0),
+  ],
 ];
 
 const COUNTERS: Array<[name: string, help: string, pick: Pick]> = [
@@ -38,6 +43,7 @@ const COUNTERS: Array<[name: string, help: string, pick: Pick]> = [
   ],
   ['pylon_slow_consumers_total', 'Connections closed as slow consumers.', (s) => s.slowConsumers],
   ['pylon_auth_failures_total', 'Connections refused by the validate hook.', (s) => s.authFailures],
+  ['pylon_store_errors_total', 'Calls to the qos-1 store that failed.', (s) => s.store.errors],
   ['pylon_qos1_stored_total', 'qos-1 messages stored in inboxes.', (s) => s.qos1.stored],
   ['pylon_qos1_sent_total', 'qos-1 messages sent.', (s) => s.qos1.sent],
   ['pylon_qos1_redelivered_total', 'qos-1 messages re-sent for want of an ack.', (s) => s.qos1.redelivered],

@@ -58,6 +58,12 @@ const nodeStatsProps = {
   authFailures: int,
   qos1,
   resumable: int,
+  store: {
+    type: 'object',
+    description: 'The qos-1 store: ok is false while one of its calls failed in the last 30 s.',
+    properties: { ok: { type: 'boolean' }, errors: int, error: { type: 'string' } },
+    required: ['ok', 'errors'],
+  },
 };
 
 const schemas = {

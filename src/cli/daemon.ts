@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { makeDir } from '../util/make-dir.js';
 import { runningPid } from './pidfile.js';
 
 /** Set by `start -d` in the background process it launches. */
@@ -34,7 +35,7 @@ export function daemonize(o: DaemonOptions): Promise<number> {
       ),
     );
   }
-  mkdirSync(dirname(resolve(o.logFile)), { recursive: true });
+  makeDir(dirname(resolve(o.logFile)));
   const logStart = fileSize(o.logFile);
   const log = openSync(o.logFile, 'a');
   const main = process.argv[1] as string;

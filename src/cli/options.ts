@@ -139,6 +139,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'where qos-1 messages wait: memory, sqlite:<path>, redis://host:port',
   },
   {
+    key: 'store-check',
+    kind: 'bool',
+    section: 'store and cluster',
+    default: true,
+    help: 'check a SQLite store file at start (PRAGMA quick_check) and refuse a damaged one; false skips it for huge files',
+  },
+  {
     key: 'redis',
     kind: 'string',
     section: 'store and cluster',
@@ -367,7 +374,13 @@ export function parseValue(spec: OptionSpec, raw: unknown, previous?: OptionValu
 /** Adds every option of the table to `command` (flags with their environment variables and defaults). */
 export function addServerOptions(command: Command): Command {
   for (const spec of OPTIONS) {
-    const flag = spec.kind === 'bool' ? `--${spec.key}` : `--${spec.key} <${spec.arg ?? 'value'}>`;
+    // A boolean that defaults to true is turned off by its --no- flag.
+    const flag =
+      spec.kind === 'bool'
+        ? spec.default === true
+          ? `--no-${spec.key}`
+          : `--${spec.key}`
+        : `--${spec.key} <${spec.arg ?? 'value'}>`;
     const help = spec.kind === 'bool' ? `${spec.help} [env: ${envOf(spec)}=true|false]` : spec.help;
     const option = new Option(flag, help);
     // Commander would take any value of a boolean's variable (even "false") as true: applyEnvBooleans reads them.

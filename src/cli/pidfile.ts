@@ -1,5 +1,6 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { makeDir } from '../util/make-dir.js';
 
 /** Whether a process with this pid exists (and may be signalled by us). */
 export function alive(pid: number): boolean {
@@ -44,7 +45,7 @@ export function claimPidFile(file: string): void {
       `already running: pid ${other} (pid file ${resolve(file)}); use pylon stop or pylon restart`,
     );
   }
-  mkdirSync(dirname(resolve(file)), { recursive: true });
+  makeDir(dirname(resolve(file)));
   if (other === undefined) rmSync(file, { force: true }); // stale
   try {
     // Exclusive: of two starts racing for the file, one wins.

@@ -30,6 +30,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   logFormat: 'auto' | 'text' | 'json';
   duplicateLogin: 'allow' | 'replace';
   store: string;
+  storeCheck: boolean;
   adminHost: string;
   adminPort: number;
   grpcPort: number;
@@ -77,7 +78,7 @@ export async function start(flags: StartFlags): Promise<void> {
   const base = createLogger(flags.logLevel, format);
   const logger = flags.alertWebhook ? alertingLogger(base, { url: flags.alertWebhook }) : base;
   const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
-  const store = await openStore(clusterStore(flags));
+  const store = await openStore(clusterStore(flags), { integrityCheck: flags.storeCheck });
   const cluster = await openCluster(flags);
   const gateway = createGateway({
     store,

@@ -3,6 +3,7 @@ import type { Envelope } from '../protocol/envelope.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/store.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import { OutFrame } from '../transport/out-frame.js';
+import { StoreHealth } from './store-health.js';
 
 /** A connection as qos-1 delivery sees it (the gateway's Connection implements it). */
 export interface Recipient {
@@ -85,6 +86,8 @@ export class Cursor {
  */
 export class Delivery {
   readonly counters: DeliveryCounters = { stored: 0, sent: 0, redelivered: 0, acked: 0, deadLetters: 0 };
+  /** Failures of the store's calls (what /healthz reports). */
+  readonly health = new StoreHealth();
   private readonly sweeper: WheelTimer;
 
   constructor(
@@ -107,7 +110,13 @@ export class Delivery {
   ): Promise<number[]> {
     const now = Date.now();
     const m: NewMessage = { ...message, createdAt: now, expiresAt: now + (ttl ?? this.options.ttl) };
-    const seqs = await this.store.append(users, m);
+    let seqs: number[];
+    try {
+      seqs = await this.store.append(users, m);
+    } catch (err) {
+      this.health.failed(err);
+      throw err;
+    }
     this.counters.stored += seqs.length;
     for (let i = 0; i < users.length; i++) {
       const seq = seqs[i] as number;
@@ -167,7 +176,7 @@ export class Delivery {
       (n) => {
         this.counters.acked += n;
       },
-      (err) => this.host.onError(err, 'store ack'),
+      (err) => this.failed(err, 'store ack'),
     );
     for (const other of this.host.recipientsOf(user)) {
       const c = other.qos1;
@@ -214,7 +223,7 @@ export class Delivery {
       },
       (err) => {
         cur.syncing = false;
-        this.host.onError(err, 'store pending');
+        this.failed(err, 'store pending');
         // Retry later: the redelivery timer doubles as the retry of a failed read.
         cur.retrySync = true;
         this.arm(cur);
@@ -291,8 +300,9 @@ export class Delivery {
     cur.inflight = cur.inflight.filter((s) => present.has(s));
   }
 
-  /** @internal */
+  /** @internal A store call failed: counted in `health`, logged. */
   failed(err: unknown, what: string): void {
+    this.health.failed(err);
     this.host.onError(err, what);
   }
 
@@ -302,7 +312,7 @@ export class Delivery {
       const n = await this.store.expire(Date.now());
       this.counters.deadLetters += n;
     } catch (err) {
-      this.host.onError(err, 'store expire');
+      this.failed(err, 'store expire');
     }
   }
 }

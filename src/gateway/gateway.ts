@@ -311,6 +311,7 @@ export class Gateway
       refused: this.admission.refused,
       qos1: { ...this.delivery.counters },
       resumable: this.resumes?.size ?? 0,
+      store: this.delivery.health.status(),
     };
   }
 

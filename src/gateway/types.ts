@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import type { StoreHealthStatus } from '../delivery/store-health.js';
 import type { Target } from '../hub/member.js';
 import type { DisconnectInfo } from '../protocol/disconnect.js';
 import type { Connection } from './connection.js';
@@ -36,6 +37,8 @@ export interface GatewayStats {
   qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
   /** Dropped sessions waiting to be resumed. */
   resumable: number;
+  /** The qos-1 store: failing while one of its calls failed in the last 30 s (then /healthz answers 503). */
+  store: StoreHealthStatus;
 }
 
 export interface PushOptions {

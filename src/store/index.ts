@@ -1,11 +1,11 @@
 import { MemoryStore } from './memory-store.js';
 import { RedisStore } from './redis-store.js';
-import { SqliteStore } from './sqlite-store.js';
+import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { MessageStore, StoreOptions } from './store.js';
 
 export { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER, MemoryStore } from './memory-store.js';
 export { RedisStore } from './redis-store.js';
-export { SqliteStore } from './sqlite-store.js';
+export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 export type {
   DeadLetter,
   DeadReason,
@@ -21,9 +21,12 @@ const FORMS = '"memory", "sqlite:<path>" (e.g. sqlite:./data/pylon.db) or "redis
 /**
  * Opens the store named by `spec`: `memory`, `sqlite:<path>` (the file and its directory are
  * created if missing), or a Redis URL `redis://host:port[/db]` (also `rediss://`, and
- * `redis://:password@host:port`).
+ * `redis://:password@host:port`). Errors name the file or the Redis host and say what to do.
  */
-export async function openStore(spec: string, options: StoreOptions = {}): Promise<MessageStore> {
+export async function openStore(
+  spec: string,
+  options: StoreOptions & Pick<SqliteStoreOptions, 'integrityCheck'> = {},
+): Promise<MessageStore> {
   if (spec === 'memory') return new MemoryStore(options);
   if (spec.startsWith('sqlite:')) {
     const path = spec.slice('sqlite:'.length);

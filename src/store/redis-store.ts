@@ -186,7 +186,10 @@ export class RedisStore implements MessageStore {
       await redis.connect();
     } catch (err) {
       redis.disconnect();
-      throw err;
+      throw new Error(
+        `redis store at ${hostOf(url)}: cannot connect: ${(err as Error).message}; is redis-server running there?`,
+        { cause: err },
+      );
     }
     return new RedisStore(redis, options.prefix ?? 'pylon:', options);
   }
@@ -329,5 +332,14 @@ export class RedisStore implements MessageStore {
     // msgpackr gives bin as a Buffer over the reply: hand out a plain Uint8Array of our own.
     const data = m.data instanceof Uint8Array ? new Uint8Array(m.data) : m.data;
     return { seq, id: m.id, type: m.type, data, createdAt: m.createdAt, expiresAt: m.expiresAt };
+  }
+}
+
+/** host:port of a Redis URL, never its password. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(unparsable URL)';
   }
 }

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { makeDir } from '../util/make-dir.js';
 import { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import type {
   DeadLetter,
@@ -61,6 +61,32 @@ PRAGMA user_version = 1;
 `;
 
 const COLUMNS = 'user, seq, id, type, is_binary, data, created_at, expires_at';
+
+export interface SqliteStoreOptions extends StoreOptions {
+  /** Run PRAGMA quick_check when opening (refuses a damaged file). Default true. */
+  integrityCheck?: boolean;
+}
+
+const CORRUPT_HINT =
+  ' (if the file is damaged: stop Pylon, move the file aside or restore it from a backup, and start again; ' +
+  'a damaged file is never written to)';
+
+/** Refuses a damaged file before anything is written to it. */
+function checkIntegrity(db: Database.Database, where: string): void {
+  let problems: string[];
+  try {
+    const rows = db.pragma('quick_check(20)') as Array<{ quick_check: string }>;
+    problems = rows.map((r) => r.quick_check).filter((p) => p !== 'ok');
+  } catch (err) {
+    problems = [(err as Error).message];
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `${where} failed its integrity check (PRAGMA quick_check): ${problems.slice(0, 3).join('; ')}${CORRUPT_HINT}; ` +
+        'to start without the check (not advised): --no-store-check, or store-check: false in the config file',
+    );
+  }
+}
 
 interface Row {
   seq: number;
@@ -161,20 +187,41 @@ export class SqliteStore implements MessageStore {
     });
   }
 
-  /** Opens (creating it and its directory if needed) the store at `path`. */
-  static open(path: string, options: StoreOptions = {}): SqliteStore {
-    if (path !== ':memory:' && path !== '') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
+  /**
+   * Opens (creating it and its directory if needed) the store at `path`, and checks the file
+   * (PRAGMA quick_check, O(size of the file): `integrityCheck: false` skips it for huge files).
+   * Every failure throws an Error that names the file and says what to do.
+   */
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+    const where = `sqlite store ${path}`;
+    if (path !== ':memory:' && path !== '') {
+      try {
+        makeDir(dirname(path));
+      } catch (err) {
+        throw new Error(`${where}: ${(err as Error).message}; choose a path in a writable directory`, {
+          cause: err,
+        });
+      }
+    }
+    let db: Database.Database;
     try {
+      db = new Database(path);
+    } catch (err) {
+      throw new Error(`${where}: cannot open the file: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      db.pragma('busy_timeout = 5000');
+      // Before anything writes to the file.
+      if (options.integrityCheck !== false) checkIntegrity(db, where);
       db.pragma('journal_mode = WAL');
       // Durable against a crash of the process (SIGKILL included), not of the OS: see the class doc.
       db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
       return new SqliteStore(db, options);
     } catch (err) {
       db.close();
-      throw err;
+      if ((err as Error).message.startsWith(where)) throw err;
+      throw new Error(`${where}: ${(err as Error).message}${CORRUPT_HINT}`, { cause: err });
     }
   }
 
