@@ -38,6 +38,12 @@ export interface DeliveryOptions {
   window: number;
   /** How often expired messages are swept out of the store (ms). Default 60 s. */
   expireEvery: number;
+  /**
+   * Users stored (and sent to) per turn of the event loop: a push to more users is stored in
+   * batches of this many, yielding between them, so a push to 100,000 users never stalls the
+   * process. Default 1000.
+   */
+  batch: number;
 }
 
 export const DEFAULT_DELIVERY: DeliveryOptions = {
@@ -47,6 +53,7 @@ export const DEFAULT_DELIVERY: DeliveryOptions = {
   redeliveryCap: 10,
   window: 64,
   expireEvery: 60_000,
+  batch: 1000,
 };
 
 export interface DeliveryCounters {
@@ -55,6 +62,15 @@ export interface DeliveryCounters {
   redelivered: number;
   acked: number;
   deadLetters: number;
+}
+
+interface QueuedPush {
+  users: readonly string[];
+  message: NewMessage;
+  /** Seqs of the users stored so far (the first seqs.length users). */
+  seqs: number[];
+  resolve(seqs: number[]): void;
+  reject(err: unknown): void;
 }
 
 /**
@@ -88,6 +104,8 @@ export class Delivery {
   readonly counters: DeliveryCounters = { stored: 0, sent: 0, redelivered: 0, acked: 0, deadLetters: 0 };
   /** Failures of the store's calls (what /healthz reports). */
   readonly health = new StoreHealth();
+  /** Pushes being stored batch by batch, in call order. */
+  private readonly queue: QueuedPush[] = [];
   private readonly sweeper: WheelTimer;
 
   constructor(
@@ -100,16 +118,30 @@ export class Delivery {
   }
 
   /**
-   * Store one message for each user (one batch), then send it to each user's open connections.
-   * Resolves once stored: from then on it survives a crash. Returns each user's seq.
+   * Store one message for each user, then send it to each user's open connections. Resolves
+   * once stored for every user: from then on it survives a crash. Returns each user's seq.
+   *
+   * Ordered per user: pushes are stored in the order they were called. A push to more than
+   * `batch` users is stored a batch per event-loop turn; pushes called meanwhile wait behind it
+   * (FIFO), so a user's seqs follow the calls. If the store fails part-way, the users of earlier
+   * batches keep the message and the call rejects saying how many were stored.
    */
-  async push(
+  push(
     users: readonly string[],
     message: Omit<NewMessage, 'createdAt' | 'expiresAt'>,
     ttl?: number,
   ): Promise<number[]> {
     const now = Date.now();
     const m: NewMessage = { ...message, createdAt: now, expiresAt: now + (ttl ?? this.options.ttl) };
+    if (this.queue.length === 0 && users.length <= this.options.batch) return this.store1(users, m);
+    return new Promise<number[]>((resolve, reject) => {
+      this.queue.push({ users, message: m, seqs: [], resolve, reject });
+      if (this.queue.length === 1) void this.drainQueue();
+    });
+  }
+
+  /** Stores one batch and sends it. */
+  private async store1(users: readonly string[], m: NewMessage): Promise<number[]> {
     let seqs: number[];
     try {
       seqs = await this.store.append(users, m);
@@ -124,6 +156,34 @@ export class Delivery {
       for (const r of this.host.recipientsOf(users[i] as string)) this.offer(r, stored);
     }
     return seqs;
+  }
+
+  /** Stores the queued pushes in order, a batch per event-loop turn. */
+  private async drainQueue(): Promise<void> {
+    const batch = this.options.batch;
+    while (this.queue.length > 0) {
+      const q = this.queue[0] as QueuedPush;
+      const from = q.seqs.length;
+      const users = from === 0 && q.users.length <= batch ? q.users : q.users.slice(from, from + batch);
+      try {
+        for (const seq of await this.store1(users, q.message)) q.seqs.push(seq);
+      } catch (err) {
+        this.queue.shift();
+        q.reject(
+          from === 0
+            ? err
+            : new Error(`stored for ${from} of ${q.users.length} users, then: ${(err as Error).message}`, {
+                cause: err,
+              }),
+        );
+        continue;
+      }
+      if (q.seqs.length >= q.users.length) {
+        this.queue.shift();
+        q.resolve(q.seqs);
+      }
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /** A connection of a user opened: send what waits in the inbox. */

@@ -127,6 +127,7 @@ export class Gateway
       after: (ms, fn) => {
         this.wheel.after(ms, fn);
       },
+      onError: (err) => this.logger.error({ err }, 'push could not be encoded; its fan-out stopped'),
     });
     this.wheel = new TimingWheel({
       clock: this.clock,
@@ -369,6 +370,7 @@ export class Gateway
     await Promise.race([drained, deadline]);
     clearTimeout(timer);
     for (const conn of this.lingering) conn.link.destroy();
+    this.fanout.close();
     this.delivery.close();
     this.resumes?.close();
     await this.options.cluster?.detach();

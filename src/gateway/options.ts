@@ -257,6 +257,7 @@ function resolveDelivery(d: Partial<DeliveryOptions>): DeliveryOptions {
     redeliveryCap: Math.floor(positive('delivery.redeliveryCap', d.redeliveryCap, D.redeliveryCap)),
     window: Math.floor(positive('delivery.window', d.window, D.window)),
     expireEvery: positive('delivery.expireEvery', d.expireEvery, D.expireEvery),
+    batch: Math.floor(positive('delivery.batch', d.batch, D.batch)),
   };
 }
 

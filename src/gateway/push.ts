@@ -4,11 +4,18 @@ import type { Broadcast, Fanout } from '../hub/fanout.js';
 import type { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
+import { dataDepth, MAX_DATA_DEPTH } from '../protocol/depth.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
 import type { History } from './history.js';
 import type { Resumes } from './resume.js';
 import type { PushOptions, PushResult } from './types.js';
+
+/** Longest a qos-1 message may wait for its ack: 30 days (ms). */
+export const MAX_TTL = 30 * 86_400_000;
+/** The pace of a paced push, in connections per second. */
+export const MIN_RATE = 1;
+export const MAX_RATE = 10_000_000;
 
 /** What a push goes through. */
 export interface Pushing {
@@ -36,15 +43,25 @@ export async function pushTo(
     throw new PylonError('BAD_REQUEST', 'type: must be a non-empty string');
   const qos = options.qos ?? 0;
   if (qos !== 0 && qos !== 1) throw new PylonError('BAD_REQUEST', 'qos: must be 0 or 1');
+  checkData(data, 'data');
+  if (
+    options.ttl !== undefined &&
+    !(Number.isFinite(options.ttl) && options.ttl >= 1 && options.ttl <= MAX_TTL)
+  ) {
+    throw new PylonError('BAD_REQUEST', `ttl: must be from 1 to ${MAX_TTL} ms (30 days)`);
+  }
+  if (options.rate !== undefined && !(options.rate >= MIN_RATE && options.rate <= MAX_RATE)) {
+    throw new PylonError(
+      'BAD_REQUEST',
+      `rate: must be from ${MIN_RATE} to ${MAX_RATE} connections per second`,
+    );
+  }
   const id = randomUUID();
   if (p.history.enabled && 'labels' in t) {
     p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() });
   }
   if (qos === 1) {
     if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
-    if (options.ttl !== undefined && !(options.ttl > 0)) {
-      throw new PylonError('BAD_REQUEST', 'ttl: must be a positive number of ms');
-    }
     const users = usersOf(p.hub, t, p.resumes);
     let targeted = 0;
     for (const u of users) targeted += p.hub.countUser(u);
@@ -57,12 +74,10 @@ export async function pushTo(
       throw new PylonError('BAD_REQUEST', 'variants: must be an object of label -> data');
     }
     variants = new Map(Object.entries(options.variants));
+    for (const [label, v] of variants) checkData(v, `variants.${label}`);
   }
   const push: Broadcast = { type, data, variants };
   p.resumes?.record(t, push);
-  if (options.rate !== undefined && !(options.rate > 0)) {
-    throw new PylonError('BAD_REQUEST', 'rate: must be a positive number of connections per second');
-  }
   const result = p.fanout.deliver(p.hub.select(t), push, options.rate);
   return { id, targeted: result.targeted, done: result.done };
 }
@@ -76,4 +91,11 @@ function usersOf(hub: Hub<Connection>, t: Target, resumes: Resumes | undefined):
   // Users whose link dropped a moment ago still belong to their labels until the resume window ends.
   if (resumes) for (const u of resumes.usersMatching(t)) users.add(u);
   return [...users];
+}
+
+/** A payload every codec can encode: nested at most MAX_DATA_DEPTH deep (encoders recurse). */
+function checkData(data: unknown, field: string): void {
+  if (dataDepth(data) < 0) {
+    throw new PylonError('BAD_REQUEST', `${field}: nested deeper than ${MAX_DATA_DEPTH} levels`);
+  }
 }

@@ -32,6 +32,8 @@ export interface FanoutOptions {
   maxPaced: number;
   /** Schedules paced steps (the gateway's timing wheel). */
   after(ms: number, fn: () => void): void;
+  /** A push that could not be encoded part-way through a fan-out (logged by the gateway). */
+  onError?(err: unknown): void;
 }
 
 interface Run {
@@ -40,10 +42,15 @@ interface Run {
   index: number;
   delivered: number;
   dropped: number;
+  /** Why the run stopped early (the push could not be encoded). */
+  error: unknown;
 }
 
-/** How often a paced fan-out writes its next slice (ms). */
+/** How often a paced fan-out writes its next slice at most (ms). */
 const PACE_STEP = 10;
+
+/** A paced fan-out must be able to finish within this long at its rate (ms): 1 hour. */
+export const MAX_PACED_DURATION = 3_600_000;
 
 /**
  * Writes one push to many members. Each (codec, variant) pair is encoded once and framed once
@@ -60,6 +67,7 @@ export class Fanout {
   private refilled = performance.now();
   /** Paced fan-outs still going out. */
   private waiting = 0;
+  private closed = false;
 
   constructor(private readonly options: FanoutOptions) {
     this.tokens = options.ceiling ?? 0;
@@ -69,6 +77,13 @@ export class Fanout {
     const targeted = members.length;
     const ceiling = this.options.ceiling;
     const paced = rate !== undefined || ceiling !== undefined;
+    if (rate !== undefined && (targeted / rate) * 1000 > MAX_PACED_DURATION) {
+      // Each waiting fan-out holds its targets and a slot: one that cannot end is refused.
+      throw new PylonError(
+        'BAD_REQUEST',
+        `rate: at ${rate} connections/s the ${targeted} targets would take ${Math.round(targeted / rate)} s, more than the ${MAX_PACED_DURATION / 1000} s a paced push may take`,
+      );
+    }
     if (paced && this.waiting >= this.options.maxPaced) {
       // Each waiting fan-out holds its list of targets: under sustained overload, refuse.
       throw new PylonError(
@@ -76,18 +91,28 @@ export class Fanout {
         `${this.waiting} paced pushes are still going out; try later`,
       );
     }
-    const run: Run = { members, frames: new FrameCache(push), index: 0, delivered: 0, dropped: 0 };
+    const run: Run = {
+      members,
+      frames: new FrameCache(push),
+      index: 0,
+      delivered: 0,
+      dropped: 0,
+      error: undefined,
+    };
     if (!paced && targeted <= this.options.chunk) {
-      this.write(run, targeted);
+      if (!this.write(run, targeted)) throw run.error;
       return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
     }
+    // A push that cannot be encoded stops its run; the error goes to onError (the caller has its answer).
     const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
-      const finish = () => resolve({ delivered: run.delivered, dropped: run.dropped });
+      const finish = () => {
+        if (run.error !== undefined) this.options.onError?.(run.error);
+        resolve({ delivered: run.delivered, dropped: run.dropped });
+      };
       if (!paced) {
         const step = () => {
-          this.write(run, this.options.chunk);
-          if (run.index < targeted) setImmediate(step);
-          else finish();
+          if (!this.write(run, this.options.chunk) || run.index >= targeted) finish();
+          else setImmediate(step);
         };
         step();
         return;
@@ -97,15 +122,16 @@ export class Fanout {
       const step = () => {
         // Due so far at this push's own rate, at most a chunk per step, and within the ceiling.
         let budget = this.options.chunk;
+        const elapsed = performance.now() - started;
         if (rate !== undefined)
-          budget = Math.min(
-            budget,
-            Math.floor((rate * (performance.now() - started)) / 1000) + 1 - run.index,
-          );
+          budget = Math.min(budget, Math.floor((rate * elapsed) / 1000) + 1 - run.index);
         if (ceiling !== undefined) budget = this.take(Math.max(0, budget), ceiling);
-        if (budget > 0) this.write(run, budget);
-        if (run.index < targeted) this.options.after(PACE_STEP, step);
-        else {
+        const ok = budget <= 0 || this.write(run, budget);
+        if (ok && run.index < targeted && !this.closed) {
+          // Sleep until the next member is due (a slow rate does not wake every 10 ms).
+          const due = rate === undefined ? 0 : (run.index * 1000) / rate - elapsed;
+          this.options.after(Math.max(PACE_STEP, Math.ceil(due)), step);
+        } else {
           this.waiting--;
           finish();
         }
@@ -125,15 +151,31 @@ export class Fanout {
     return granted;
   }
 
-  private write(s: Run, count: number): void {
+  /**
+   * Writes the next `count` members. False when the push cannot be encoded (the run stops; a
+   * fan-out in a later turn must not throw where nobody catches it).
+   */
+  private write(s: Run, count: number): boolean {
     const end = Math.min(s.members.length, s.index + count);
-    for (let i = s.index; i < end; i++) {
-      const m = s.members[i] as Member;
-      if (!m.open) continue;
-      if (m.deliver(s.frames.for(m), 0)) s.delivered++;
-      else s.dropped++;
+    try {
+      for (let i = s.index; i < end; i++) {
+        const m = s.members[i] as Member;
+        if (!m.open) continue;
+        if (m.deliver(s.frames.for(m), 0)) s.delivered++;
+        else s.dropped++;
+      }
+    } catch (err) {
+      s.index = s.members.length;
+      s.error = err;
+      return false;
     }
     s.index = end;
+    return true;
+  }
+
+  /** Stops the paced fan-outs still going out (their `done` resolves with what was written). */
+  close(): void {
+    this.closed = true;
   }
 }
 

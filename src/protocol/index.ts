@@ -8,6 +8,7 @@ import { msgpackCodec } from './msgpack-codec.js';
 import { protoCodec } from './proto-codec.js';
 
 export type { Codec, CodecName } from './codec.js';
+export { dataDepth, MAX_DATA_DEPTH } from './depth.js';
 export {
   DISCONNECT,
   type DisconnectInfo,

@@ -1,0 +1,117 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type AdminServer, startAdmin } from '../src/api/index.js';
+import { connect, type PylonClient } from '../src/client/index.js';
+import { Fanout, MAX_PACED_DURATION } from '../src/hub/fanout.js';
+import type { Member } from '../src/hub/member.js';
+import { devValidator, SqliteStore } from '../src/index.js';
+import { startGateway, stopAll } from './support/gateway.js';
+
+// Pushes an attacker (or a buggy business system) could use to pin a gateway: every bound is
+// refused by name, and big pushes never stall the event loop for their whole length.
+const dir = mkdtempSync(join(tmpdir(), 'pylon-push-limits-'));
+const admins: AdminServer[] = [];
+const clients: PylonClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(admins.splice(0).map((a) => a.close()));
+  await stopAll();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function withAdmin(options = {}) {
+  const g = await startGateway({ validate: devValidator(), ...options });
+  const admin = await startAdmin(g.gateway, { httpPort: 0, grpcPort: false });
+  admins.push(admin);
+  const push = async (body: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${admin.http.port}/v1/push`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: res.status, body: (await res.json()) as { error?: { message: string } } };
+  };
+  return { ...g, push };
+}
+
+const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+
+describe('push bounds', () => {
+  it('refuses a rate or ttl outside its range, naming the field', async () => {
+    const { push, wsUrl } = await withAdmin();
+    clients.push(await connect(`${wsUrl}?token=u1`, { reconnect: false }));
+    const slow = await push({ to: { all: true }, type: 't', rate: 1e-9 });
+    expect(slow.status).toBe(400);
+    expect(slow.body.error?.message).toMatch(/^rate: must be from 1 to 10000000/);
+    expect((await push({ to: { all: true }, type: 't', rate: 1e12 })).status).toBe(400);
+    const ttl = await push({ to: { user: 'u1' }, type: 't', qos: 1, ttl: 1e15 });
+    expect(ttl.status).toBe(400);
+    expect(ttl.body.error?.message).toMatch(/^ttl: must be from 1 to 2592000000 ms/);
+    // In range: accepted, and a slow paced push does not hold the later ones back.
+    expect((await push({ to: { all: true }, type: 't', rate: 1 })).status).toBe(200);
+    expect((await push({ to: { all: true }, type: 't', rate: 1000 })).status).toBe(200);
+  });
+
+  it('refuses a paced push that could not finish within an hour at its rate', () => {
+    const fanout = new Fanout({ chunk: 1000, maxPaced: 10, after: () => {} });
+    const member = { open: false } as Member;
+    const members = Array.from({ length: 3601 }, () => member);
+    expect(() => fanout.deliver(members, { type: 't', data: 1 }, 1)).toThrow(
+      /^rate: at 1 connections\/s the 3601 targets would take 3601 s, more than the 3600 s/,
+    );
+    expect(MAX_PACED_DURATION).toBe(3_600_000);
+    fanout.close();
+  });
+
+  it('answers 400 (not 500) to data nested too deep, for qos 0, qos 1 and variants', async () => {
+    const { push, wsUrl } = await withAdmin();
+    clients.push(await connect(`${wsUrl}?token=u1`, { reconnect: false }));
+    for (const qos of [0, 1]) {
+      const r = await push(`{"to":{"user":"u1"},"type":"t","qos":${qos},"data":${nested(5000)}}`);
+      expect(r.status).toBe(400);
+      expect(r.body.error?.message).toBe('data: nested deeper than 64 levels');
+    }
+    const v = await push(`{"to":{"all":true},"type":"t","variants":{"v2":${nested(100)}}}`);
+    expect(v.status).toBe(400);
+    expect(v.body.error?.message).toBe('variants.v2: nested deeper than 64 levels');
+    expect((await push(`{"to":{"user":"u1"},"type":"t","qos":1,"data":${nested(64)}}`)).status).toBe(200);
+  });
+});
+
+describe('a qos-1 push to many users', () => {
+  it('is stored in batches that yield to the event loop, in call order per user', async () => {
+    const store = SqliteStore.open(join(dir, 'batches.db'));
+    const { gateway, wsUrl } = await startGateway({
+      validate: devValidator(),
+      store,
+      delivery: { batch: 1000 },
+    });
+    const last = await connect(`${wsUrl}?token=u4999`, { reconnect: false });
+    clients.push(last);
+    const got: Array<{ type: string; seq: number }> = [];
+    last.on('*', (_data, meta) => {
+      got.push({ type: meta.type, seq: meta.seq ?? 0 });
+    });
+    const users = Array.from({ length: 5000 }, (_, i) => `u${i}`);
+    // Count the event-loop turns the push leaves to others while it is stored.
+    let turns = 0;
+    let counting = true;
+    const tick = () => {
+      turns++;
+      if (counting) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const big = gateway.push({ users }, 'big', { n: 1 }, { qos: 1 });
+    const small = gateway.push({ user: 'u4999' }, 'small', { n: 2 }, { qos: 1 });
+    const [a, b] = await Promise.all([big, small]);
+    counting = false;
+    expect(a.stored).toBe(5000);
+    expect(b.stored).toBe(1);
+    expect(turns).toBeGreaterThanOrEqual(4);
+    await expect.poll(() => got.length).toBe(2);
+    expect(got.map((g) => g.type)).toEqual(['big', 'small']);
+    expect(got[0]!.seq).toBeLessThan(got[1]!.seq);
+  });
+});
