@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { PylonError } from '../protocol/errors.js';
 import type { TransportName } from '../transport/link.js';
+import { checkLabel, checkRoom, type LabelLimits } from './labels.js';
 
 /** Who a connection is, as the validate hook says. */
 export interface Identity {
@@ -53,28 +53,42 @@ export function upgradeToken(query: URLSearchParams, headers: IncomingHttpHeader
   return undefined;
 }
 
-const MAX_LABEL = 256;
+/** Longest user id, device and version an identity may carry (characters). */
+export const IDENTITY_LIMITS = { user: 256, device: 128, version: 64 } as const;
 
-/** Checks an identity returned by a validate hook; a broken one is the application's bug. */
-export function checkIdentity(id: unknown, maxLabels: number): Identity {
+/** A validate hook gave a user id, device or version over IDENTITY_LIMITS: refused with identity_too_long (4507). */
+export class IdentityTooLong extends Error {}
+
+/**
+ * Checks an identity returned by a validate hook. A broken one (wrong types, too many labels) is
+ * the application's bug and throws TypeError; one whose strings are too long (dev auth turns any
+ * token into a user id) throws IdentityTooLong.
+ */
+export function checkIdentity(id: unknown, limits: LabelLimits): Identity {
   if (typeof id !== 'object' || id === null)
     throw new TypeError('validate must return an identity object or null');
   const i = id as Identity;
   if (i.user !== undefined && (typeof i.user !== 'string' || i.user.length === 0)) {
     throw new TypeError('identity.user must be a non-empty string when given');
   }
+  for (const field of ['device', 'version'] as const) {
+    if (i[field] !== undefined && typeof i[field] !== 'string')
+      throw new TypeError(`identity.${field} must be a string when given`);
+  }
+  for (const field of ['user', 'device', 'version'] as const) {
+    const v = i[field];
+    if (v !== undefined && v.length > IDENTITY_LIMITS[field]) {
+      throw new IdentityTooLong(`${field} longer than ${IDENTITY_LIMITS[field]} characters`);
+    }
+  }
   if (i.labels !== undefined) {
     if (!Array.isArray(i.labels)) throw new TypeError('identity.labels must be an array of strings');
-    if (i.labels.length > maxLabels) throw new TypeError(`identity.labels has more than ${maxLabels} labels`);
     for (const l of i.labels) checkLabel(l);
+    try {
+      checkRoom(limits, undefined, undefined, i.labels);
+    } catch (err) {
+      throw new TypeError(`identity.labels: ${(err as Error).message}`);
+    }
   }
   return i;
-}
-
-/** A label is a non-empty string of at most 256 characters. */
-export function checkLabel(label: unknown): string {
-  if (typeof label !== 'string' || label.length === 0 || label.length > MAX_LABEL) {
-    throw new PylonError('BAD_REQUEST', `a label must be a string of 1 to ${MAX_LABEL} characters`);
-  }
-  return label;
 }

@@ -62,6 +62,10 @@ export class Connection implements Member, Recipient, Bucket {
    * connection has a few labels, and a Set's table would cost ~200 bytes per connection.
    */
   labels: string[] | undefined = undefined;
+  /** The labels the identity gave (validate hook): on resume these come from the new identity. */
+  identityLabels: readonly string[] | undefined = undefined;
+  /** The labels the client asked for with `sub` (and still has): on resume they pass authorizeSub again. */
+  subscribed: string[] | undefined = undefined;
   /** Wall-clock time the connection was accepted (ms since the epoch). */
   readonly connectedAt = Date.now();
   /** Whether the client has sent its hello (TCP: required first; WS: optional). */

@@ -22,12 +22,13 @@ import { systemClock } from '../timer/clock.js';
 import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
 import type { Admission, AdmitInfo, Link, LinkInfo, LinkSink } from '../transport/link.js';
 import { AdmissionControl, takeToken } from './admission.js';
-import { checkLabel, upgradeToken } from './auth.js';
+import { upgradeToken } from './auth.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
 import { onConnectionTimer } from './keepalive.js';
+import { checkLabel, checkRoom, type LabelTotals } from './labels.js';
 import { Listeners } from './listeners.js';
 import type { Logger } from './logger.js';
 import {
@@ -38,7 +39,7 @@ import {
 } from './options.js';
 import { Presence, presenceMatcher } from './presence.js';
 import { type Pushing, pushTo } from './push.js';
-import { type ResumeResult, Resumes } from './resume.js';
+import { labelsBySource, NOT_RESUMED, type ResumeResult, Resumes } from './resume.js';
 import { type Handler, type Middleware, Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
 import type {
@@ -115,10 +116,10 @@ export class Gateway
     this.handshake = {
       validate: o.validate,
       maxFrame: o.maxFrame,
-      maxLabels: o.maxLabels,
+      labels: o.labels,
       duplicateLogin: o.duplicateLogin,
     };
-    this.subscriptions = { authorizeSub: o.authorizeSub, maxLabels: o.maxLabels };
+    this.subscriptions = { authorizeSub: o.authorizeSub, labels: o.labels };
     this.clock = this.options.clock ?? systemClock;
     this.fanout = new Fanout({
       chunk: this.options.fanoutChunk,
@@ -223,6 +224,11 @@ export class Gateway
     return n;
   }
 
+  /** @internal The labels this process holds (for the label limits). */
+  get labelTotals(): LabelTotals {
+    return this.hub;
+  }
+
   /** Whether `user` has at least one open connection on this gateway. */
   online(user: string): boolean {
     return this.hub.countUser(user) > 0;
@@ -259,14 +265,10 @@ export class Gateway
     for (const l of add) checkLabel(l);
     // All or nothing: check every connection's room for the new labels before changing any.
     for (const c of conns) {
-      let size = c.labels?.length ?? 0;
-      for (const l of remove) if (c.has(l)) size--;
-      for (const l of new Set(add)) if (!c.has(l) || remove.has(l)) size++;
-      if (size > this.options.maxLabels) {
-        throw new PylonError(
-          'TOO_MANY_REQUESTS',
-          `add: connection ${c.id} would have more than ${this.options.maxLabels} labels`,
-        );
+      try {
+        checkRoom(this.options.labels, this.hub, c.labels, add, remove);
+      } catch (err) {
+        throw new PylonError('TOO_MANY_REQUESTS', `add: connection ${c.id}: ${(err as Error).message}`);
       }
     }
     for (const c of conns) {
@@ -388,8 +390,10 @@ export class Gateway
     if (cluster?.handOffSessions === undefined || this.resumes === undefined) return;
     const sessions = this.resumes.own();
     for (const c of this.connections.values()) {
-      if (c.state === 'open' && c.session !== undefined)
-        sessions.push({ id: c.session, user: c.user, labels: c.labels ? [...c.labels] : [] });
+      if (c.state === 'open' && c.session !== undefined) {
+        const { granted, subscribed } = labelsBySource(c);
+        sessions.push({ id: c.session, user: c.user, labels: granted, subscribed });
+      }
     }
     if (sessions.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
@@ -565,12 +569,7 @@ export class Gateway
     if (conn.state === 'closing' || conn.state === 'closed') return false;
     conn.labels ??= [];
     if (conn.labels.includes(label)) return false;
-    if (conn.labels.length >= this.options.maxLabels) {
-      throw new PylonError(
-        'TOO_MANY_REQUESTS',
-        `a connection may have at most ${this.options.maxLabels} labels`,
-      );
-    }
+    checkRoom(this.options.labels, this.hub.has(conn) ? this.hub : undefined, conn.labels, [label]);
     conn.labels.push(label);
     this.hub.indexLabel(conn, label);
     if (conn.state === 'open') this.presence.joined(conn, label);
@@ -581,6 +580,8 @@ export class Gateway
     const at = conn.labels?.indexOf(label) ?? -1;
     if (at < 0) return false;
     conn.labels?.splice(at, 1);
+    const sub = conn.subscribed?.indexOf(label) ?? -1;
+    if (sub >= 0) conn.subscribed?.splice(sub, 1);
     this.hub.unindexLabel(conn, label);
     if (conn.state === 'open') this.presence.left(conn, label);
     return true;
@@ -605,13 +606,38 @@ export class Gateway
     this.disconnect(conn, 'keepalive_timeout', `no frame for ${Math.round(idleMs / 1000)} s`);
   }
 
-  resume(conn: Connection): ResumeResult {
+  /**
+   * Resume the session `conn` asked for: the labels the application had added come back, those
+   * the client had subscribed to come back if authorizeSub allows them again (the identity's
+   * are the new identity's), then the qos-0 pushes it missed are encoded for it.
+   */
+  resume(conn: Connection): ResumeResult | Promise<ResumeResult> {
     const resumes = this.resumes;
-    if (resumes === undefined) return { resumed: false, recovered: false, replay: [] };
+    if (resumes === undefined) return NOT_RESUMED;
     const asked = conn.resumeFrom;
     conn.resumeFrom = undefined;
     conn.session = resumes.newId();
-    return asked === undefined ? { resumed: false, recovered: false, replay: [] } : resumes.take(asked, conn);
+    const s = asked === undefined ? undefined : resumes.take(asked, conn.user);
+    if (s === undefined) return NOT_RESUMED;
+    for (const l of s.labels) this.rejoin(conn, l, false);
+    const authorize = this.options.authorizeSub;
+    if (s.subscribed.length === 0 || authorize === undefined) return resumes.replay(s, conn);
+    return Promise.all(
+      s.subscribed.map(async (l) => [l, (await authorize(conn, l, 'sub')) === true] as const),
+    ).then((answers) => {
+      for (const [l, ok] of answers) if (ok) this.rejoin(conn, l, true);
+      return resumes.replay(s, conn);
+    });
+  }
+
+  /** A label back on resume; one over the limits now is left out (logged), not fatal. */
+  private rejoin(conn: Connection, label: string, subscribed: boolean): void {
+    try {
+      this.join(conn, label);
+      if (subscribed && !conn.subscribed?.includes(label)) (conn.subscribed ??= []).push(label);
+    } catch (err) {
+      this.logger.info({ conn: conn.id, label, err: (err as Error).message }, 'label not restored on resume');
+    }
   }
 
   attachDelivery(conn: Connection): void {

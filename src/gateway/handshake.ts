@@ -2,9 +2,10 @@ import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import { getCodec } from '../protocol/index.js';
-import { type AuthMeta, checkIdentity, type Validator } from './auth.js';
+import { type AuthMeta, checkIdentity, IdentityTooLong, type Validator } from './auth.js';
 import type { Connection } from './connection.js';
 import { isThenable } from './dispatch.js';
+import { checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
 import type { Logger } from './logger.js';
 import type { KeepaliveOptions } from './options.js';
 import type { ResumeResult } from './resume.js';
@@ -17,14 +18,17 @@ export interface HandshakeHost {
   readonly handshake: {
     validate: Validator | undefined;
     maxFrame: number;
-    maxLabels: number;
+    labels: LabelLimits;
     duplicateLogin: 'allow' | 'replace';
   };
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
   /** Registers the connection (hub, keepalive) and emits connect. */
   openConnection(conn: Connection): void;
-  /** Resume the session the hello asked for (labels back, missed pushes to replay), and give a new session id. */
-  resume(conn: Connection): ResumeResult;
+  /**
+   * Resume the session the hello asked for (labels back, missed pushes to replay), and give a
+   * new session id. A promise when labels the client had subscribed must pass authorizeSub again.
+   */
+  resume(conn: Connection): ResumeResult | Promise<ResumeResult>;
   /** Start qos-1 delivery to the connection (what waits in its user's inbox goes out). */
   attachDelivery(conn: Connection): void;
   /** The user's open connections (for the duplicate-login policy). */
@@ -32,6 +36,8 @@ export interface HandshakeHost {
   /** Feeds a frame that arrived during authentication back in. */
   replay(conn: Connection, frame: Uint8Array): void;
   authFailure(): void;
+  /** The labels the process holds (a new connection's labels must fit). */
+  readonly labelTotals: LabelTotals;
 }
 
 /**
@@ -82,19 +88,52 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
 /**
  * The end of the handshake: resume (when asked), welcome, register, replay what the session
  * missed, then start qos-1 delivery — in that order, so the client has its welcome before any
- * push. A WebSocket client that sent no hello is only registered (no welcome, no qos 1).
+ * push — and read on. A WebSocket client that sent no hello is only registered (no welcome, no
+ * qos 1). A resume that must ask authorizeSub again waits for it, reading paused.
  */
 function complete(host: HandshakeHost, conn: Connection): void {
   if (!conn.helloSeen) {
     host.openConnection(conn);
+    readOn(host, conn);
     return;
   }
   const resumed = host.resume(conn);
+  if (!isThenable(resumed)) {
+    finish(host, conn, resumed);
+    return;
+  }
+  const open = conn.state === 'open';
+  if (!open) {
+    conn.state = 'auth';
+    conn.link.pause();
+  }
+  resumed.then(
+    (r) => {
+      if (conn.state === (open ? 'open' : 'auth')) finish(host, conn, r);
+    },
+    (err: unknown) => {
+      host.logger.error({ err, conn: conn.id }, 'resume failed');
+      host.disconnect(conn, 'internal_error', 'resume failed');
+    },
+  );
+}
+
+function finish(host: HandshakeHost, conn: Connection, resumed: ResumeResult): void {
   welcome(host, conn, resumed);
   if (conn.state !== 'open') host.openConnection(conn);
   if (conn.state !== 'open') return; // closed by a connect listener
   for (const frame of resumed.replay) conn.deliver(frame, 0);
   host.attachDelivery(conn);
+  readOn(host, conn);
+}
+
+/** Read again, after the frames that arrived meanwhile. */
+function readOn(host: HandshakeHost, conn: Connection): void {
+  if (conn.state !== 'open') return;
+  conn.link.resume();
+  const early = conn.early;
+  conn.early = undefined;
+  if (early) for (const frame of early) host.replay(conn, frame);
 }
 
 function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): void {
@@ -155,28 +194,41 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
   }
   let identity: ReturnType<typeof checkIdentity>;
   try {
-    identity = checkIdentity(result, host.handshake.maxLabels);
+    identity = checkIdentity(result, host.handshake.labels);
   } catch (err) {
+    if (err instanceof IdentityTooLong) {
+      host.authFailure();
+      host.logger.info({ conn: conn.id, remote: conn.remoteAddress, reason: err.message }, 'auth failure');
+      host.disconnect(conn, 'identity_too_long', err.message);
+      return;
+    }
     host.logger.error({ err, conn: conn.id }, 'validate returned a malformed identity');
     failed(host, conn, new PylonError('UNAUTHORIZED', 'identity refused'));
     return;
+  }
+  if (identity.labels && identity.labels.length > 0) {
+    try {
+      checkRoom(host.handshake.labels, host.labelTotals, undefined, identity.labels);
+    } catch (err) {
+      host.disconnect(conn, 'overloaded', (err as Error).message);
+      return;
+    }
   }
   conn.user = identity.user ?? undefined;
   conn.device = identity.device;
   conn.version = identity.version;
   if (identity.data) Object.assign(conn.data, identity.data);
-  if (identity.labels && identity.labels.length > 0) conn.labels = [...new Set(identity.labels)];
+  if (identity.labels && identity.labels.length > 0) {
+    const labels = [...new Set(identity.labels)];
+    conn.identityLabels = labels;
+    conn.labels = labels.slice();
+  }
   if (host.handshake.duplicateLogin === 'replace' && identity.user !== undefined) {
     for (const older of host.connectionsOf(identity.user)) {
       host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);
     }
   }
   complete(host, conn);
-  if ((conn.state as Connection['state']) !== 'open') return;
-  conn.link.resume();
-  const early = conn.early;
-  conn.early = undefined;
-  if (early) for (const frame of early) host.replay(conn, frame);
 }
 
 function failed(host: HandshakeHost, conn: Connection, err: unknown): void {

@@ -8,6 +8,7 @@ import type { TlsFiles } from '../transport/tls.js';
 import type { Validator } from './auth.js';
 import type { Connection } from './connection.js';
 import type { HistoryRule } from './history.js';
+import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 import type { PresenceRule } from './presence.js';
@@ -104,8 +105,14 @@ export interface GatewayOptions {
   fanoutChunk?: number;
   /** Process-wide ceiling on connections written per second by fan-outs (flow control). Default: none. */
   fanoutCeiling?: number;
-  /** Most labels one connection may have. Default 256. */
+  /** Most labels one connection may have (identity, client `sub`s and the application's joins). Default 128. */
   maxLabels?: number;
+  /** Characters (UTF-16 code units) of one connection's labels together. Default 4096. */
+  maxLabelChars?: number;
+  /** Distinct labels this process holds; a join that would create more is refused. Default 250,000. */
+  maxLabelsTotal?: number;
+  /** Connection-label pairs this process holds. Default 5,000,000. */
+  maxLabelMemberships?: number;
   /**
    * Where qos-1 messages wait for their ack (store-then-send). Default: an in-memory store
    * (volatile: lost on restart); use a SqliteStore or RedisStore for durability.
@@ -148,7 +155,7 @@ export interface ResolvedOptions {
   slowConsumerTimeout: number;
   fanoutChunk: number;
   fanoutCeiling: number | undefined;
-  maxLabels: number;
+  labels: LabelLimits;
   store: MessageStore | undefined;
   delivery: DeliveryOptions;
   resume: ResumeOptions | undefined;
@@ -237,7 +244,14 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),
     fanoutCeiling: o.fanoutCeiling === undefined ? undefined : positive('fanoutCeiling', o.fanoutCeiling, 0),
-    maxLabels: Math.floor(positive('maxLabels', o.maxLabels, 256)),
+    labels: {
+      perConnection: Math.floor(positive('maxLabels', o.maxLabels, DEFAULT_LABEL_LIMITS.perConnection)),
+      chars: Math.floor(positive('maxLabelChars', o.maxLabelChars, DEFAULT_LABEL_LIMITS.chars)),
+      distinct: Math.floor(positive('maxLabelsTotal', o.maxLabelsTotal, DEFAULT_LABEL_LIMITS.distinct)),
+      memberships: Math.floor(
+        positive('maxLabelMemberships', o.maxLabelMemberships, DEFAULT_LABEL_LIMITS.memberships),
+      ),
+    },
     store: o.store,
     delivery: resolveDelivery(o.delivery ?? {}),
     resume: resolveResume(o.resume),
@@ -268,5 +282,7 @@ function resolveResume(r: Partial<ResumeOptions> | false | undefined): ResumeOpt
     window,
     historySize: Math.floor(positive('resume.historySize', r?.historySize, 10_000)),
     historyAge: positive('resume.historyAge', r?.historyAge, window),
+    maxSessions: Math.floor(positive('resume.maxSessions', r?.maxSessions, 100_000)),
+    maxSessionsPerUser: Math.floor(positive('resume.maxSessionsPerUser', r?.maxSessionsPerUser, 16)),
   };
 }

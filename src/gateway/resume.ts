@@ -15,6 +15,10 @@ export interface ResumeOptions {
   historySize: number;
   /** qos-0 pushes older than this are not replayed (ms). Default: the window. */
   historyAge: number;
+  /** Dropped sessions kept at most; over it the oldest is forgotten. Default 100,000 (~200 bytes each, plus labels). */
+  maxSessions: number;
+  /** Dropped sessions of one user kept at most; over it that user's oldest is forgotten. Default 16. */
+  maxSessionsPerUser: number;
 }
 
 export interface ResumeResult {
@@ -24,10 +28,19 @@ export interface ResumeResult {
   replay: OutFrame[];
 }
 
-interface SavedSession {
+/**
+ * A dropped session. Its labels are kept by where they came from: the identity's are not kept
+ * (a resumed connection gets those of its new identity, so a revoked claim stays revoked);
+ * those the application added come back; those the client subscribed to come back if
+ * authorizeSub allows them again.
+ */
+export interface SavedSession {
   id: string;
   user: string | undefined;
+  /** Added by the application (conn.join, updateUserLabels). */
   labels: string[];
+  /** Subscribed by the client (`sub`). */
+  subscribed: string[];
   connection: string;
   /** The journal position when the connection dropped: what came after was missed. */
   journalPos: number;
@@ -39,7 +52,7 @@ interface SavedSession {
 /** Sessions adopted from other nodes, at most (each is ~150 bytes). */
 const MAX_ADOPTED = 500_000;
 
-const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: [] };
+export const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: [] };
 
 /**
  * Sessions of connections that dropped, kept for the resume window: a client that comes back in
@@ -48,7 +61,10 @@ const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: []
  */
 export class Resumes {
   readonly journal: Journal;
+  /** By id, oldest first (insertion order): the first is the one forgotten over maxSessions. */
   private readonly saved = new Map<string, SavedSession>();
+  /** Session ids of each user, oldest first (only users with more than one). */
+  private readonly byUser = new Map<string, string | string[]>();
   private adoptedCount = 0;
 
   constructor(
@@ -75,24 +91,45 @@ export class Resumes {
   save(conn: Connection): void {
     const id = conn.session;
     if (id === undefined) return;
+    const { granted, subscribed } = labelsBySource(conn);
     const s: SavedSession = {
       id,
       user: conn.user,
-      labels: conn.labels ? [...conn.labels] : [],
+      labels: granted,
+      subscribed,
       connection: conn.id,
       journalPos: this.journal.last,
       timer: undefined,
       adopted: false,
     };
     s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id });
-    this.saved.set(id, s);
+    this.keep(s);
+  }
+
+  /** Adds a session within the bounds: the user's oldest, then the oldest of all, make room. */
+  private keep(s: SavedSession): void {
+    const user = s.user;
+    if (user !== undefined) {
+      const ids = this.byUser.get(user);
+      const list = ids === undefined ? [] : typeof ids === 'string' ? [ids] : ids.slice();
+      for (let i = 0; list.length - i >= this.options.maxSessionsPerUser; i++) this.drop(list[i] as string);
+      const now = this.byUser.get(user);
+      if (now === undefined) this.byUser.set(user, s.id);
+      else if (typeof now === 'string') this.byUser.set(user, [now, s.id]);
+      else now.push(s.id);
+    }
+    while (this.saved.size >= this.options.maxSessions) {
+      const oldest = this.saved.keys().next().value as string;
+      this.drop(oldest);
+    }
+    this.saved.set(s.id, s);
   }
 
   /** The sessions dropped here and not yet resumed (to hand to other nodes). */
   own(): HandedSession[] {
     const out: HandedSession[] = [];
     for (const s of this.saved.values())
-      if (!s.adopted) out.push({ id: s.id, user: s.user, labels: s.labels });
+      if (!s.adopted) out.push({ id: s.id, user: s.user, labels: s.labels, subscribed: s.subscribed });
     return out;
   }
 
@@ -109,13 +146,14 @@ export class Resumes {
         id: h.id,
         user: h.user ?? undefined,
         labels: [...h.labels],
+        subscribed: [...(h.subscribed ?? [])],
         connection: '',
         journalPos: this.journal.last,
         timer: undefined,
         adopted: true,
       };
       s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id: h.id });
-      this.saved.set(h.id, s);
+      this.keep(s);
       this.adoptedCount++;
       n++;
     }
@@ -130,30 +168,45 @@ export class Resumes {
     const users: string[] = [];
     for (const s of this.saved.values()) {
       // Not adopted ones: the node that handed them over stored for them, or will not be asked.
-      if (!s.adopted && s.user !== undefined && matchesTarget(target, s.user, s.labels, s.connection))
+      if (
+        !s.adopted &&
+        s.user !== undefined &&
+        matchesTarget(target, s.user, [...s.labels, ...s.subscribed], s.connection)
+      )
         users.push(s.user);
     }
     return users;
   }
 
-  /** @internal */
+  /** @internal Forget a session (resumed, expired, or pushed out by the bounds). */
   drop(id: string): void {
     const s = this.saved.get(id);
-    if (s?.adopted) this.adoptedCount--;
+    if (s === undefined) return;
+    if (s.adopted) this.adoptedCount--;
+    s.timer?.cancel();
     this.saved.delete(id);
+    if (s.user === undefined) return;
+    const ids = this.byUser.get(s.user);
+    if (ids === id) this.byUser.delete(s.user);
+    else if (Array.isArray(ids)) {
+      const rest = ids.filter((x) => x !== id);
+      this.byUser.set(s.user, rest.length === 1 ? (rest[0] as string) : rest);
+    }
   }
 
   /**
-   * `conn` asked to resume session `id`. Only the same user (or, for anonymous sessions, the
-   * holder of the id) may take it; the labels come back and the missed qos-0 pushes are encoded
-   * for `conn` to replay after its welcome.
+   * Takes session `id` for a connection of `user`: only the same user (or, for anonymous
+   * sessions, the holder of the id) may. The caller gives the labels back, then asks `replay`.
    */
-  take(id: string, conn: Connection): ResumeResult {
+  take(id: string, user: string | undefined): SavedSession | undefined {
     const s = this.saved.get(id);
-    if (s === undefined || s.user !== conn.user) return NOT_RESUMED;
+    if (s === undefined || s.user !== user) return undefined;
     this.drop(id);
-    s.timer?.cancel();
-    for (const label of s.labels) conn.join(label);
+    return s;
+  }
+
+  /** The qos-0 pushes session `s` missed that `conn` (with its labels now) would have got, encoded for it. */
+  replay(s: SavedSession, conn: Connection): ResumeResult {
     const labels: readonly string[] = conn.labels ?? [];
     const { entries, complete } = this.journal.since(s.journalPos, Date.now());
     const replay: OutFrame[] = [];
@@ -167,10 +220,22 @@ export class Resumes {
   close(): void {
     for (const s of this.saved.values()) s.timer?.cancel();
     this.saved.clear();
+    this.byUser.clear();
     this.adoptedCount = 0;
   }
 }
 
 function forget(arg: { resumes: Resumes; id: string }): void {
   arg.resumes.drop(arg.id);
+}
+
+/** A connection's labels apart from its identity's: those the application added, and those the client subscribed to. */
+export function labelsBySource(conn: Connection): { granted: string[]; subscribed: string[] } {
+  const granted: string[] = [];
+  const subscribed: string[] = [];
+  for (const l of conn.labels ?? []) {
+    if (conn.subscribed?.includes(l)) subscribed.push(l);
+    else if (!conn.identityLabels?.includes(l)) granted.push(l);
+  }
+  return { granted, subscribed };
 }

@@ -1,17 +1,18 @@
 import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
-import { checkLabel } from './auth.js';
 import type { Connection } from './connection.js';
 import { type DispatchHost, reply } from './dispatch.js';
+import { checkLabel, checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
 
 export interface SubscribeHost extends DispatchHost {
   readonly subscriptions: {
     authorizeSub:
       | ((connection: Connection, label: string, action: 'sub' | 'unsub') => boolean | Promise<boolean>)
       | undefined;
-    maxLabels: number;
+    labels: LabelLimits;
   };
+  readonly labelTotals: LabelTotals;
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
 }
 
@@ -26,7 +27,8 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
     return;
   }
   const action = env.kind as 'sub' | 'unsub';
-  const { authorizeSub, maxLabels } = host.subscriptions;
+  const { authorizeSub, labels: limits } = host.subscriptions;
+  const maxLabels = limits.perConnection;
   const labels = (env.data as { labels?: unknown } | undefined)?.labels;
   if (!Array.isArray(labels) || labels.length === 0 || labels.length > maxLabels) {
     reply(
@@ -71,22 +73,25 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
       }
       // All or nothing: refuse before joining any if the new labels would pass the limit.
       if (action === 'sub') {
-        const fresh = new Set(answers.map(([l]) => l).filter((l) => !conn.has(l)));
-        if ((conn.labels?.length ?? 0) + fresh.size > maxLabels) {
-          reply(
-            host,
-            conn,
-            id,
-            undefined,
-            new PylonError('TOO_MANY_REQUESTS', `a connection may have at most ${maxLabels} labels`),
+        try {
+          checkRoom(
+            limits,
+            host.labelTotals,
+            conn.labels,
+            answers.map(([l]) => l),
           );
+        } catch (err) {
+          reply(host, conn, id, undefined, err);
           return;
         }
       }
       try {
         for (const [l] of answers) {
-          if (action === 'sub') conn.join(l);
-          else conn.leave(l);
+          if (action === 'sub') {
+            conn.join(l);
+            // Remembered as the client's: on resume it must pass authorizeSub again.
+            if (conn.has(l) && !conn.subscribed?.includes(l)) (conn.subscribed ??= []).push(l);
+          } else conn.leave(l);
         }
         reply(host, conn, id, { labels: conn.labels ? [...conn.labels] : [] }, undefined);
       } catch (err) {

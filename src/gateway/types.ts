@@ -122,5 +122,8 @@ export interface ClusterLink {
 export interface HandedSession {
   id: string;
   user?: string;
+  /** Labels the application added (they come back on resume). */
   labels: string[];
+  /** Labels the client subscribed to (they come back if authorizeSub allows them again). */
+  subscribed?: string[];
 }

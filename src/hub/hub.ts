@@ -17,9 +17,21 @@ export class Hub<M extends Member = Member> {
   /** One member, or an array when the user has several connections: most users have one, and a Set each would cost ~200 bytes. */
   private readonly byUser = new Map<string, M | M[]>();
   private readonly byLabel = new Map<string, Set<M>>();
+  /** Connection-label pairs indexed. */
+  memberships = 0;
 
   get size(): number {
     return this.members.size;
+  }
+
+  /** Distinct labels held by at least one member. */
+  get distinct(): number {
+    return this.byLabel.size;
+  }
+
+  /** Whether some member holds `label`. */
+  hasLabel(label: string): boolean {
+    return this.byLabel.has(label);
   }
 
   add(m: M): void {
@@ -30,7 +42,7 @@ export class Hub<M extends Member = Member> {
       else if (Array.isArray(cur)) cur.push(m);
       else this.byUser.set(m.user, [cur, m]);
     }
-    if (m.labels) for (const label of m.labels) addTo(this.byLabel, label, m);
+    if (m.labels) for (const label of m.labels) this.addTo(label, m);
   }
 
   remove(m: M): void {
@@ -44,7 +56,7 @@ export class Hub<M extends Member = Member> {
         this.byUser.set(m.user, rest.length === 1 ? (rest[0] as M) : rest);
       }
     }
-    if (m.labels) for (const label of m.labels) removeFrom(this.byLabel, label, m);
+    if (m.labels) for (const label of m.labels) this.removeFrom(label, m);
   }
 
   has(m: M): boolean {
@@ -57,12 +69,12 @@ export class Hub<M extends Member = Member> {
 
   /** Index `m` under `label`. The caller has added the label to the member's own set. */
   indexLabel(m: M, label: string): void {
-    if (this.has(m)) addTo(this.byLabel, label, m);
+    if (this.has(m)) this.addTo(label, m);
   }
 
   /** Drop `m` from `label`'s index. */
   unindexLabel(m: M, label: string): void {
-    if (this.has(m)) removeFrom(this.byLabel, label, m);
+    if (this.has(m)) this.removeFrom(label, m);
   }
 
   /** The connections of `user` (empty when offline). A fresh array for the caller: O(devices of the user). */
@@ -122,6 +134,24 @@ export class Hub<M extends Member = Member> {
     return this.selectLabels(target.labels);
   }
 
+  private addTo(label: string, m: M): void {
+    let set = this.byLabel.get(label);
+    if (set === undefined) {
+      set = new Set<M>();
+      this.byLabel.set(label, set);
+    }
+    const before = set.size;
+    set.add(m);
+    this.memberships += set.size - before;
+  }
+
+  private removeFrom(label: string, m: M): void {
+    const set = this.byLabel.get(label);
+    if (set === undefined || !set.delete(m)) return;
+    this.memberships--;
+    if (set.size === 0) this.byLabel.delete(label);
+  }
+
   private selectLabels(q: LabelQuery): M[] {
     const all = q.all ?? [];
     const any = q.any ?? [];
@@ -162,22 +192,6 @@ export class Hub<M extends Member = Member> {
 }
 
 const EMPTY: ReadonlySet<never> = new Set<never>();
-
-function addTo<K, M>(map: Map<K, Set<M>>, key: K, m: M): void {
-  let set = map.get(key);
-  if (set === undefined) {
-    set = new Set<M>();
-    map.set(key, set);
-  }
-  set.add(m);
-}
-
-function removeFrom<K, M>(map: Map<K, Set<M>>, key: K, m: M): void {
-  const set = map.get(key);
-  if (set === undefined) return;
-  set.delete(m);
-  if (set.size === 0) map.delete(key);
-}
 
 function hasAll(labels: readonly string[], wanted: string[]): boolean {
   for (const l of wanted) if (!labels.includes(l)) return false;

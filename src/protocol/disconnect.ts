@@ -26,6 +26,11 @@ export const DISCONNECT = {
   replaced: { code: 4504, reconnect: false, text: 'replaced by a newer login of the same user' },
   forbidden: { code: 4505, reconnect: false, text: 'not allowed' },
   bad_hello: { code: 4506, reconnect: false, text: 'hello missing or malformed, or codec unknown' },
+  identity_too_long: {
+    code: 4507,
+    reconnect: false,
+    text: 'the user id, device or version is longer than the server allows',
+  },
 } as const;
 
 export type DisconnectName = keyof typeof DISCONNECT;
