@@ -28,7 +28,7 @@ import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
 import { onConnectionTimer } from './keepalive.js';
-import { checkLabel, checkRoom, type LabelTotals } from './labels.js';
+import { checkLabel, checkRoom, type LabelTotals, rememberSubscribed } from './labels.js';
 import { Listeners } from './listeners.js';
 import type { Logger } from './logger.js';
 import {
@@ -634,7 +634,7 @@ export class Gateway
   private rejoin(conn: Connection, label: string, subscribed: boolean): void {
     try {
       this.join(conn, label);
-      if (subscribed && !conn.subscribed?.includes(label)) (conn.subscribed ??= []).push(label);
+      if (subscribed) rememberSubscribed(conn, label);
     } catch (err) {
       this.logger.info({ conn: conn.id, label, err: (err as Error).message }, 'label not restored on resume');
     }

@@ -87,3 +87,9 @@ export function checkRoom(
 function tooMany(message: string): PylonError {
   return new PylonError('TOO_MANY_REQUESTS', message);
 }
+
+/** Remembers `label` as one the client subscribed to (on resume it must pass authorizeSub again). */
+export function rememberSubscribed(conn: { subscribed: string[] | undefined }, label: string): void {
+  if (conn.subscribed === undefined) conn.subscribed = [label];
+  else if (!conn.subscribed.includes(label)) conn.subscribed.push(label);
+}

@@ -3,7 +3,7 @@ import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
 import { type DispatchHost, reply } from './dispatch.js';
-import { checkLabel, checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
+import { checkLabel, checkRoom, type LabelLimits, type LabelTotals, rememberSubscribed } from './labels.js';
 
 export interface SubscribeHost extends DispatchHost {
   readonly subscriptions: {
@@ -89,8 +89,7 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
         for (const [l] of answers) {
           if (action === 'sub') {
             conn.join(l);
-            // Remembered as the client's: on resume it must pass authorizeSub again.
-            if (conn.has(l) && !conn.subscribed?.includes(l)) (conn.subscribed ??= []).push(l);
+            if (conn.has(l)) rememberSubscribed(conn, l);
           } else conn.leave(l);
         }
         reply(host, conn, id, { labels: conn.labels ? [...conn.labels] : [] }, undefined);
