@@ -64,6 +64,12 @@ const nodeStatsProps = {
     properties: { ok: { type: 'boolean' }, errors: int, error: { type: 'string' } },
     required: ['ok', 'errors'],
   },
+  history: {
+    type: 'object',
+    description: 'Label histories kept for $history: labels, and their estimated bytes.',
+    properties: { labels: int, bytes: int },
+    required: ['labels', 'bytes'],
+  },
 };
 
 const schemas = {

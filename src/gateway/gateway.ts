@@ -97,6 +97,7 @@ export class Gateway
   readonly presence: Presence;
   /** The last pushes of labels that keep a history. */
   readonly history: History;
+  private readonly historySweep: WheelTimer | undefined;
   private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
@@ -149,7 +150,11 @@ export class Gateway
     this.servers = new Listeners(o, this, this.wheel);
     this.admission = new AdmissionControl(o);
     this.presence = new Presence(this.hub, presenceMatcher(o.presence));
-    this.history = new History(o.history);
+    this.history = new History(o.history, o.historyLimits, (label) => this.hub.ofLabel(label).size);
+    if (this.history.enabled) {
+      const every = Math.min(60_000, Math.max(1000, o.historyLimits.idleTtl / 4));
+      this.historySweep = this.wheel.every(every, sweepHistory, this.history);
+    }
     this.pushing = {
       hub: this.hub,
       fanout: this.fanout,
@@ -315,6 +320,7 @@ export class Gateway
       qos1: { ...this.delivery.counters },
       resumable: this.resumes?.size ?? 0,
       store: this.delivery.health.status(),
+      history: this.history.stats(),
     };
   }
 
@@ -822,6 +828,10 @@ function upperBound(names: string[], after: string): number {
     else hi = mid;
   }
   return lo;
+}
+
+function sweepHistory(history: History): void {
+  history.sweep();
 }
 
 function callNoArg(fn: () => void): void {

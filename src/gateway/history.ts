@@ -8,6 +8,22 @@ export interface HistoryRule {
   maxAge?: number;
 }
 
+/** What all histories of the process may hold together. */
+export interface HistoryLimits {
+  /** Labels with a history, at most; over it the least recently used history is dropped. Default 10,000. */
+  labels: number;
+  /** Bytes of all histories (data as JSON text, plus ~64 bytes an entry); over it, least recently used first. Default 32 MiB. */
+  bytes: number;
+  /** A history of a label nobody holds is dropped once unused for this long (ms). Default 1 hour. */
+  idleTtl: number;
+}
+
+export const DEFAULT_HISTORY_LIMITS: HistoryLimits = {
+  labels: 10_000,
+  bytes: 32 * 1024 * 1024,
+  idleTtl: 3_600_000,
+};
+
 export interface HistoryEntry {
   type: string;
   data: unknown;
@@ -19,47 +35,129 @@ interface Ring {
   size: number;
   maxAge: number | undefined;
   entries: HistoryEntry[];
+  /** The estimated size of each entry, in step with `entries`. */
+  sizes: number[];
+  /** Bytes of the entries (their sizes' sum). */
+  bytes: number;
+  /** Last record or read, ms since the epoch. */
+  touched: number;
 }
+
+/** What one entry is counted as, besides its data. */
+const ENTRY_OVERHEAD = 64;
 
 /**
  * The last N pushes of each label that has a history rule, for clients joining a room to see
- * what was said before (the chat example shows it). Bounded per label by size and age; labels
- * without a rule cost nothing.
+ * what was said before (the chat example shows it). Bounded per label by its rule (size and
+ * age) and for the whole process by HistoryLimits: label count and bytes, evicting the least
+ * recently used history, and histories of labels nobody holds after idleTtl. Labels without a
+ * rule cost nothing.
  */
 export class History {
+  /** In least-recently-used order (a Map keeps insertion order; a touch re-inserts). */
   private readonly rings = new Map<string, Ring>();
+  private totalBytes = 0;
 
-  constructor(private readonly rules: readonly HistoryRule[]) {}
+  constructor(
+    private readonly rules: readonly HistoryRule[],
+    private readonly limits: HistoryLimits = DEFAULT_HISTORY_LIMITS,
+    /** How many connections hold a label (the hub's count). */
+    private readonly holders: (label: string) => number = () => 0,
+  ) {}
 
   get enabled(): boolean {
     return this.rules.length > 0;
   }
 
+  /** Labels with a history, and their bytes. */
+  stats(): { labels: number; bytes: number } {
+    return { labels: this.rings.size, bytes: this.totalBytes };
+  }
+
   /** Record a push that went to `labels`. */
   record(labels: Iterable<string>, entry: HistoryEntry): void {
+    let size = -1;
     for (const label of labels) {
       let ring = this.rings.get(label);
       if (ring === undefined) {
         const rule = this.rules.find((r) => matches(r.match, label));
         if (rule === undefined) continue;
-        ring = { size: rule.size, maxAge: rule.maxAge, entries: [] };
-        this.rings.set(label, ring);
-      }
+        ring = { size: rule.size, maxAge: rule.maxAge, entries: [], sizes: [], bytes: 0, touched: entry.at };
+      } else this.rings.delete(label);
+      this.rings.set(label, ring);
+      ring.touched = entry.at;
+      if (size < 0) size = entrySize(entry);
       ring.entries.push(entry);
-      if (ring.entries.length > ring.size) ring.entries.shift();
+      ring.sizes.push(size);
+      ring.bytes += size;
+      this.totalBytes += size;
+      if (ring.entries.length > ring.size) this.shift(ring);
     }
+    if (size >= 0) this.evict();
   }
 
   /** The last `limit` entries of `label`, oldest first. */
   of(label: string, limit: number, now = Date.now()): HistoryEntry[] {
     const ring = this.rings.get(label);
     if (ring === undefined) return [];
+    this.rings.delete(label);
+    this.rings.set(label, ring);
+    ring.touched = now;
     if (ring.maxAge !== undefined) {
       const cutoff = now - ring.maxAge;
-      while (ring.entries.length > 0 && (ring.entries[0] as HistoryEntry).at < cutoff) ring.entries.shift();
+      while (ring.entries.length > 0 && (ring.entries[0] as HistoryEntry).at < cutoff) this.shift(ring);
     }
     return ring.entries.slice(-limit);
   }
+
+  /** Drops the histories of labels nobody holds that were not used for idleTtl. Call now and then. */
+  sweep(now = Date.now()): number {
+    let dropped = 0;
+    for (const [label, ring] of this.rings) {
+      // LRU order: from here on every ring was used more recently.
+      if (now - ring.touched < this.limits.idleTtl) break;
+      if (this.holders(label) > 0) continue;
+      this.drop(label, ring);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  private shift(ring: Ring): void {
+    ring.entries.shift();
+    const size = ring.sizes.shift() as number;
+    ring.bytes -= size;
+    this.totalBytes -= size;
+  }
+
+  /** Least recently used first, until within the limits. */
+  private evict(): void {
+    const { labels, bytes } = this.limits;
+    while (this.rings.size > labels || this.totalBytes > bytes) {
+      const first = this.rings.entries().next().value as [string, Ring] | undefined;
+      if (first === undefined) return;
+      this.drop(first[0], first[1]);
+    }
+  }
+
+  private drop(label: string, ring: Ring): void {
+    this.rings.delete(label);
+    this.totalBytes -= ring.bytes;
+  }
+}
+
+/** An entry's size: its data as JSON text (the common case: chat messages), plus the type and a fixed overhead. */
+function entrySize(e: HistoryEntry): number {
+  let data = 0;
+  if (e.data instanceof Uint8Array) data = e.data.length;
+  else if (e.data !== undefined) {
+    try {
+      data = JSON.stringify(e.data)?.length ?? 0;
+    } catch {
+      data = 1024;
+    }
+  }
+  return ENTRY_OVERHEAD + e.type.length + data;
 }
 
 function matches(match: string | RegExp, label: string): boolean {

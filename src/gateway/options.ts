@@ -7,7 +7,7 @@ import type { Clock } from '../timer/clock.js';
 import type { TlsFiles } from '../transport/tls.js';
 import type { Validator } from './auth.js';
 import type { Connection } from './connection.js';
-import type { HistoryRule } from './history.js';
+import { DEFAULT_HISTORY_LIMITS, type HistoryLimits, type HistoryRule } from './history.js';
 import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
@@ -97,6 +97,8 @@ export interface GatewayOptions {
   presence?: PresenceRule;
   /** Labels that keep their last pushes for clients to read (`$history`). */
   history?: HistoryRule[];
+  /** What all histories together may hold: labels, bytes, and how long one of a label nobody holds is kept. */
+  historyLimits?: Partial<HistoryLimits>;
   /** A second login of the same user: keep both ("allow", multi-device) or close the older with `replaced` ("replace"). Default "allow". */
   duplicateLogin?: 'allow' | 'replace';
   /** A connection whose outgoing buffer stays over highWaterMark this long is closed as `slow_consumer` (ms). Default 10 s. */
@@ -151,6 +153,7 @@ export interface ResolvedOptions {
   authorizeSub: GatewayOptions['authorizeSub'];
   presence: PresenceRule | undefined;
   history: HistoryRule[];
+  historyLimits: HistoryLimits;
   duplicateLogin: 'allow' | 'replace';
   slowConsumerTimeout: number;
   fanoutChunk: number;
@@ -240,6 +243,15 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     authorizeSub: o.authorizeSub,
     presence: o.presence,
     history: o.history ?? [],
+    historyLimits: {
+      labels: Math.floor(
+        positive('historyLimits.labels', o.historyLimits?.labels, DEFAULT_HISTORY_LIMITS.labels),
+      ),
+      bytes: Math.floor(
+        positive('historyLimits.bytes', o.historyLimits?.bytes, DEFAULT_HISTORY_LIMITS.bytes),
+      ),
+      idleTtl: positive('historyLimits.idleTtl', o.historyLimits?.idleTtl, DEFAULT_HISTORY_LIMITS.idleTtl),
+    },
     duplicateLogin: oneOf('duplicateLogin', o.duplicateLogin, ['allow', 'replace'] as const, 'allow'),
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),

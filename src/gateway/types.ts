@@ -39,6 +39,8 @@ export interface GatewayStats {
   resumable: number;
   /** The qos-1 store: failing while one of its calls failed in the last 30 s (then /healthz answers 503). */
   store: StoreHealthStatus;
+  /** Label histories kept (`$history`): labels and their estimated bytes. */
+  history: { labels: number; bytes: number };
 }
 
 export interface PushOptions {
