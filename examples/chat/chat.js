@@ -60,16 +60,17 @@ function listen(c) {
   c.on('chat.message', (m) => {
     if (addMessage(m, 'push')) render();
   });
-  c.on('presence.join', ({ label, user }) => {
+  // One announcement may list several users (the server coalesces joins and leaves).
+  c.on('presence.join', ({ label, user, users }) => {
     const room = roomOf(label);
     if (room === undefined) return;
-    room.online.add(user);
+    for (const u of users ?? [user]) room.online.add(u);
     renderOnline();
   });
-  c.on('presence.leave', ({ label, user }) => {
+  c.on('presence.leave', ({ label, user, users }) => {
     const room = roomOf(label);
     if (room === undefined) return;
-    room.online.delete(user);
+    for (const u of users ?? [user]) room.online.delete(u);
     renderOnline();
   });
   c.on('close', (e) => {

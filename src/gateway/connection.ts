@@ -82,6 +82,8 @@ export class Connection implements Member, Recipient, Bucket {
   /** Inbound rate limit (token bucket, milli-tokens): -1 is a full bucket. */
   tokens = -1;
   refilled = 0;
+  /** The `sub`/`unsub` rate limit's bucket, made on the first one. */
+  subBucket: Bucket | undefined = undefined;
   /** Frames that arrived while the validate hook ran; replayed once open. */
   early: Uint8Array[] | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;

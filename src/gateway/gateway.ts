@@ -97,7 +97,6 @@ export class Gateway
   readonly presence: Presence;
   /** The last pushes of labels that keep a history. */
   readonly history: History;
-  private readonly historySweep: WheelTimer | undefined;
   private readonly pushing: Pushing;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
@@ -120,7 +119,7 @@ export class Gateway
       labels: o.labels,
       duplicateLogin: o.duplicateLogin,
     };
-    this.subscriptions = { authorizeSub: o.authorizeSub, labels: o.labels };
+    this.subscriptions = { authorizeSub: o.authorizeSub, labels: o.labels, rateLimit: o.subRateLimit };
     this.clock = this.options.clock ?? systemClock;
     this.fanout = new Fanout({
       chunk: this.options.fanoutChunk,
@@ -149,11 +148,19 @@ export class Gateway
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
     this.servers = new Listeners(o, this, this.wheel);
     this.admission = new AdmissionControl(o);
-    this.presence = new Presence(this.hub, presenceMatcher(o.presence));
+    this.presence = new Presence(
+      this.hub,
+      presenceMatcher(o.presence),
+      this.fanout,
+      (ms, fn) => {
+        this.wheel.after(ms, fn);
+      },
+      () => this.clock.now(),
+    );
     this.history = new History(o.history, o.historyLimits, (label) => this.hub.ofLabel(label).size);
     if (this.history.enabled) {
       const every = Math.min(60_000, Math.max(1000, o.historyLimits.idleTtl / 4));
-      this.historySweep = this.wheel.every(every, sweepHistory, this.history);
+      this.wheel.every(every, sweepHistory, this.history);
     }
     this.pushing = {
       hub: this.hub,

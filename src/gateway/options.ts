@@ -74,6 +74,12 @@ export interface GatewayOptions {
   maxConnectionsPerIp?: number;
   /** Inbound frames per connection (token bucket); over it the connection is closed with `rate_limited` (4006). `false`: no limit. Default 1000/s, burst 2000. */
   rateLimit?: RateLimitOptions | false;
+  /**
+   * `sub`/`unsub` frames per connection (token bucket), apart from `rateLimit`: each change of
+   * labels may announce presence to every member. Over it the frame is answered
+   * TOO_MANY_REQUESTS. `false`: no limit. Default 10/s, burst 50.
+   */
+  subRateLimit?: RateLimitOptions | false;
   /** Requests of one connection that may run at once; more are answered TOO_MANY_REQUESTS. Default 256. */
   maxPendingRequests?: number;
   /** Time a closing connection has to finish its close before it is destroyed (ms). Default 5 s. */
@@ -143,6 +149,7 @@ export interface ResolvedOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   rateLimit: RateLimitOptions | undefined;
+  subRateLimit: RateLimitOptions | undefined;
   maxFrame: number;
   keepalive: KeepaliveOptions | undefined;
   handshakeTimeout: number;
@@ -233,6 +240,13 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
         : {
             rate: positive('rateLimit.rate', o.rateLimit?.rate, 1000),
             burst: positive('rateLimit.burst', o.rateLimit?.burst, 2000),
+          },
+    subRateLimit:
+      o.subRateLimit === false
+        ? undefined
+        : {
+            rate: positive('subRateLimit.rate', o.subRateLimit?.rate, 10),
+            burst: positive('subRateLimit.burst', o.subRateLimit?.burst, 50),
           },
     keepalive,
     handshakeTimeout: positive('handshakeTimeout', o.handshakeTimeout, 10_000),

@@ -1,9 +1,11 @@
 import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
+import { takeToken } from './admission.js';
 import type { Connection } from './connection.js';
 import { type DispatchHost, reply } from './dispatch.js';
 import { checkLabel, checkRoom, type LabelLimits, type LabelTotals, rememberSubscribed } from './labels.js';
+import type { RateLimitOptions } from './options.js';
 
 export interface SubscribeHost extends DispatchHost {
   readonly subscriptions: {
@@ -11,8 +13,11 @@ export interface SubscribeHost extends DispatchHost {
       | ((connection: Connection, label: string, action: 'sub' | 'unsub') => boolean | Promise<boolean>)
       | undefined;
     labels: LabelLimits;
+    rateLimit: RateLimitOptions | undefined;
   };
   readonly labelTotals: LabelTotals;
+  /** The gateway clock's now (monotonic ms). */
+  now(): number;
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
 }
 
@@ -27,6 +32,20 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
     return;
   }
   const action = env.kind as 'sub' | 'unsub';
+  const limit = host.subscriptions.rateLimit;
+  if (limit !== undefined) {
+    conn.subBucket ??= { tokens: -1, refilled: 0 };
+    if (!takeToken(conn.subBucket, limit, Math.floor(host.now()))) {
+      reply(
+        host,
+        conn,
+        id,
+        undefined,
+        new PylonError('TOO_MANY_REQUESTS', `more than ${limit.rate} label changes/s`),
+      );
+      return;
+    }
+  }
   const { authorizeSub, labels: limits } = host.subscriptions;
   const maxLabels = limits.perConnection;
   const labels = (env.data as { labels?: unknown } | undefined)?.labels;
