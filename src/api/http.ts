@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../gateway/logger.js';
 import { PylonError } from '../protocol/errors.js';
-import type { ApiKeys } from './keys.js';
+import { type ApiKeys, isLoopbackHost } from './keys.js';
 
 /**
  * A small HTTP JSON server for the admin API (node:http, no framework): a route table, JSON
@@ -68,6 +68,7 @@ const STATUS: Record<string, number> = {
   METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  MISDIRECTED: 421,
   UNSUPPORTED_MEDIA_TYPE: 415,
   TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
@@ -105,6 +106,15 @@ export function createHttpHandler(options: HttpOptions): (req: IncomingMessage, 
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Without keys only this machine may call; a browser page of another name rebound to
+    // 127.0.0.1 still sends its own name as Host (DNS rebinding): refused before anything runs.
+    if (!options.keys.required && !isLoopbackHost(req.headers.host)) {
+      res.setHeader('connection', 'close');
+      throw new PylonError(
+        'MISDIRECTED',
+        'this admin API has no keys and answers only requests for 127.0.0.1, localhost or [::1]',
+      );
+    }
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const url = {

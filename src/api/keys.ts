@@ -73,3 +73,34 @@ export function assertBindable(host: string, keys: ApiKeys): void {
       '(options.keys), or bind it to 127.0.0.1',
   );
 }
+
+/**
+ * Whether a `Host` header (or an Origin's host) names this machine: a loopback address or
+ * `localhost`, with or without a port. Without keys the admin API answers only such requests,
+ * so a web page whose name was rebound to 127.0.0.1 (DNS rebinding) cannot drive it from the
+ * operator's browser: the browser still sends the page's own name as Host.
+ */
+export function isLoopbackHost(header: string | undefined): boolean {
+  if (header === undefined || header === '') return false;
+  let host = header.trim().toLowerCase();
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    if (end < 0) return false;
+    const rest = host.slice(end + 1);
+    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return false;
+    host = host.slice(0, end + 1);
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon >= 0) {
+      if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return false;
+      host = host.slice(0, colon);
+    }
+  }
+  return isLoopback(host);
+}
+
+/** Whether an `Origin` header is a page served from this machine (http(s)://loopback[:port]). */
+export function isLoopbackOrigin(origin: string): boolean {
+  const m = /^https?:\/\/([^/]+)$/i.exec(origin.trim());
+  return m !== null && isLoopbackHost(m[1]);
+}

@@ -1,5 +1,6 @@
 import { alertingLogger } from '../api/alerts.js';
 import { startAdmin } from '../api/index.js';
+import { isLoopbackOrigin } from '../api/keys.js';
 import { Webhooks } from '../api/webhooks.js';
 import {
   announceWorkerReady,
@@ -13,7 +14,7 @@ import { isDrainMessage } from '../cluster/workers.js';
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../gateway/logger.js';
 import { openStore } from '../store/index.js';
-import { type AuthFlags, resolveAuth } from './auth.js';
+import { type AuthFlags, isLoopback, resolveAuth } from './auth.js';
 import { chatOptions, installChat } from './chat.js';
 import { DAEMON_ENV, DAEMON_READY } from './daemon.js';
 import { installEcho } from './echo.js';
@@ -85,7 +86,15 @@ export async function start(flags: StartFlags): Promise<void> {
     validate: auth.validate,
     duplicateLogin: flags.duplicateLogin,
     tcp: { port: flags.tcpPort, host: flags.host },
-    ws: { port: flags.wsPort, host: flags.host, path: '/ws', httpHandler: staticHandler() },
+    ws: {
+      port: flags.wsPort,
+      host: flags.host,
+      path: '/ws',
+      httpHandler: staticHandler(),
+      // Dev auth on loopback: only pages of this machine may open a WebSocket (a page elsewhere,
+      // or one whose name was rebound to 127.0.0.1, could otherwise log in as anybody).
+      ...(auth.mode === 'dev' && isLoopback(flags.host) ? { verify: loopbackPagesOnly } : {}),
+    },
     maxConnections: flags.maxConnections,
     maxConnectionsPerIp: flags.maxConnectionsPerIp,
     maxFrame: flags.maxFrame,
@@ -210,4 +219,13 @@ function redisHost(url: string): string {
   } catch {
     return '(unparsable URL)';
   }
+}
+
+/** A WebSocket upgrade without an Origin (not a browser) or from a page of this machine. */
+function loopbackPagesOnly(request: {
+  headers: { origin?: string };
+}): boolean | { status: number; reason: string } {
+  const origin = request.headers.origin;
+  if (origin === undefined || isLoopbackOrigin(origin)) return true;
+  return { status: 403, reason: 'dev auth: only pages served from this machine may connect' };
 }
