@@ -23,7 +23,7 @@ async function serve(kind) {
   let port;
   if (kind === 'framework') {
     const { createServer } = await import('../dist/framework/index.js');
-    const { createLogger } = await import('../dist/gateway/logger.js');
+    const { createLogger } = await import('../dist/log/logger.js');
     const server = createServer({
       listen: 'http://127.0.0.1:0',
       logger: createLogger('warn'),

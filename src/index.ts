@@ -14,11 +14,17 @@ export {
 export { signBody, type WebhookOptions, type WebhookStats, Webhooks } from './api/webhooks.js';
 export type { DeliveryOptions } from './delivery/delivery.js';
 export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
+export type { ClusterLink, ClusterNode } from './gateway/cluster-link.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';
 export { createGateway, Gateway } from './gateway/gateway.js';
 export { type JwtOptions, jwtValidator, readJwksFile } from './gateway/jwt.js';
-export { createLogger, type Logger, type LogLevel } from './gateway/logger.js';
-export type { GatewayOptions, KeepaliveOptions, ListenOptions, WsListenOptions } from './gateway/options.js';
+export type {
+  GatewayOptions,
+  KeepaliveOptions,
+  ListenOptions,
+  RateLimitOptions,
+  WsListenOptions,
+} from './gateway/options.js';
 export { DEFAULT_KEEPALIVE } from './gateway/options.js';
 export type { ResumeOptions } from './gateway/resume.js';
 export type { Context, Handler, Middleware } from './gateway/router.js';
@@ -26,11 +32,14 @@ export type {
   GatewayAddresses,
   GatewayEvents,
   GatewayStats,
+  HandedSession,
   PushOptions,
   PushResult,
 } from './gateway/types.js';
 export { VERSION } from './gateway/version.js';
 export type { LabelQuery, Target } from './hub/member.js';
+export { createLogger, type Logger, type LogLevel } from './log/logger.js';
+export { type BudgetLimits, DEFAULT_BUDGET_LIMITS } from './net/budget.js';
 export type { Codec, CodecName } from './protocol/codec.js';
 export {
   DISCONNECT,

@@ -30,7 +30,7 @@ describe('qos 1', () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(new Set(seqs).size).toBe(20);
     await expect.poll(() => gateway.stats().qos1.acked).toBe(20);
-    expect(await gateway.delivery.store.pending('alice', 0, 100, Date.now())).toEqual([]);
+    expect(await gateway.store.pending('alice', 0, 100, Date.now())).toEqual([]);
   });
 
   it('keeps messages for an offline user and delivers them in order when the user connects', async () => {
@@ -80,7 +80,7 @@ describe('qos 1', () => {
     const firsts = pushes.filter((m) => m.seq === 1).length;
     expect(firsts).toBe(4);
     expect(pushes.every((m) => m.qos === 1)).toBe(true);
-    const dead = await gateway.delivery.store.deadLetters(10);
+    const dead = await gateway.store.deadLetters(10);
     expect(dead.map((d) => [d.seq, d.reason])).toEqual([
       [2, 'redelivery_cap'],
       [1, 'redelivery_cap'],

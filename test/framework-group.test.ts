@@ -11,7 +11,7 @@ import { Group, groupOf } from '../src/framework/group.js';
 import { createServer } from '../src/framework/server.js';
 import { WorkerPool } from '../src/framework/worker-pool.js';
 import type { Connection } from '../src/gateway/connection.js';
-import { createLogger, type Logger } from '../src/gateway/logger.js';
+import { createLogger, type Logger } from '../src/log/logger.js';
 import { PylonError } from '../src/protocol/errors.js';
 import { startGateway, stopAll } from './support/gateway.js';
 

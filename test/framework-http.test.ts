@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CloseInfo } from '../src/framework/connection.js';
 import { jsonResponse } from '../src/framework/http.js';
 import { createServer } from '../src/framework/server.js';
-import { createLogger } from '../src/gateway/logger.js';
+import { createLogger } from '../src/log/logger.js';
 
 const silent = createLogger('silent');
 const servers: Array<{ close(): Promise<void> }> = [];

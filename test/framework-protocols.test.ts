@@ -1,6 +1,5 @@
-import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { Connection } from '../src/framework/connection.js';
+import { Connection, type ConnectionHost } from '../src/framework/connection.js';
 import {
   encodeResponse,
   type HttpProtocolOptions,
@@ -9,34 +8,50 @@ import {
   httpProtocol,
 } from '../src/framework/http.js';
 import { frameProtocol, lengthProtocol, lineProtocol, type Protocol } from '../src/framework/protocol.js';
-import { clientAddress, trustSet } from '../src/framework/proxy.js';
-import { feed, StreamConnection } from '../src/framework/stream.js';
-import type { ServerCore } from '../src/framework/transport.js';
+import { clientAddress, trustSet } from '../src/net/proxy.js';
 import type { ProtocolError } from '../src/protocol/errors.js';
 import { frame } from '../src/protocol/framing.js';
+import { Reassembler } from '../src/protocol/reassembly.js';
+import { FakeLink } from './support/fake-link.js';
 
-/** Runs bytes through the real stream read loop (feed) with a fake server; returns what came out. */
+/**
+ * Runs bytes through the one reassembly loop with a protocol's `input`, as the socket layer
+ * does for a framework connection (here on a FakeLink); returns what came out.
+ */
 function reader<In, Out>(protocol: Protocol<In, Out>, maxPacket = 1 << 20) {
   const messages: In[] = [];
   const errors: ProtocolError[] = [];
-  const core = {
+  const host: ConnectionHost<In, Out> = {
     protocol,
-    maxPacket,
     highWaterMark: 1 << 20,
-    deliver: (_c: unknown, m: In) => messages.push(m),
-    protocolError: (c: Connection<In, Out>, err: ProtocolError) => {
-      errors.push(err);
-      c.state = 'closing';
-    },
-  } as unknown as ServerCore<In, Out>;
-  const socket = { remoteAddress: '10.0.0.9', remotePort: 4000 } as Socket;
-  const conn = new StreamConnection<In, Out>(1, socket, core);
+    report: () => {},
+    bufferFull: () => {},
+  };
+  const link = new FakeLink();
+  const conn = new Connection<In, Out>(1, link, link.info, host);
+  link.owner = conn;
+  const r = new Reassembler(maxPacket, (n) => Buffer.allocUnsafe(n));
+  const length = (b: Uint8Array, c: Connection<In, Out>) => protocol.input(b, c);
+  const take = (p: Uint8Array, c: Connection<In, Out>) => {
+    if (c.state !== 'open') return false;
+    messages.push(protocol.decode(p, c));
+    return true;
+  };
   return {
     conn,
+    link,
     messages,
     errors,
     push(...chunks: Array<Uint8Array | string>) {
-      for (const c of chunks) feed(conn, Buffer.from(typeof c === 'string' ? Buffer.from(c) : c));
+      for (const c of chunks) {
+        if (conn.state !== 'open') return;
+        try {
+          r.push(Buffer.from(typeof c === 'string' ? Buffer.from(c) : c), length, take, conn);
+        } catch (err) {
+          errors.push(err as ProtocolError);
+          conn.state = 'closing';
+        }
+      }
     },
   };
 }

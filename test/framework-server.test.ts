@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CloseInfo, Connection } from '../src/framework/connection.js';
 import type { Protocol } from '../src/framework/protocol.js';
 import { createServer, type ServerOptions } from '../src/framework/server.js';
-import { createLogger } from '../src/gateway/logger.js';
+import { createLogger } from '../src/log/logger.js';
 import type { PylonError } from '../src/protocol/errors.js';
 import { RawTcp } from './support/gateway.js';
 
@@ -276,7 +276,7 @@ describe('connections', () => {
     expect(silentPeer.closed).toBe(true);
     expect(Date.now() - started).toBeGreaterThanOrEqual(380);
     expect(chatty.closed).toBe(false);
-    expect(closes).toEqual([[1, 'idle_timeout']]);
+    expect(closes).toEqual([[1, 'keepalive_timeout']]);
   });
 
   it('maxConnections refuses the next connection', async () => {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CloseInfo } from '../src/framework/connection.js';
 import { lineProtocol } from '../src/framework/protocol.js';
 import { createServer } from '../src/framework/server.js';
-import { createLogger } from '../src/gateway/logger.js';
+import { createLogger } from '../src/log/logger.js';
 
 const silent = createLogger('silent');
 const servers: Array<{ close(): Promise<void> }> = [];
@@ -104,7 +104,7 @@ describe('udp://', () => {
     a.send(port, 'x');
     await eventually(() => a.got.length === 1);
     await eventually(() => closes.length === 1);
-    expect(closes).toEqual([expect.stringMatching(/^1 idle_timeout /)]);
+    expect(closes).toEqual([expect.stringMatching(/^1 keepalive_timeout /)]);
     a.send(port, 'bye');
     await eventually(() => closes.length === 2);
     expect(closes[1]).toBe('2 closed asked');

@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { CloseInfo } from '../src/framework/connection.js';
 import { createServer } from '../src/framework/server.js';
-import type { WsConnection } from '../src/framework/ws.js';
-import { createLogger } from '../src/gateway/logger.js';
+import { createLogger } from '../src/log/logger.js';
 
 const silent = createLogger('silent');
 const servers: Array<{ close(): Promise<void> }> = [];
@@ -74,7 +73,7 @@ describe('ws://', () => {
         trustedProxies,
         onConnect(conn) {
           addresses.push(`${conn.remoteAddress} via ${conn.peerAddress}`);
-          expect((conn as WsConnection<unknown, unknown>).headers['x-real-ip']).toBeDefined();
+          expect(conn.headers['x-real-ip']).toBeDefined();
         },
       });
       servers.push(server);

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { installEcho } from '../src/cli/echo.js';
 import { backoffDelay, connect } from '../src/client/index.js';
 import { FakeClock, type Logger } from '../src/index.js';
-import { FrameDecoder, frame } from '../src/protocol/framing.js';
+import { frame, frameLength } from '../src/protocol/framing.js';
+import { Reassembler } from '../src/protocol/reassembly.js';
 import { once, RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 afterEach(stopAll);
@@ -97,13 +98,14 @@ async function fakeServer(heartbeat: { interval: number; timeout: number }, answ
   const sockets: Socket[] = [];
   const server: Server = createServer((socket) => {
     sockets.push(socket);
-    const decoder = new FrameDecoder();
+    const reader = new Reassembler(1 << 20);
     socket.on('error', () => {});
     socket.on('data', (chunk) =>
-      decoder.push(
+      reader.push(
         chunk,
-        (f) => {
-          const m = JSON.parse(new TextDecoder().decode(f)) as Record<string, unknown>;
+        (b: Uint8Array) => frameLength(b, 1 << 20),
+        (p: Uint8Array) => {
+          const m = JSON.parse(new TextDecoder().decode(p.subarray(4))) as Record<string, unknown>;
           received.push(m);
           const reply = (v: unknown) => socket.write(frame(new TextEncoder().encode(JSON.stringify(v))));
           if (m.kind === 'hello')

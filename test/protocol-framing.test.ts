@@ -2,12 +2,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_MAX_FRAME,
-  FrameDecoder,
+  FRAME_HEADER_SIZE,
   frame,
+  frameLength,
   jsonCodec,
   MAX_FRAME_LENGTH,
   msgpackCodec,
   ProtocolError,
+  Reassembler,
 } from '../src/protocol/index.js';
 
 function concat(parts: Uint8Array[]): Uint8Array {
@@ -32,21 +34,39 @@ function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   return chunks;
 }
 
-interface Sink {
-  frames: Uint8Array[];
+/** Pylon's 4-byte framing read by the one reassembly loop; `frames` gets copies of the bodies. */
+class FrameReader {
+  readonly reader: Reassembler;
+  readonly frames: Uint8Array[] = [];
+  /** Refuse packets while set (reading paused). */
+  paused = false;
+  constructor(readonly maxFrame = DEFAULT_MAX_FRAME) {
+    this.reader = new Reassembler(FRAME_HEADER_SIZE + maxFrame);
+  }
+  push(chunk: Uint8Array): void {
+    this.reader.push(chunk, lengthOf, take, this);
+  }
+  drain(): void {
+    this.reader.drain(lengthOf, take, this);
+  }
 }
 
-function collect(frameBytes: Uint8Array, sink: Sink): void {
-  // Copy: a zero-copy view is only valid while the caller keeps the chunk intact.
-  sink.frames.push(frameBytes.slice());
+function lengthOf(buffer: Uint8Array, r: FrameReader): number {
+  return frameLength(buffer, r.maxFrame);
+}
+
+function take(packet: Uint8Array, r: FrameReader): boolean {
+  if (r.paused) return false;
+  // Copy: a zero-copy view is only valid during the call.
+  r.frames.push(packet.slice(FRAME_HEADER_SIZE));
+  return true;
 }
 
 function decodeChunks(chunks: Uint8Array[], maxFrame?: number): Uint8Array[] {
-  const decoder = new FrameDecoder(maxFrame);
-  const sink: Sink = { frames: [] };
-  for (const chunk of chunks) decoder.push(chunk, collect, sink);
-  expect(decoder.buffered).toBe(0);
-  return sink.frames;
+  const r = new FrameReader(maxFrame);
+  for (const chunk of chunks) r.push(chunk);
+  expect(r.reader.held).toBe(0);
+  return r.frames;
 }
 
 const bodies = [
@@ -73,12 +93,12 @@ describe('frame()', () => {
   });
 
   it('exports the limits', () => {
-    expect(DEFAULT_MAX_FRAME).toBe(1024 * 1024);
+    expect(DEFAULT_MAX_FRAME).toBe(64 * 1024);
     expect(MAX_FRAME_LENGTH).toBe(0xffff_ffff);
   });
 });
 
-describe('FrameDecoder', () => {
+describe('Reassembler with the 4-byte framing', () => {
   it('decodes a coalesced stream (all frames in one chunk)', () => {
     expect(decodeChunks([stream])).toEqual(bodies);
   });
@@ -125,61 +145,70 @@ describe('FrameDecoder', () => {
     );
   });
 
-  it('hands out zero-copy views for whole frames and fresh buffers for reassembled ones', () => {
-    const decoder = new FrameDecoder();
+  it('hands out zero-copy views for whole packets and one new buffer for a reassembled one', () => {
     const seen: Uint8Array[] = [];
+    const r = new Reassembler(1 << 20);
+    const keep = (p: Uint8Array, list: Uint8Array[]) => {
+      list.push(p);
+    };
+    const len = (b: Uint8Array) => frameLength(b, 1 << 20);
     const chunk1 = concat([frame(Uint8Array.of(1, 1)), frame(Uint8Array.of(2, 2, 2)).subarray(0, 5)]);
     const chunk2 = concat([frame(Uint8Array.of(2, 2, 2)).subarray(5), frame(Uint8Array.of(3))]);
-    decoder.push(chunk1, (f, list) => list.push(f), seen);
-    expect(decoder.buffered).toBe(5);
-    decoder.push(chunk2, (f, list) => list.push(f), seen);
-    expect(seen.map((f) => [...f])).toEqual([[1, 1], [2, 2, 2], [3]]);
+    r.push(chunk1, len, keep, seen);
+    expect(r.held).toBe(5);
+    r.push(chunk2, len, keep, seen);
+    expect(seen.map((f) => [...f.subarray(4)])).toEqual([[1, 1], [2, 2, 2], [3]]);
     const [first, second, third] = seen as [Uint8Array, Uint8Array, Uint8Array];
     expect(first.buffer).toBe(chunk1.buffer); // view
-    expect(first.byteOffset).toBe(4);
     expect(third.buffer).toBe(chunk2.buffer); // view
     expect(second.buffer).not.toBe(chunk1.buffer); // reassembled
     expect(second.buffer).not.toBe(chunk2.buffer);
-    expect(second.byteOffset).toBe(0);
-    expect(second.buffer.byteLength).toBe(3);
+    expect(second.buffer.byteLength).toBe(7);
     chunk1.fill(0);
     chunk2.fill(0);
-    expect([...second]).toEqual([2, 2, 2]); // owns its bytes
+    expect([...second.subarray(4)]).toEqual([2, 2, 2]); // owns its bytes
   });
 
-  it('never reuses a reassembly buffer', () => {
-    const decoder = new FrameDecoder();
-    const seen: Uint8Array[] = [];
-    const bytes = concat([frame(Uint8Array.of(1, 2, 3, 4)), frame(Uint8Array.of(5, 6, 7, 8))]);
-    for (let i = 0; i < bytes.length; i++)
-      decoder.push(bytes.subarray(i, i + 1), (f, list) => list.push(f), seen);
-    expect(seen.map((f) => [...f])).toEqual([
-      [1, 2, 3, 4],
-      [5, 6, 7, 8],
-    ]);
-    expect(seen[0]!.buffer).not.toBe(seen[1]!.buffer);
+  it('counts held bytes as they arrive, and never more than came (a header announcing 60 KiB holds 4 bytes)', () => {
+    const r = new FrameReader();
+    const bytes = frame(new Uint8Array(60_000));
+    expect(r.reader.held).toBe(0);
+    r.push(bytes.subarray(0, 2));
+    expect(r.reader.held).toBe(2);
+    r.push(bytes.subarray(2, 4));
+    expect(r.reader.held).toBe(4);
+    r.push(bytes.subarray(4, 9));
+    expect(r.reader.held).toBe(9);
+    r.push(bytes.subarray(9));
+    expect(r.reader.held).toBe(0);
+    expect(r.frames).toHaveLength(1);
   });
 
-  it('passes ctx through to onFrame', () => {
-    const decoder = new FrameDecoder();
-    const ctx = { id: 'conn-1', count: 0 };
-    decoder.push(concat([frame(Uint8Array.of(1)), frame(Uint8Array.of(2))]), (_f, c) => c.count++, ctx);
-    expect(ctx.count).toBe(2);
+  it('copies a small rest of a big chunk, so the chunk is not pinned by what is held', () => {
+    const r = new FrameReader();
+    const big = concat([frame(new Uint8Array(50_000)), frame(new Uint8Array(10)).subarray(0, 3)]);
+    r.push(big);
+    expect(r.reader.held).toBe(3);
+    const parts = (r.reader as unknown as { parts: Uint8Array[] }).parts;
+    expect(parts[0]!.buffer).not.toBe(big.buffer);
+    expect(parts[0]!.buffer.byteLength).toBe(3);
   });
 
-  it('reports buffered bytes of the incomplete frame (header included)', () => {
-    const decoder = new FrameDecoder();
-    const noop = () => {};
-    const bytes = frame(new Uint8Array(10));
-    expect(decoder.buffered).toBe(0);
-    decoder.push(bytes.subarray(0, 2), noop, null);
-    expect(decoder.buffered).toBe(2);
-    decoder.push(bytes.subarray(2, 4), noop, null);
-    expect(decoder.buffered).toBe(4);
-    decoder.push(bytes.subarray(4, 9), noop, null);
-    expect(decoder.buffered).toBe(9);
-    decoder.push(bytes.subarray(9), noop, null);
-    expect(decoder.buffered).toBe(0);
+  it('a refused packet stops the reading; drain offers it again, then the rest, in order', () => {
+    const r = new FrameReader();
+    r.push(frame(Uint8Array.of(1)));
+    r.paused = true;
+    r.push(
+      concat([frame(Uint8Array.of(2)), frame(Uint8Array.of(3)), frame(Uint8Array.of(4)).subarray(0, 2)]),
+    );
+    expect(r.frames.map((f) => [...f])).toEqual([[1]]);
+    expect(r.reader.held).toBe(5 + 5 + 2);
+    r.paused = false;
+    r.drain();
+    expect(r.frames.map((f) => [...f])).toEqual([[1], [2], [3]]);
+    r.push(frame(Uint8Array.of(4)).subarray(2));
+    expect(r.frames.map((f) => [...f])).toEqual([[1], [2], [3], [4]]);
+    expect(r.reader.held).toBe(0);
   });
 
   it('carries codec frames end to end', () => {
@@ -189,119 +218,108 @@ describe('FrameDecoder', () => {
     ] as const;
     for (const codec of [jsonCodec, msgpackCodec]) {
       const bytes = concat(envs.map((e) => frame(codec.encode(e))));
-      const out: unknown[] = [];
-      const decoder = new FrameDecoder();
-      for (let i = 0; i < bytes.length; i += 3) {
-        decoder.push(bytes.subarray(i, i + 3), (f, list) => list.push(codec.decode(f)), out);
-      }
-      expect(out).toEqual(envs);
+      const r = new FrameReader();
+      for (let i = 0; i < bytes.length; i += 3) r.push(bytes.subarray(i, i + 3));
+      expect(r.frames.map((f) => codec.decode(f))).toEqual(envs);
     }
   });
 });
 
-describe('FrameDecoder limits and errors', () => {
+describe('limits and errors', () => {
   it('throws FRAME_TOO_LARGE from the header alone, before any body arrives', () => {
-    const decoder = new FrameDecoder(1000);
-    const header = frame(new Uint8Array(1001)).subarray(0, 4);
+    const r = new FrameReader(1000);
     let caught: unknown;
     try {
-      decoder.push(header, () => {}, null);
+      r.push(frame(new Uint8Array(1001)).subarray(0, 4));
     } catch (err) {
       caught = err;
     }
     expect(caught).toBeInstanceOf(ProtocolError);
     expect((caught as ProtocolError).code).toBe('FRAME_TOO_LARGE');
     expect((caught as ProtocolError).message).toMatch(/1001.*1000/);
+    expect(r.reader.held).toBe(0);
   });
 
   it('throws FRAME_TOO_LARGE when the header is split too', () => {
-    const decoder = new FrameDecoder(16);
-    decoder.push(Uint8Array.of(0xff, 0xff), () => {}, null);
-    expect(() => decoder.push(Uint8Array.of(0xff), () => {}, null)).not.toThrow();
-    expect(() => decoder.push(Uint8Array.of(0xff), () => {}, null)).toThrow(
-      expect.objectContaining({ code: 'FRAME_TOO_LARGE' }),
-    );
+    const r = new FrameReader(16);
+    r.push(Uint8Array.of(0xff, 0xff));
+    expect(() => r.push(Uint8Array.of(0xff))).not.toThrow();
+    expect(() => r.push(Uint8Array.of(0xff))).toThrow(expect.objectContaining({ code: 'FRAME_TOO_LARGE' }));
   });
 
-  it('uses DEFAULT_MAX_FRAME by default and accepts exactly maxFrame', () => {
+  it('accepts exactly maxFrame', () => {
     const header = (n: number) => Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
-    expect(() => new FrameDecoder().push(header(DEFAULT_MAX_FRAME), () => {}, null)).not.toThrow();
-    expect(() => new FrameDecoder().push(header(DEFAULT_MAX_FRAME + 1), () => {}, null)).toThrow(
+    expect(() => new FrameReader().push(header(DEFAULT_MAX_FRAME))).not.toThrow();
+    expect(() => new FrameReader().push(header(DEFAULT_MAX_FRAME + 1))).toThrow(
       expect.objectContaining({ code: 'FRAME_TOO_LARGE' }),
     );
     expect(decodeChunks([frame(new Uint8Array(8))], 8)).toEqual([new Uint8Array(8)]);
     expect(decodeChunks([frame(new Uint8Array(0))], 0)).toEqual([new Uint8Array(0)]);
   });
 
-  it('stops frames before the oversize one and refuses all input after the error', () => {
-    const decoder = new FrameDecoder(4);
-    const sink: Sink = { frames: [] };
+  it('hands out the frames before the oversize one, and drops what it held', () => {
+    const r = new FrameReader(4);
     const bytes = concat([frame(Uint8Array.of(1)), frame(new Uint8Array(5)), frame(Uint8Array.of(2))]);
-    expect(() => decoder.push(bytes, collect, sink)).toThrow(ProtocolError);
-    expect(sink.frames).toEqual([Uint8Array.of(1)]);
-    expect(decoder.failed).toBe(true);
-    expect(() => decoder.push(frame(Uint8Array.of(3)), collect, sink)).toThrow(
+    expect(() => r.push(bytes)).toThrow(ProtocolError);
+    expect(r.frames).toEqual([Uint8Array.of(1)]);
+    expect(r.reader.held).toBe(0);
+  });
+
+  it('refuses more than maxPacket bytes without a whole packet (a line that never ends)', () => {
+    const r = new Reassembler(16);
+    const line = (b: Uint8Array) => {
+      const i = b.indexOf(0x0a);
+      return i < 0 ? 0 : i + 1;
+    };
+    const none = () => true;
+    r.push(new TextEncoder().encode('0123456789'), line, none, null);
+    expect(r.held).toBe(10);
+    expect(() => r.push(new TextEncoder().encode('0123456789'), line, none, null)).toThrow(
       expect.objectContaining({ code: 'FRAME_TOO_LARGE' }),
     );
-    expect(() => decoder.push(new Uint8Array(0), collect, sink)).toThrow(ProtocolError);
-    expect(sink.frames).toHaveLength(1);
   });
 
-  it('fails (and stays failed) when onFrame throws', () => {
-    const decoder = new FrameDecoder();
-    const boom = new Error('handler bug');
+  it('refuses a length function that answers nonsense', () => {
+    const r = new Reassembler(16);
     expect(() =>
-      decoder.push(
-        frame(Uint8Array.of(1)),
-        () => {
-          throw boom;
-        },
+      r.push(
+        Uint8Array.of(1),
+        () => -1,
+        () => true,
         null,
       ),
-    ).toThrow(boom);
-    expect(decoder.failed).toBe(true);
-    expect(() => decoder.push(frame(Uint8Array.of(2)), () => {}, null)).toThrow(ProtocolError);
-  });
-
-  it('refuses re-entrant push from onFrame', () => {
-    const decoder = new FrameDecoder();
+    ).toThrow(ProtocolError);
     expect(() =>
-      decoder.push(
-        frame(Uint8Array.of(1)),
-        (_f, d) => d.push(frame(Uint8Array.of(2)), () => {}, null),
-        decoder,
+      r.push(
+        Uint8Array.of(1),
+        () => 1.5,
+        () => true,
+        null,
       ),
-    ).toThrow(/inside onFrame/);
+    ).toThrow(ProtocolError);
   });
 
-  it('validates maxFrame', () => {
-    expect(() => new FrameDecoder(-1)).toThrow(RangeError);
-    expect(() => new FrameDecoder(1.5)).toThrow(RangeError);
-    expect(() => new FrameDecoder(MAX_FRAME_LENGTH + 1)).toThrow(RangeError);
-    expect(new FrameDecoder(MAX_FRAME_LENGTH).maxFrame).toBe(MAX_FRAME_LENGTH);
+  it('validates maxFrame', async () => {
+    const { checkMaxFrame } = await import('../src/protocol/framing.js');
+    expect(() => checkMaxFrame(-1)).toThrow(RangeError);
+    expect(() => checkMaxFrame(1.5)).toThrow(RangeError);
+    expect(() => checkMaxFrame(MAX_FRAME_LENGTH + 1)).toThrow(RangeError);
+    expect(checkMaxFrame(MAX_FRAME_LENGTH)).toBe(MAX_FRAME_LENGTH);
   });
 
   it('property: random bytes in random chunks only ever give frames or FRAME_TOO_LARGE', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 10 }), (chunks) => {
-        const decoder = new FrameDecoder(64);
-        let total = 0;
+        const r = new FrameReader(64);
         try {
-          for (const chunk of chunks) {
-            decoder.push(
-              chunk,
-              (f) => {
-                total += 4 + f.length;
-              },
-              null,
-            );
-          }
+          for (const chunk of chunks) r.push(chunk);
         } catch (err) {
           expect(err).toBeInstanceOf(ProtocolError);
           expect((err as ProtocolError).code).toBe('FRAME_TOO_LARGE');
           return;
         }
-        expect(total + decoder.buffered).toBe(chunks.reduce((n, c) => n + c.length, 0));
+        const total = r.frames.reduce((n, f) => n + 4 + f.length, 0);
+        expect(total + r.reader.held).toBe(chunks.reduce((n, c) => n + c.length, 0));
       }),
       { numRuns: 2_000 },
     );

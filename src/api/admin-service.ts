@@ -2,12 +2,12 @@ import { hostname } from 'node:os';
 import { type ClusterStatus, clusterOf, type DispatchEntry } from '../cluster/cluster.js';
 import { nodeUrls } from '../cluster/support.js';
 import type { Gateway } from '../gateway/gateway.js';
-import type { Logger } from '../gateway/logger.js';
-import { type ProcessStats, processStats } from '../gateway/process-stats.js';
 import type { GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
 import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
+import type { Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
+import { type ProcessStats, processStats } from '../util/process-stats.js';
 
 /**
  * The admin API, implemented once and independent of any transport: HTTP (http.ts) and gRPC

@@ -1,4 +1,4 @@
-import type { Logger } from '../gateway/logger.js';
+import type { Logger } from '../log/logger.js';
 
 export interface AlertOptions {
   /** The alert webhook (e.g. a chat bot's): each alert is one JSON POST. */

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { Logger } from '../gateway/logger.js';
+import type { Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
 import type { AdminService, KickInput, PushInput } from './admin-service.js';
 import type { ApiKeys } from './keys.js';

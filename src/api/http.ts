@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Logger } from '../gateway/logger.js';
+import type { Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
 import { type ApiKeys, isLoopbackHost } from './keys.js';
 

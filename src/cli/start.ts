@@ -12,7 +12,7 @@ import {
 } from '../cluster/cli.js';
 import { isDrainMessage } from '../cluster/workers.js';
 import { createGateway } from '../gateway/gateway.js';
-import { createLogger, type LogLevel } from '../gateway/logger.js';
+import { createLogger, type LogLevel } from '../log/logger.js';
 import { openStore } from '../store/index.js';
 import { type AuthFlags, isLoopback, resolveAuth } from './auth.js';
 import { chatOptions, installChat } from './chat.js';

@@ -2,11 +2,11 @@ import type { Codec } from '../protocol/codec.js';
 import { type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
 import { type Envelope, MAX_ID } from '../protocol/envelope.js';
 import { PylonError, TimeoutError } from '../protocol/errors.js';
-import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
+import { DEFAULT_CLIENT_MAX_FRAME } from '../protocol/framing.js';
 import { jsonCodec } from '../protocol/json-codec.js';
 import { lookupCodec } from '../protocol/registry.js';
-import { type Clock, systemClock } from '../timer/clock.js';
-import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
+import { wheelFor } from '../timer/shared.js';
+import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
 import {
@@ -33,13 +33,6 @@ interface Pending {
   client: PylonClient;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-}
-
-let sharedWheel: TimingWheel | undefined;
-function wheelFor(clock: Clock | undefined): TimingWheel {
-  if (clock) return new TimingWheel({ clock });
-  sharedWheel ??= new TimingWheel({ clock: systemClock });
-  return sharedWheel;
 }
 
 /**
@@ -279,7 +272,7 @@ export class PylonClient {
           codec: this.codec.name,
           token: this.options.token,
           headers: this.options.headers,
-          maxFrame: this.options.maxFrame ?? DEFAULT_MAX_FRAME,
+          maxFrame: this.options.maxFrame ?? DEFAULT_CLIENT_MAX_FRAME,
           tls: this.options.tls,
         },
         events,

@@ -2,18 +2,23 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { WebSocket } from 'ws';
-import { FrameDecoder, frame } from '../protocol/framing.js';
+import { FRAME_HEADER_SIZE, frame, frameLength } from '../protocol/framing.js';
+import { Reassembler } from '../protocol/reassembly.js';
 import type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.js';
 
 /** Pylon framing over TCP or TLS. Exported so that links with other write policies (rpc's batching) extend it. */
 export class TcpClientLink implements ClientLink {
-  private readonly decoder: FrameDecoder;
+  private readonly reader: Reassembler;
+  private readonly maxFrame: number;
+  private readonly ctx: ReadContext;
   protected readonly socket: Socket;
   private reason = 'connection lost';
   private closeCode = 1006;
 
   constructor(url: URL, options: DialOptions, events: ClientLinkEvents) {
-    this.decoder = new FrameDecoder(options.maxFrame);
+    this.maxFrame = options.maxFrame;
+    this.reader = new Reassembler(FRAME_HEADER_SIZE + options.maxFrame);
+    this.ctx = { link: this, events };
     const port = Number(url.port);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const secure = url.protocol === 'tls:';
@@ -28,7 +33,7 @@ export class TcpClientLink implements ClientLink {
     this.socket.on(secure ? 'secureConnect' : 'connect', () => events.open());
     this.socket.on('data', (chunk: Buffer) => {
       try {
-        this.decoder.push(chunk, events.frame, undefined);
+        this.reader.push(chunk, lengthOf, deliver, this.ctx);
       } catch (err) {
         this.reason = (err as Error).message;
         this.socket.destroy();
@@ -44,6 +49,11 @@ export class TcpClientLink implements ClientLink {
     return this.socket.writableLength;
   }
 
+  /** @internal Largest frame body accepted. */
+  get frameLimit(): number {
+    return this.maxFrame;
+  }
+
   send(payload: Uint8Array): void {
     if (this.socket.writable) this.socket.write(frame(payload));
   }
@@ -57,6 +67,19 @@ export class TcpClientLink implements ClientLink {
     if (code !== 1000) this.socket.destroy();
     else setTimeout(() => this.socket.destroy(), 1000).unref();
   }
+}
+
+interface ReadContext {
+  link: TcpClientLink;
+  events: ClientLinkEvents;
+}
+
+function lengthOf(buffer: Uint8Array, ctx: ReadContext): number {
+  return frameLength(buffer, ctx.link.frameLimit);
+}
+
+function deliver(packet: Uint8Array, ctx: ReadContext): void {
+  ctx.events.frame(packet.subarray(FRAME_HEADER_SIZE));
 }
 
 const BINARY = { binary: true } as const;

@@ -30,7 +30,7 @@ export interface ClientOptions {
   offline?: 'queue' | 'fail';
   /** Most requests/messages waiting for the link. Default 1000. */
   maxQueue?: number;
-  /** Largest frame accepted (bytes). Default 1 MiB. */
+  /** Largest frame accepted from the server (bytes). Default 16 MiB. */
   maxFrame?: number;
   /** TLS options for tls:// and wss:// URLs (Node only), e.g. `{ ca }` for a private CA. */
   tls?: { ca?: string | Uint8Array; rejectUnauthorized?: boolean };

@@ -1,10 +1,10 @@
-import type { Gateway } from '../gateway/gateway.js';
-import type { ClusterLink, HandedSession, PushOptions } from '../gateway/types.js';
+import type { ClusterLink, ClusterNode } from '../gateway/cluster-link.js';
+import type { HandedSession, PushOptions } from '../gateway/types.js';
 import type { Target } from '../hub/member.js';
 import { PylonError } from '../protocol/errors.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { Broker } from './broker.js';
-import { type ClusterNodeOptions, type DispatchEntry, localUsers, Membership } from './membership.js';
+import { type ClusterNodeOptions, type DispatchEntry, Membership } from './membership.js';
 import { type ClusterMessage, channels } from './messages.js';
 import type { ClusterStats, Registry } from './registry.js';
 import { checkStoreReach, forEachChunked } from './support.js';
@@ -54,11 +54,9 @@ export interface ClusterStatus {
   resyncs: number;
 }
 
-const attached = new WeakMap<Gateway, Cluster>();
-
-/** The cluster a gateway is attached to, if any (for the admin API). */
-export function clusterOf(gateway: Gateway): Cluster | undefined {
-  return attached.get(gateway);
+/** The cluster a gateway joined, if it is one of these (for the admin API). */
+export function clusterOf(gateway: { readonly cluster?: ClusterLink | undefined }): Cluster | undefined {
+  return gateway.cluster instanceof Cluster ? gateway.cluster : undefined;
 }
 
 /**
@@ -75,7 +73,7 @@ export function clusterOf(gateway: Gateway): Cluster | undefined {
 export class Cluster implements ClusterLink {
   /** Resolves once subscribed and registered (or after logging why not; it retries by itself). */
   ready: Promise<void> = Promise.resolve();
-  private gateway: Gateway | undefined;
+  private gateway: ClusterNode | undefined;
   private id = '';
   private readonly ch: ReturnType<typeof channels>;
   private membership: Membership | undefined;
@@ -109,13 +107,11 @@ export class Cluster implements ClusterLink {
     return this.id;
   }
 
-  attach(gateway: Gateway): void {
+  attach(gateway: ClusterNode): void {
     if (this.gateway) throw new Error('cluster: already attached to a gateway');
-    if (this.options.sharedStore !== true)
-      checkStoreReach(gateway.delivery.store, this.broker.reach, gateway.logger);
+    if (this.options.sharedStore !== true) checkStoreReach(gateway.store, this.broker.reach, gateway.logger);
     this.gateway = gateway;
     this.id = gateway.nodeId;
-    attached.set(gateway, this);
     const o = this.options;
     const membership = new Membership(gateway, this.registry, {
       ttl: o.ttl ?? 15_000,
@@ -256,12 +252,13 @@ export class Cluster implements ClusterLink {
       switch (m.t) {
         case 'push':
           g.pushLocal(m.target, m.type, m.data, m.options).then(
-            (r) => r.done.catch((err: unknown) => this.log('fan-out of a cluster push failed', err)),
+            (r: { done: Promise<unknown> }) =>
+              r.done.catch((err: unknown) => this.log('fan-out of a cluster push failed', err)),
             (err: unknown) => this.log('a push from another node failed here', err),
           );
           return;
         case 'qos1':
-          for (const u of m.users) g.delivery.notify(u);
+          for (const u of m.users) g.notify(u);
           return;
         case 'kick':
           g.kickLocal(m.target, m.reason);
@@ -335,7 +332,7 @@ export class Cluster implements ClusterLink {
     if (g === undefined || this.stopped) return;
     this.counters.resyncs++;
     this.flushUnsent();
-    forEachChunked([...localUsers(g)], 500, (u) => g.delivery.notify(u));
+    forEachChunked([...g.localUsers()], 500, (u) => g.notify(u));
   }
 
   /** Publishes the qos-1 nudges that failed, to every node (they may have moved meanwhile). */

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
-import type { Connection } from '../gateway/connection.js';
-import type { Gateway } from '../gateway/gateway.js';
-import { processStats } from '../gateway/process-stats.js';
+import type { ClusterNode } from '../gateway/cluster-link.js';
 import type { WheelTimer } from '../timer/wheel.js';
+import { processStats } from '../util/process-stats.js';
 import type { LiveNode, NodeInfo, NodeLoad, OnlineChange, Registry } from './registry.js';
 import { labelSnapshot, nodeUrls } from './support.js';
 
@@ -61,10 +60,10 @@ export class Membership {
   private beatAgain = false;
   private stopped = false;
   private infoSent = '';
-  private readonly onEvent = (conn: Connection) => this.touch(conn);
+  private unwatch: (() => void) | undefined;
 
   constructor(
-    private readonly gateway: Gateway,
+    private readonly gateway: ClusterNode,
     private readonly registry: Registry,
     private readonly o: MembershipOptions,
   ) {
@@ -78,8 +77,7 @@ export class Membership {
   /** Listens to the gateway and starts the heartbeat; `join` registers. */
   start(): void {
     const g = this.gateway;
-    g.on('connect', this.onEvent);
-    g.on('disconnect', this.onEvent);
+    this.unwatch = g.watchUsers((user) => this.touch(user));
     this.timer = g.every(Math.max(100, Math.floor(this.o.ttl / 3)), () => void this.beat());
     // The gateway announces no 'listening': watch for its addresses, to register the URLs the
     // dispatcher hands out as soon as they exist.
@@ -97,8 +95,8 @@ export class Membership {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
-    this.gateway.off('connect', this.onEvent);
-    this.gateway.off('disconnect', this.onEvent);
+    this.unwatch?.();
+    this.unwatch = undefined;
     await this.flushing;
     try {
       await this.registry.leave(this.id);
@@ -176,9 +174,9 @@ export class Membership {
     return out;
   }
 
-  private touch(conn: Connection): void {
-    if (conn.user === undefined || this.stopped) return;
-    this.dirty.add(conn.user);
+  private touch(user: string): void {
+    if (this.stopped) return;
+    this.dirty.add(user);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -198,7 +196,7 @@ export class Membership {
         () => {
           // A qos-1 push stored elsewhere while this registration was in flight found no node
           // for the user: read the store once more now that the registry knows.
-          for (const c of changes) if (c.online) g.delivery.notify(c.user);
+          for (const c of changes) if (c.online) g.notify(c.user);
         },
         (err: unknown) => {
           this.o.counters.registryFailures++;
@@ -223,7 +221,7 @@ export class Membership {
     g.logger.info({ node: this.id, why }, 'cluster: resynchronising the registry');
     await this.join();
     const had = new Set(await this.registry.usersOn(this.id));
-    const now = localUsers(g);
+    const now = g.localUsers();
     const changes: OnlineChange[] = [];
     for (const u of now) if (!had.has(u)) changes.push({ user: u, online: true });
     for (const u of had) if (!now.has(u)) changes.push({ user: u, online: false });
@@ -248,11 +246,4 @@ export class Membership {
       labels: labelSnapshot(g.labelCounts(), this.o.maxLabelsInStats ?? 1000),
     };
   }
-}
-
-/** The users with an open connection on this gateway. */
-export function localUsers(g: Gateway): Set<string> {
-  const users = new Set<string>();
-  for (const c of g.connections.values()) if (c.state === 'open' && c.user !== undefined) users.add(c.user);
-  return users;
 }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import type { Logger } from '../gateway/logger.js';
 import type { GatewayAddresses } from '../gateway/types.js';
+import type { Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { RedisStore } from '../store/redis-store.js';

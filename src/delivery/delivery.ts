@@ -1,8 +1,8 @@
+import { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/store.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
-import { OutFrame } from '../transport/out-frame.js';
 import { StoreHealth } from './store-health.js';
 
 /** A connection as qos-1 delivery sees it (the gateway's Connection implements it). */

@@ -1,28 +1,37 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Link, LinkInfo, TransportName } from '../net/link.js';
+import { DISCONNECT, type DisconnectName } from '../protocol/disconnect.js';
 import type { WheelTimer } from '../timer/wheel.js';
-import { type Protocol, toBytes } from './protocol.js';
+import { toBytes } from './bytes.js';
 
 /**
- * Why a framework connection closed: the `info` of `onClose`. The codes follow the gateway's
- * table (PROTOCOL.md section 7) where the meaning is the same; on ws:// the code is the
+ * Why a framework connection closed: the `info` of `onClose`, from the one disconnect table of
+ * src/protocol (PROTOCOL.md section 7), shared with the gateway. On ws:// the code is the
  * WebSocket close code sent to the client.
  */
 export const CLOSE = {
   /** The peer closed its side (TCP FIN, WebSocket close, UDP: never). */
-  normal: 1000,
+  normal: DISCONNECT.normal.code,
   /** `connection.close(reason)` or `destroy()` by the application. */
-  closed: 1000,
+  closed: DISCONNECT.closed.code,
   /** The socket failed (reset, error) without a close. Never sent. */
-  connection_lost: 1006,
+  connection_lost: DISCONNECT.connection_lost.code,
   /** `server.close()`. */
-  shutdown: 4000,
-  /** Nothing received for `idleTimeout` (UDP: the peer is forgotten). */
-  idle_timeout: 4002,
+  shutdown: DISCONNECT.shutdown.code,
+  /** Nothing received for `idleTimeout` (UDP: the peer is forgotten). 4002, as the gateway's keepalive. */
+  keepalive_timeout: DISCONNECT.keepalive_timeout.code,
   /** More than `maxConnections`. */
-  overloaded: 4007,
+  overloaded: DISCONNECT.overloaded.code,
+  /** The process-wide budget of unfinished frames is used up; this connection held the most. */
+  buffers_full: DISCONNECT.buffers_full.code,
+  /** A packet that had begun was not finished within `frameTimeout`. */
+  frame_timeout: DISCONNECT.frame_timeout.code,
+  /** The outgoing buffer went over its hard cap, or the process-wide outbound budget. */
+  slow_consumer: DISCONNECT.slow_consumer.code,
   /** `protocol.input` or `decode` threw (bytes that are not the protocol). */
-  protocol_error: 4500,
+  protocol_error: DISCONNECT.protocol_error.code,
   /** A packet over the protocol's maximum (ProtocolError code FRAME_TOO_LARGE). */
-  frame_too_large: 4501,
+  frame_too_large: DISCONNECT.frame_too_large.code,
 } as const;
 
 export type CloseName = keyof typeof CLOSE;
@@ -33,27 +42,27 @@ export interface CloseInfo {
   reason: string;
 }
 
-export type TransportKind = 'tcp' | 'ws' | 'udp';
+export type TransportKind = TransportName;
 
 /** What a connection asks of its server (the server's own object, passed in: no import cycle). */
 export interface ConnectionHost<In, Out> {
-  readonly protocol: Protocol<In, Out> | undefined;
+  /** How `send` encodes (the server's protocol; undefined: raw mode). */
+  readonly protocol:
+    | { encode(message: Out, connection: Connection<In, Out>): Uint8Array; readonly text?: boolean }
+    | undefined;
   readonly highWaterMark: number;
   /** Reports a failure to `onError` (code ENCODE, HANDLER, …). */
   report(conn: Connection<In, Out>, code: string, err: unknown): void;
   bufferFull(conn: Connection<In, Out>): void;
-  /** A soft close began: arm the close deadline. */
-  closing(conn: Connection<In, Out>): void;
-  /** `resumeRecv` was called: read what is buffered. */
-  resumed(conn: Connection<In, Out>): void;
 }
 
 /**
- * One client of a framework server, on any transport. `In` is what the protocol decodes
- * (onMessage's message), `Out` what `send` takes. Application state goes in `data`.
+ * One client of a framework server, on any transport: a Link of the one socket layer (src/net)
+ * with the framework's callbacks. `In` is what the protocol decodes (onMessage's message), `Out`
+ * what `send` takes. Application state goes in `data`.
  */
-export abstract class Connection<In = unknown, Out = In> {
-  abstract readonly transport: TransportKind;
+export class Connection<In = unknown, Out = In> {
+  readonly transport: TransportKind;
   /** 'open' until close/destroy or the peer leaves; 'closing' while a soft close finishes writing. */
   state: 'open' | 'closing' | 'closed' = 'open';
   /**
@@ -61,6 +70,13 @@ export abstract class Connection<In = unknown, Out = In> {
    * (X-Forwarded-For / X-Real-IP; for http:// updated with each request).
    */
   remoteAddress: string;
+  /** The socket's peer address (the proxy's, behind one). */
+  readonly peerAddress: string;
+  readonly remotePort: number;
+  /** ws://: the upgrade request's headers (empty otherwise). */
+  readonly headers: IncomingHttpHeaders;
+  /** ws://: the upgrade request's URL, path and query ('' otherwise). */
+  readonly url: string;
   /** Per-connection state of the protocol (the http protocol keeps its parser state here). */
   protocolState: unknown = undefined;
   /** Set once closed: why. */
@@ -80,13 +96,18 @@ export abstract class Connection<In = unknown, Out = In> {
   constructor(
     /** Unique per server, from 1. */
     readonly id: number,
-    /** The socket's peer address (the proxy's, behind one). */
-    readonly peerAddress: string,
-    readonly remotePort: number,
+    /** @internal */
+    readonly link: Link,
+    info: LinkInfo,
     /** @internal */
     readonly host: ConnectionHost<In, Out>,
   ) {
-    this.remoteAddress = peerAddress;
+    this.transport = link.transport;
+    this.remoteAddress = link.remoteAddress;
+    this.peerAddress = link.peerAddress;
+    this.remotePort = link.remotePort;
+    this.headers = info.headers;
+    this.url = info.url;
   }
 
   /** The application's per-connection state. */
@@ -100,7 +121,9 @@ export abstract class Connection<In = unknown, Out = In> {
   }
 
   /** Bytes written and not yet handed to the kernel (0 on UDP). */
-  abstract get buffered(): number;
+  get buffered(): number {
+    return this.link.buffered;
+  }
 
   /**
    * Encode `message` with the protocol (raw mode: a string or bytes as they are) and write it.
@@ -118,15 +141,18 @@ export abstract class Connection<In = unknown, Out = In> {
       this.host.report(this, 'ENCODE', err);
       return false;
     }
-    this.write(bytes, protocol === undefined ? typeof message === 'string' : protocol.text === true);
+    const ok = this.link.send(
+      bytes,
+      protocol === undefined ? typeof message === 'string' : protocol.text === true,
+    );
     if (this.endAfterSend !== undefined) {
       const reason = this.endAfterSend;
       this.endAfterSend = undefined;
       this.close(reason);
       return true;
     }
-    if (this.buffered < this.host.highWaterMark) return true;
-    if (!this.overWater) {
+    if (ok) return true;
+    if (!this.overWater && this.state === 'open') {
       this.overWater = true;
       this.host.bufferFull(this);
     }
@@ -152,8 +178,7 @@ export abstract class Connection<In = unknown, Out = In> {
     if (this.state !== 'open') return;
     this.state = 'closing';
     this.closeInfo = info;
-    this.endWire(info.code, info.reason);
-    this.host.closing(this);
+    this.link.close(info.code, info.reason);
   }
 
   /** Close now, dropping what is queued. onClose follows once. */
@@ -161,36 +186,37 @@ export abstract class Connection<In = unknown, Out = In> {
     if (this.state === 'closed') return;
     if (this.state === 'open') this.closeInfo = { code: CLOSE.closed, name: 'closed', reason };
     this.state = 'closing';
-    this.destroyWire();
+    this.link.destroy();
   }
 
   /** Stop reading (inbound backpressure): packets already buffered wait too. UDP: drops the peer's datagrams. */
   pauseRecv(): void {
     if (this.recvPaused) return;
     this.recvPaused = true;
-    this.pauseWire();
+    this.link.pause();
   }
 
   /** Read again; packets buffered meanwhile are delivered first. */
   resumeRecv(): void {
     if (!this.recvPaused) return;
     this.recvPaused = false;
-    if (this.state !== 'open') return;
-    this.resumeWire();
-    this.host.resumed(this);
+    if (this.state === 'open') this.link.resume();
   }
 
-  /** @internal Write framed bytes (ws: as one message, text or binary). */
-  abstract write(bytes: Uint8Array, text: boolean): void;
-  /** @internal Flush, then end the transport. */
-  protected abstract endWire(code: number, reason: string): void;
-  /** @internal End the transport now. */
-  protected abstract destroyWire(): void;
-  protected abstract pauseWire(): void;
-  protected abstract resumeWire(): void;
+  /** @internal Write bytes a protocol framed (ws: as one message, text or binary). */
+  write(bytes: Uint8Array, text: boolean): void {
+    if (this.state === 'open') this.link.send(bytes, text);
+  }
 }
 
-function nameOf(code: number): CloseName {
-  for (const name of Object.keys(CLOSE) as CloseName[]) if (CLOSE[name] === code) return name;
+/** The name of a close code in the framework's table ('closed' for codes it does not name). */
+export function nameOf(code: number): CloseName {
+  for (const name of Object.keys(CLOSE) as CloseName[])
+    if (CLOSE[name] === code && name !== 'normal') return name;
   return 'closed';
+}
+
+/** The framework's close info for a name of the disconnect table. */
+export function closeInfo(name: DisconnectName & CloseName, reason: string): CloseInfo {
+  return { code: CLOSE[name], name, reason };
 }

@@ -1,7 +1,7 @@
-import { createLogger, type Logger } from '../gateway/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
-import { TimingWheel, type WheelTimer } from '../timer/wheel.js';
-import { fireTimer, GroupTimer, type TimerEntry } from './group-timer.js';
+import { wheelFor } from '../timer/shared.js';
+import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import { sharedPool, type Work, type WorkerPool } from './worker-pool.js';
 
 /**
@@ -66,7 +66,6 @@ export function leaveGroup(member: object): void {
 }
 
 let groups = 0;
-let defaultWheel: TimingWheel | undefined;
 let defaultLogger: Logger | undefined;
 
 export class Group<Member extends object = object> {
@@ -397,6 +396,39 @@ function sharedLogger(): Logger {
 }
 
 function sharedWheel(): TimingWheel {
-  defaultWheel ??= new TimingWheel();
-  return defaultWheel;
+  return wheelFor();
+}
+
+/** A Group's `after` or `tick`: the wheel fires it, the group runs `fn` as a turn of its mailbox. */
+interface TimerEntry {
+  group: Group<object>;
+  fn: (group: Group<object>) => unknown;
+  /** Its turn waits in the mailbox (a tick due meanwhile is skipped). */
+  queued: boolean;
+  /** `after` (true) or `tick`. */
+  once: boolean;
+  timer: WheelTimer | undefined;
+}
+
+/** Called by the timing wheel: queue the timer's turn in its group. */
+function fireTimer(entry: TimerEntry): void {
+  entry.group.pushTimer(entry);
+}
+
+/** A wheel timer that the group forgets when it is cancelled. */
+class GroupTimer implements WheelTimer {
+  constructor(
+    private readonly inner: WheelTimer,
+    private readonly group: Group<object>,
+  ) {}
+  get active(): boolean {
+    return this.inner.active;
+  }
+  cancel(): void {
+    this.inner.cancel();
+    this.group.forget(this);
+  }
+  reschedule(delayMs: number): void {
+    this.inner.reschedule(delayMs);
+  }
 }

@@ -1,7 +1,7 @@
+import { clientAddress } from '../net/proxy.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
 import { bufferOf, type Protocol } from './protocol.js';
-import { clientAddress } from './proxy.js';
 
 /**
  * A small HTTP/1.1 server protocol (workerman's Http, goes' http): request line, headers and a

@@ -7,6 +7,7 @@
 import { httpProtocol } from './http.js';
 import { frameProtocol, lengthProtocol, lineProtocol } from './protocol.js';
 
+export { clientAddress } from '../net/proxy.js';
 export { CLOSE, type CloseInfo, type CloseName, Connection, type TransportKind } from './connection.js';
 export { intoGroup, leaveGroupsOnDisconnect } from './gateway.js';
 export { Group, type GroupOptions, groupOf, leaveGroup } from './group.js';
@@ -30,7 +31,6 @@ export {
   type Protocol,
   ProtocolError,
 } from './protocol.js';
-export { clientAddress } from './proxy.js';
 export { createServer, type Scheme, Server, type ServerAddress, type ServerOptions } from './server.js';
 export { sharedPool, type Work, WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
 

@@ -1,11 +1,16 @@
 import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { ProtocolError } from '../protocol/errors.js';
-import { DEFAULT_MAX_FRAME, frame } from '../protocol/framing.js';
+import { FRAME_HEADER_SIZE, frame, frameLength } from '../protocol/framing.js';
 import { jsonCodec } from '../protocol/json-codec.js';
+import { bufferOf } from './bytes.js';
 import type { Connection } from './connection.js';
 
+export { bufferOf, toBytes } from './bytes.js';
 export { ProtocolError };
+
+/** Default largest packet of the frame and length protocols: 1 MiB. */
+export const FRAMEWORK_MAX_PACKET = 1024 * 1024;
 
 /**
  * How bytes become messages on a connection (the workerman/goes model). The server keeps the
@@ -40,7 +45,7 @@ export type InOf<P> = P extends Protocol<infer In, unknown> ? In : never;
 // ---- frame: Pylon's own TCP framing with JSON envelopes ----
 
 export interface FrameProtocolOptions {
-  /** Largest body accepted, in bytes. Default 1 MiB (as the gateway). */
+  /** Largest body accepted, in bytes. Default 1 MiB (the gateway's default is 64 KiB). */
   maxFrame?: number;
   /** Codec of the bodies. Default JSON (src/protocol's jsonCodec, which also reads hotpot's `{type,data}`). */
   codec?: Codec;
@@ -52,23 +57,15 @@ export interface FrameProtocolOptions {
  * takes an Envelope (or hotpot's `{type, data}`) and frames it. No handshake: raw mode.
  */
 export function frameProtocol(options: FrameProtocolOptions = {}): Protocol<Envelope, Envelope> {
-  const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+  const maxFrame = options.maxFrame ?? FRAMEWORK_MAX_PACKET;
   const codec = options.codec ?? jsonCodec;
   return {
     name: 'frame',
     input(buffer) {
-      if (buffer.length < 4) return 0;
-      const n = ((buffer[0]! << 24) | (buffer[1]! << 16) | (buffer[2]! << 8) | buffer[3]!) >>> 0;
-      if (n > maxFrame) {
-        throw new ProtocolError(
-          `frame of ${n} bytes is larger than the maximum of ${maxFrame}`,
-          'FRAME_TOO_LARGE',
-        );
-      }
-      return 4 + n;
+      return frameLength(buffer, maxFrame);
     },
     decode(packet) {
-      return codec.decode(packet.subarray(4));
+      return codec.decode(packet.subarray(FRAME_HEADER_SIZE));
     },
     encode(message) {
       return frame(codec.encode(message));
@@ -153,7 +150,7 @@ export function lengthProtocol(
     throw new RangeError(`byteOrder must be 'be' or 'le'`);
   }
   const largest = 2 ** (8 * header) - 1 - (includes ? header : 0);
-  const max = Math.min(options.max ?? DEFAULT_MAX_FRAME, largest);
+  const max = Math.min(options.max ?? FRAMEWORK_MAX_PACKET, largest);
   return {
     name: 'length',
     input(buffer) {
@@ -200,19 +197,4 @@ function writeLength(out: Buffer, header: 1 | 2 | 4, le: boolean, n: number): vo
   if (header === 1) out[0] = n;
   else if (header === 2) le ? out.writeUInt16LE(n, 0) : out.writeUInt16BE(n, 0);
   else le ? out.writeUInt32LE(n, 0) : out.writeUInt32BE(n, 0);
-}
-
-/** A Buffer over the same memory (no copy). */
-export function bufferOf(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** Raw mode's bytes: a string as UTF-8, bytes as they are. */
-export function toBytes(message: unknown): Uint8Array {
-  if (typeof message === 'string') return Buffer.from(message);
-  if (message instanceof Uint8Array) return message;
-  if (ArrayBuffer.isView(message))
-    return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
-  if (message instanceof ArrayBuffer) return new Uint8Array(message);
-  throw new TypeError('without a protocol, send takes a string or bytes');
 }

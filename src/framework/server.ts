@@ -1,11 +1,28 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLogger, type Logger } from '../gateway/logger.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { AdmissionControl } from '../net/admission.js';
+import { setBudgetLimits } from '../net/budget.js';
+import {
+  type Admission,
+  type AdmitInfo,
+  disconnectOf,
+  type Link,
+  type LinkInfo,
+  type LinkSink,
+} from '../net/link.js';
+import { trustSet } from '../net/proxy.js';
+import type { SocketLink } from '../net/socket-link.js';
+import { StreamListener } from '../net/stream.js';
+import type { TlsFiles } from '../net/tls.js';
+import { UdpListener } from '../net/udp.js';
+import { WsListener } from '../net/ws.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { ProtocolError, PylonError } from '../protocol/errors.js';
 import { type Clock, systemClock } from '../timer/clock.js';
-import { TimingWheel } from '../timer/wheel.js';
-import { CLOSE, type CloseInfo, type Connection } from './connection.js';
+import { isShared, wheelFor } from '../timer/shared.js';
+import type { TimingWheel } from '../timer/wheel.js';
+import { CLOSE, type CloseInfo, Connection, type ConnectionHost, closeInfo } from './connection.js';
 import { groupOf, leaveGroup } from './group.js';
 import { type HttpProtocolOptions, type HttpReply, type HttpRequest, httpProtocol } from './http.js';
 import {
@@ -17,11 +34,6 @@ import {
   lineProtocol,
   type Protocol,
 } from './protocol.js';
-import { trustSet } from './proxy.js';
-import { listenStream, readBuffered, StreamConnection } from './stream.js';
-import type { Listener, ServerCore } from './transport.js';
-import { listenUdp } from './udp.js';
-import { listenWs } from './ws.js';
 
 export type Scheme = 'tcp' | 'line' | 'length' | 'http' | 'udp' | 'ws';
 
@@ -45,7 +57,21 @@ export interface ServerOptions<In, Out> {
     httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
     /** Time allowed for the upgrade request, ms. Default 10 s. */
     handshakeTimeout?: number;
+    /** Subprotocols the server speaks, in order of preference (the first one the client offers is chosen). */
+    protocols?: string[];
+    /** Allowed `Origin` headers (exact); others get 403 before the upgrade. Default: any. */
+    origins?: string[];
+    /** Called before the upgrade: true to accept, false for 403, or a status and reason. */
+    verify?: (request: {
+      remoteAddress: string;
+      headers: IncomingHttpHeaders;
+    }) =>
+      | boolean
+      | { status: number; reason: string }
+      | Promise<boolean | { status: number; reason: string }>;
   };
+  /** Certificate and key files: the stream and ws:// listeners speak TLS (ws:// becomes wss://). */
+  tls?: TlsFiles;
   onConnect?(connection: Connection<In, Out>): void;
   /** A decoded packet (raw mode: no envelope, no handshake). May be async; a rejection goes to onError. */
   onMessage?(connection: Connection<In, Out>, message: In): unknown;
@@ -53,7 +79,8 @@ export interface ServerOptions<In, Out> {
   onClose?(connection: Connection<In, Out>, info: CloseInfo): void;
   /**
    * What went wrong, by `err.code`: PROTOCOL / FRAME_TOO_LARGE (bad bytes; the connection is
-   * closing), HANDLER (a callback threw), ENCODE (send could not encode), SOCKET (reset, EPIPE…).
+   * closing), BUFFERS_FULL / FRAME_TIMEOUT / SLOW_CONSUMER (a limit of the socket layer),
+   * HANDLER (a callback threw), ENCODE (send could not encode), SOCKET (reset, EPIPE…).
    * Without it, errors are logged.
    */
   onError?(connection: Connection<In, Out>, err: PylonError): void;
@@ -63,8 +90,12 @@ export interface ServerOptions<In, Out> {
   onBufferDrain?(connection: Connection<In, Out>): void;
   /** Connections at once; more are refused (TCP closed, http 503, ws 503, UDP dropped). Default 100,000. */
   maxConnections?: number;
+  /** Connections one remote address may hold; more are refused (ws 429, TCP closed, UDP dropped). Default 10,000. */
+  maxConnectionsPerIp?: number;
   /** Outgoing bytes per connection above which send returns false and onBufferFull fires. Default 1 MiB. */
   highWaterMark?: number;
+  /** Hard cap on one connection's outgoing bytes: a send while over it closes the connection (slow_consumer). Default 16 × highWaterMark. */
+  maxBuffered?: number;
   /** Close a connection that sent nothing for this long (ms; UDP: forget the peer). 0: never. Default 0; http and udp 60 s. */
   idleTimeout?: number;
   /** Time a soft close has to finish before the socket is destroyed, ms. Default 5 s. */
@@ -73,9 +104,13 @@ export interface ServerOptions<In, Out> {
   trustedProxies?: string[];
   /** Largest packet buffered for a protocol, bytes. Default 16 MiB. */
   maxPacket?: number;
+  /** Process-wide bytes of unfinished packets (shared with every server and gateway of the process). Default 64 MiB. */
+  maxPartialBytes?: number;
+  /** A packet that has begun must be whole within this long, ms. Default 15 s. */
+  frameTimeout?: number;
   /** Logger (pino's surface). Default: JSON lines on stderr, level info. */
   logger?: Logger;
-  /** Timing wheel for idle and close deadlines. Default: the server's own. */
+  /** Timing wheel for idle deadlines. Default: the process's. */
   clock?: Clock;
   tickMs?: number;
 }
@@ -88,27 +123,32 @@ export interface ServerAddress extends AddressInfo {
   url: string;
 }
 
-/** A framework server: one listener speaking one protocol, raw messages in and out. */
-export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
+type Listener = StreamListener | WsListener | UdpListener;
+
+/**
+ * A framework server: one listener of the socket layer (src/net) speaking one protocol, raw
+ * messages in and out; a LinkSink, like the envelope gateway. Every listener feature is here:
+ * TLS, admission (limits per process and per address, origins, verify), trusted proxies,
+ * subprotocols, the process-wide byte budgets.
+ */
+export class Server<In = unknown, Out = In> implements LinkSink, ConnectionHost<In, Out> {
   readonly scheme: Scheme;
   readonly protocol: Protocol<In, Out> | undefined;
   readonly highWaterMark: number;
   readonly maxConnections: number;
   readonly maxPacket: number;
-  readonly trusted: ReadonlySet<string>;
   readonly clock: Clock;
   readonly logger: Logger;
   /** Open connections by id. */
   readonly connections = new Map<number, Connection<In, Out>>();
   stopping = false;
-  /** Connections refused since the start (maxConnections, shutting down). */
-  refusedCount = 0;
   private readonly host: string;
   private readonly port: number;
   private readonly path: string;
   private readonly idleTimeout: number;
   private readonly closeTimeout: number;
   private readonly wheel: TimingWheel;
+  private readonly admission: AdmissionControl;
   private lastId = 0;
   private listener: Listener | undefined;
   private onEmpty: (() => void) | undefined;
@@ -123,9 +163,9 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     this.host = url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
     this.port = Number(url.port);
     this.path = url.pathname;
-    this.trusted = trustSet(options.trustedProxies);
+    const trusted = trustSet(options.trustedProxies);
     this.protocol =
-      options.protocol ?? (defaultProtocol(scheme, options, this.trusted) as Protocol<In, Out> | undefined);
+      options.protocol ?? (defaultProtocol(scheme, options, trusted) as Protocol<In, Out> | undefined);
     this.highWaterMark = options.highWaterMark ?? 1024 * 1024;
     this.maxConnections = options.maxConnections ?? 100_000;
     this.maxPacket = options.maxPacket ?? 16 * 1024 * 1024;
@@ -133,10 +173,12 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     this.closeTimeout = options.closeTimeout ?? 5000;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? createLogger('info');
-    this.wheel = new TimingWheel({
-      clock: this.clock,
-      tickMs: options.tickMs ?? 10,
-      onError: (err) => this.logger.error({ err }, 'timer callback failed'),
+    this.wheel = wheelFor(options.clock, options.tickMs);
+    this.admission = new AdmissionControl({
+      maxConnections: this.maxConnections,
+      maxConnectionsPerIp: options.maxConnectionsPerIp ?? 10_000,
+      ...(options.ws?.origins ? { origins: options.ws.origins } : {}),
+      ...(options.ws?.verify ? { verify: options.ws.verify } : {}),
     });
   }
 
@@ -144,27 +186,76 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     return this.connections.size;
   }
 
+  /** Connections refused since the start (limits, origin, verify, shutting down). */
+  get refusedCount(): number {
+    return this.admission.refused;
+  }
+
   /** Start listening. Resolves with the bound address. */
   async listen(): Promise<ServerAddress> {
     if (this.listener) throw new Error('already listening');
+    const o = this.options;
+    setBudgetLimits({ maxPartialBytes: o.maxPartialBytes, frameTimeout: o.frameTimeout });
     const at = { host: this.host, port: this.port };
-    if (this.scheme === 'udp') this.listener = await listenUdp(this, at);
-    else if (this.scheme === 'ws') {
-      const ws = this.options.ws ?? {};
-      this.listener = await listenWs(this, {
+    const protocol = this.protocol;
+    const length =
+      protocol === undefined
+        ? rawLength
+        : (buffer: Uint8Array, link: Link | SocketLink) =>
+            protocol.input(buffer, link.owner as Connection<In, Out>);
+    const common = {
+      sink: this,
+      highWaterMark: this.highWaterMark,
+      maxBuffered: o.maxBuffered ?? 16 * this.highWaterMark,
+      closeTimeout: this.closeTimeout,
+      ...(o.tls ? { tls: o.tls } : {}),
+    };
+    let address: AddressInfo;
+    if (this.scheme === 'udp') {
+      const l = new UdpListener({
+        sink: this,
+        ...at,
+        length: protocol === undefined ? undefined : length,
+        maxPacket: this.maxPacket,
+      });
+      this.listener = l;
+      address = await l.listen();
+    } else if (this.scheme === 'ws') {
+      const ws = o.ws ?? {};
+      const maxMessage = ws.maxPayload ?? 1024 * 1024;
+      const l = new WsListener({
+        ...common,
         ...at,
         path: this.path,
-        maxPayload: ws.maxPayload ?? 1024 * 1024,
+        maxMessage,
+        maxPacket: 14 + maxMessage,
+        // Raw mode hands text messages over as strings: they must be UTF-8.
+        validateUtf8: protocol === undefined,
+        protocols: ws.protocols ?? [],
         handshakeTimeout: ws.handshakeTimeout ?? 10_000,
+        trustedProxies: trustSet(o.trustedProxies),
         ...(ws.httpHandler ? { httpHandler: ws.httpHandler } : {}),
       });
+      this.listener = l;
+      address = await l.listen();
     } else {
-      const refusal = this.scheme === 'http' ? Buffer.from(HTTP_503) : undefined;
-      this.listener = await listenStream(this, { ...at, ...(refusal ? { refusal } : {}) });
+      const l = new StreamListener({
+        ...common,
+        ...at,
+        length,
+        lengthPrefix: false,
+        maxPacket: this.maxPacket,
+        ...(this.scheme === 'http' ? { refusal: httpRefusal } : {}),
+      });
+      this.listener = l;
+      address = await l.listen();
     }
-    const a = this.listener.address;
-    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return { ...a, url: `${this.scheme}://${host}:${a.port}${this.scheme === 'ws' ? this.path : ''}` };
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const secure = o.tls !== undefined && this.scheme === 'ws' ? 'wss' : this.scheme;
+    return {
+      ...address,
+      url: `${secure}://${host}:${address.port}${this.scheme === 'ws' ? this.path : ''}`,
+    };
   }
 
   /** Stop accepting, close every connection softly with `shutdown` (4000), then drop stragglers. */
@@ -176,11 +267,12 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     const listener = this.listener;
-    if (this.scheme !== 'udp') await listener?.stop();
+    if (!(listener instanceof UdpListener)) await listener?.stop();
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
-    for (const c of [...this.connections.values()]) c.closeWith(info('shutdown', 'server shutting down'));
+    for (const c of [...this.connections.values()])
+      c.closeWith(closeInfo('shutdown', 'server shutting down'));
     this.checkEmpty();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeout)))]);
@@ -188,17 +280,24 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     for (const c of [...this.connections.values()]) c.destroy();
     // Destroyed sockets report 'close' on the next tick: let onClose run before resolving.
     if (this.connections.size > 0) await new Promise<void>((r) => setImmediate(r));
-    if (this.scheme === 'udp') await listener?.stop();
-    this.wheel.close();
+    if (listener instanceof UdpListener) await listener.stop();
+    if (!isShared(this.wheel)) this.wheel.close();
   }
 
-  // ---- ServerCore ----
+  // ---- LinkSink ----
 
-  nextId(): number {
-    return ++this.lastId;
+  admit(info: AdmitInfo): Admission | Promise<Admission> {
+    return this.admission.admit(info, this.stopping);
   }
 
-  opened(c: Connection<In, Out>): void {
+  onOpen(link: Link, info: LinkInfo): void {
+    const c = new Connection<In, Out>(++this.lastId, link, info, this);
+    link.owner = c;
+    if (!this.admission.opened(link.remoteAddress)) {
+      // Over a limit since admit (concurrent upgrades): closed before the application sees it.
+      c.closeWith(closeInfo('overloaded', 'too many connections'));
+      return;
+    }
     this.connections.set(c.id, c);
     if (this.idleTimeout > 0) {
       c.lastRecv = this.clock.now();
@@ -208,11 +307,25 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     if (fn) this.call(c, fn, undefined);
   }
 
-  touch(c: Connection<In, Out>): void {
+  onPacket(link: Link, packet: Uint8Array, text: boolean): void {
+    const c = link.owner as Connection<In, Out>;
+    if (c.state !== 'open') return;
     if (this.idleTimeout > 0) c.lastRecv = this.clock.now();
-  }
-
-  deliver(c: Connection<In, Out>, message: In): void {
+    const protocol = this.protocol;
+    let message: In;
+    if (protocol === undefined) {
+      // Raw mode: the application may keep what it gets, so it gets its own copy.
+      message = (
+        text ? Buffer.from(packet.buffer, packet.byteOffset, packet.length).toString() : Buffer.from(packet)
+      ) as In;
+    } else {
+      try {
+        message = protocol.decode(packet, c);
+      } catch (err) {
+        this.protocolError(c, err);
+        return;
+      }
+    }
     const group = groupOf(c);
     if (group !== undefined) {
       group.deliver(c, message);
@@ -222,50 +335,33 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     if (fn) this.call(c, fn, message);
   }
 
-  protocolError(c: Connection<In, Out>, err: unknown): void {
-    if (c.state !== 'open') return;
-    const perr =
-      err instanceof ProtocolError
-        ? err
-        : new ProtocolError(err instanceof Error ? err.message : String(err), 'PROTOCOL', { cause: err });
-    this.report(c, perr.code, perr);
-    const reply = this.protocol?.errorReply?.(perr, c);
-    if (reply !== undefined && c.state === 'open') c.write(reply, false);
-    const name = perr.code === 'FRAME_TOO_LARGE' ? 'frame_too_large' : 'protocol_error';
-    c.closeWith(info(name, perr.message));
+  onPacketError(link: Link, err: Error): void {
+    this.protocolError(link.owner as Connection<In, Out>, err);
   }
 
-  bufferFull(c: Connection<In, Out>): void {
-    const fn = this.options.onBufferFull;
-    if (fn) this.call(c, fn, undefined);
-  }
-
-  drained(c: Connection<In, Out>): void {
+  onDrain(link: Link): void {
+    const c = link.owner as Connection<In, Out>;
+    if (!c.overWater || link.buffered >= this.highWaterMark) return;
     c.overWater = false;
     const fn = this.options.onBufferDrain;
     if (fn && c.state === 'open') this.call(c, fn, undefined);
   }
 
-  closing(c: Connection<In, Out>): void {
-    if (c.state === 'closed') return;
-    c.timer?.cancel();
-    c.timer = this.wheel.schedule(this.closeTimeout, onCloseDeadline, c as Connection<unknown, unknown>);
-  }
-
-  resumed(c: Connection<In, Out>): void {
-    if (c instanceof StreamConnection) readBuffered(c);
-  }
-
-  closedWire(c: Connection<In, Out>, err?: Error): void {
-    if (c.state === 'closed') return;
+  onClose(link: Link, code: number, reason: string): void {
+    const c = link.owner as Connection<In, Out> | undefined;
+    if (c === undefined || c.state === 'closed') return;
+    this.admission.closed(link.remoteAddress);
     const was = c.state;
     c.state = 'closed';
-    c.closeInfo ??= err
-      ? { code: CLOSE.connection_lost, name: 'connection_lost', reason: err.message }
-      : { code: CLOSE.normal, name: 'normal', reason: 'closed by the peer' };
+    if (c.closeInfo === undefined) {
+      c.closeInfo =
+        code === 1006
+          ? { code: CLOSE.connection_lost, name: 'connection_lost', reason }
+          : { code: CLOSE.normal, name: 'normal', reason: reason || `closed by the peer (${code})` };
+      if (code === 1006 && was === 'open') this.report(c, 'SOCKET', new Error(reason));
+    }
     c.timer?.cancel();
     c.timer = undefined;
-    if (err && was === 'open') this.report(c, 'SOCKET', err);
     if (this.connections.get(c.id) === c) {
       this.connections.delete(c.id);
       leaveGroup(c);
@@ -275,12 +371,11 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     this.checkEmpty();
   }
 
-  refused(): void {
-    this.refusedCount++;
-  }
+  // ---- ConnectionHost ----
 
-  warn(err: unknown, message: string): void {
-    this.logger.warn({ err }, message);
+  bufferFull(c: Connection<In, Out>): void {
+    const fn = this.options.onBufferFull;
+    if (fn) this.call(c, fn, undefined);
   }
 
   report(c: Connection<In, Out>, code: string, err: unknown): void {
@@ -303,6 +398,25 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
 
   // ---- inside ----
 
+  /** Bad bytes or a limit: report, answer (the protocol's errorReply), close with the table's code. */
+  private protocolError(c: Connection<In, Out>, err: unknown): void {
+    if (c.state !== 'open') return;
+    const perr =
+      err instanceof PylonError
+        ? err
+        : new ProtocolError(err instanceof Error ? err.message : String(err), 'PROTOCOL', { cause: err });
+    this.report(c, perr.code, perr);
+    const reply = perr instanceof ProtocolError ? this.protocol?.errorReply?.(perr, c) : undefined;
+    if (reply !== undefined && c.state === 'open') c.write(reply, false);
+    const name = disconnectOf(perr);
+    if (name === 'slow_consumer') {
+      c.closeInfo = closeInfo('slow_consumer', perr.message);
+      c.destroy();
+      return;
+    }
+    c.closeWith(closeInfo(name as 'protocol_error', perr.message));
+  }
+
   /** Calls an application callback: a throw or a rejection is reported as HANDLER, never thrown. */
   private call<A>(c: Connection<In, Out>, fn: (c: Connection<In, Out>, arg: A) => unknown, arg: A): void {
     try {
@@ -324,26 +438,26 @@ export class Server<In = unknown, Out = In> implements ServerCore<In, Out> {
     if (c.state !== 'open') return;
     const idle = this.clock.now() - c.lastRecv;
     if (idle >= this.idleTimeout)
-      c.closeWith(info('idle_timeout', `nothing received for ${Math.round(idle)} ms`));
+      c.closeWith(closeInfo('keepalive_timeout', `nothing received for ${Math.round(idle)} ms`));
     else c.timer?.reschedule(this.idleTimeout - idle);
   }
 }
 
-const HTTP_503 = 'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+const HTTP_503 = Buffer.from(
+  'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+);
 
-function info(
-  name: 'shutdown' | 'idle_timeout' | 'protocol_error' | 'frame_too_large',
-  reason: string,
-): CloseInfo {
-  return { code: CLOSE[name], name, reason };
+function httpRefusal(): Uint8Array {
+  return HTTP_503;
+}
+
+/** Raw mode: whatever came is one packet. */
+function rawLength(buffer: Uint8Array): number {
+  return buffer.length;
 }
 
 function onIdle(c: Connection<unknown, unknown>): void {
   (c.host as Server<unknown, unknown>).idleCheck(c);
-}
-
-function onCloseDeadline(c: Connection<unknown, unknown>): void {
-  if (c.state !== 'closed') c.destroy();
 }
 
 function isScheme(s: string): s is Scheme {

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { TransportName } from '../transport/link.js';
+import type { TransportName } from '../net/link.js';
 import { checkLabel, checkRoom, type LabelLimits } from './labels.js';
 
 /** Who a connection is, as the validate hook says. */

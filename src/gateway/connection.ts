@@ -1,14 +1,14 @@
 import type { Cursor, Recipient } from '../delivery/delivery.js';
 import { encodePush } from '../hub/fanout.js';
 import type { Member } from '../hub/member.js';
+import type { Link, TransportName } from '../net/link.js';
+import type { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
 import { DISCONNECT, type DisconnectInfo, type DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import type { WheelTimer } from '../timer/wheel.js';
-import type { Link, TransportName } from '../transport/link.js';
-import type { OutFrame } from '../transport/out-frame.js';
-import type { Bucket } from './admission.js';
-import type { KeepaliveOptions } from './options.js';
+import type { Bucket } from './rate-limit.js';
+import type { KeepaliveOptions } from './settings.js';
 
 /** Where a connection is in its life. */
 export type ConnectionState = 'handshake' | 'auth' | 'open' | 'closing' | 'closed';
@@ -84,8 +84,6 @@ export class Connection implements Member, Recipient, Bucket {
   refilled = 0;
   /** The `sub`/`unsub` rate limit's bucket, made on the first one. */
   subBucket: Bucket | undefined = undefined;
-  /** Frames that arrived while the validate hook ran; replayed once open. */
-  early: Uint8Array[] | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;
 
   constructor(

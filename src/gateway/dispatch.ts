@@ -1,7 +1,7 @@
+import type { Logger } from '../log/logger.js';
 import type { Envelope, WireError } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
-import type { Logger } from './logger.js';
 import { type Context, NO_HANDLER, type Router } from './router.js';
 
 /** What request dispatch needs from the gateway. */

@@ -1,3 +1,4 @@
+import type { Logger } from '../log/logger.js';
 import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
@@ -6,7 +7,6 @@ import { type AuthMeta, checkIdentity, IdentityTooLong, type Validator } from '.
 import type { Connection } from './connection.js';
 import { isThenable } from './dispatch.js';
 import { checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
-import type { Logger } from './logger.js';
 import type { KeepaliveOptions } from './options.js';
 import type { ResumeResult } from './resume.js';
 import { VERSION } from './version.js';
@@ -33,8 +33,6 @@ export interface HandshakeHost {
   attachDelivery(conn: Connection): void;
   /** The user's open connections (for the duplicate-login policy). */
   connectionsOf(user: string): Connection[];
-  /** Feeds a frame that arrived during authentication back in. */
-  replay(conn: Connection, frame: Uint8Array): void;
   authFailure(): void;
   /** The labels the process holds (a new connection's labels must fit). */
   readonly labelTotals: LabelTotals;
@@ -127,13 +125,9 @@ function finish(host: HandshakeHost, conn: Connection, resumed: ResumeResult): v
   readOn(host, conn);
 }
 
-/** Read again, after the frames that arrived meanwhile. */
-function readOn(host: HandshakeHost, conn: Connection): void {
-  if (conn.state !== 'open') return;
-  conn.link.resume();
-  const early = conn.early;
-  conn.early = undefined;
-  if (early) for (const frame of early) host.replay(conn, frame);
+/** Read again: the frames that arrived meanwhile waited in the link, and come first. */
+function readOn(_host: HandshakeHost, conn: Connection): void {
+  if (conn.state === 'open') conn.link.resume();
 }
 
 function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): void {
@@ -157,7 +151,8 @@ function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): 
 
 /**
  * Runs the validate hook; the connection is registered only if it resolves to an identity.
- * Reading pauses meanwhile, and frames already in hand wait in `conn.early`.
+ * Reading pauses meanwhile: frames the client pipelined wait in the link (counted in the
+ * process-wide budget of unfinished frames) and are read, in order, once it is open.
  */
 export function authenticate(
   host: HandshakeHost,

@@ -1,51 +1,66 @@
+import { setBudgetLimits } from '../net/budget.js';
+import type { LinkSink } from '../net/link.js';
+import { trustSet } from '../net/proxy.js';
+import type { SocketLink } from '../net/socket-link.js';
+import { StreamListener } from '../net/stream.js';
+import { WsListener } from '../net/ws.js';
+import { FRAME_HEADER_SIZE, frameLength } from '../protocol/framing.js';
 import { SUBPROTOCOLS } from '../protocol/index.js';
-import type { TimingWheel } from '../timer/wheel.js';
-import type { LinkSink } from '../transport/link.js';
-import { TcpTransport } from '../transport/tcp.js';
-import { WsTransport } from '../transport/ws.js';
 import type { ResolvedOptions } from './options.js';
 import type { GatewayAddresses } from './types.js';
 
-/** The gateway's listeners, built from its options: TCP and/or WebSocket, same sink. */
+/** The gateway's listeners, built from its options: TCP and/or WebSocket, one sink. */
 export class Listeners {
-  private tcp: TcpTransport | undefined;
-  private ws: WsTransport | undefined;
+  private tcp: StreamListener | undefined;
+  private ws: WsListener | undefined;
 
   constructor(
     private readonly o: ResolvedOptions,
     private readonly sink: LinkSink,
-    private readonly wheel: TimingWheel,
   ) {}
 
   async start(): Promise<GatewayAddresses> {
     const o = this.o;
     if (!o.tcp && !o.ws) throw new Error('no listener configured: set options.tcp and/or options.ws');
+    setBudgetLimits(o.budgets);
+    const common = {
+      sink: this.sink,
+      highWaterMark: o.highWaterMark,
+      maxBuffered: o.maxBuffered,
+      closeTimeout: o.closeTimeout,
+    };
     const addresses: GatewayAddresses = {};
     if (o.tcp) {
-      this.tcp = new TcpTransport({
-        sink: this.sink,
-        maxFrame: o.maxFrame,
-        highWaterMark: o.highWaterMark,
-        closeTimeout: o.closeTimeout,
-        tls: o.tcp.tls,
-        after: (ms, fn, link) => {
-          this.wheel.schedule(ms, fn, link);
-        },
+      const maxFrame = o.maxFrame;
+      this.tcp = new StreamListener({
+        ...common,
+        host: o.tcp.host,
+        port: o.tcp.port,
+        ...(o.tcp.tls ? { tls: o.tcp.tls } : {}),
+        maxPacket: FRAME_HEADER_SIZE + maxFrame,
+        length: (buffer: Uint8Array, _link: SocketLink) => frameLength(buffer, maxFrame),
+        lengthPrefix: true,
       });
-      addresses.tcp = await this.tcp.listen(o.tcp.port, o.tcp.host);
+      addresses.tcp = await this.tcp.listen();
     }
     if (o.ws) {
-      this.ws = new WsTransport({
-        sink: this.sink,
+      this.ws = new WsListener({
+        ...common,
+        host: o.ws.host,
+        port: o.ws.port,
         path: o.ws.path,
-        maxFrame: o.maxFrame,
-        highWaterMark: o.highWaterMark,
-        handshakeTimeout: o.handshakeTimeout,
+        ...(o.ws.tls ? { tls: o.ws.tls } : {}),
+        ...(o.ws.httpHandler ? { httpHandler: o.ws.httpHandler } : {}),
+        maxMessage: o.maxFrame,
+        maxPacket: 14 + o.maxFrame,
+        // The JSON codec decodes text with a fatal TextDecoder: invalid UTF-8 is a protocol error
+        // without a second check of every message.
+        validateUtf8: false,
         protocols: Object.keys(SUBPROTOCOLS),
-        httpHandler: o.ws.httpHandler,
-        tls: o.ws.tls,
+        handshakeTimeout: o.handshakeTimeout,
+        trustedProxies: trustSet(o.trustedProxies),
       });
-      addresses.ws = await this.ws.listen(o.ws.port, o.ws.host);
+      addresses.ws = await this.ws.listen();
     }
     return addresses;
   }

@@ -1,19 +1,23 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { DeliveryOptions } from '../delivery/delivery.js';
 import { DEFAULT_DELIVERY } from '../delivery/delivery.js';
+import type { Logger } from '../log/logger.js';
+import { createLogger } from '../log/logger.js';
+import { DEFAULT_BUDGET_LIMITS } from '../net/budget.js';
+import type { TlsFiles } from '../net/tls.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
-import type { TlsFiles } from '../transport/tls.js';
 import type { Validator } from './auth.js';
+import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
 import { DEFAULT_HISTORY_LIMITS, type HistoryLimits, type HistoryRule } from './history.js';
 import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
-import type { Logger } from './logger.js';
-import { createLogger } from './logger.js';
 import type { PresenceRule } from './presence.js';
 import type { ResumeOptions } from './resume.js';
-import type { ClusterLink } from './types.js';
+import type { KeepaliveOptions, RateLimitOptions } from './settings.js';
+
+export type { KeepaliveOptions, RateLimitOptions } from './settings.js';
 
 export interface ListenOptions {
   /** 0 picks a free port. */
@@ -41,33 +45,44 @@ export interface WsListenOptions extends ListenOptions {
   }) => boolean | { status: number; reason: string } | Promise<boolean | { status: number; reason: string }>;
 }
 
-export interface RateLimitOptions {
-  /** Frames per second one connection may send, sustained. */
-  rate: number;
-  /** Frames it may send in a burst above the rate. */
-  burst: number;
-}
-
-export interface KeepaliveOptions {
-  /** A connection that sent nothing for this long gets a ping (ms). Default 30 s. */
-  interval: number;
-  /** A connection that sent nothing for this long is closed with keepalive_timeout (ms). Default 75 s. */
-  timeout: number;
-}
-
 export interface GatewayOptions {
   /** TCP listener with Pylon framing. Omit for none. */
   tcp?: ListenOptions;
   /** WebSocket listener. Omit for none. */
   ws?: WsListenOptions;
-  /** Largest frame/message body accepted, in bytes. Default 1 MiB. */
+  /**
+   * Largest frame (TCP) or message (WebSocket) a client may send, in bytes. Default 64 KiB
+   * (Centrifugo's limit too): what clients send a gateway is small, and every byte a client may
+   * announce is one an attacker may make the server hold. Pushes to clients are not limited by it.
+   */
   maxFrame?: number;
+  /**
+   * Bytes of unfinished frames all connections of the process may hold together; over it the
+   * connections holding the most are closed with `buffers_full` (4008). Process-wide: the last
+   * gateway or framework server to listen sets it. Default 64 MiB.
+   */
+  maxPartialBytes?: number;
+  /** A frame (WebSocket: a message) that has begun must be whole within this long, or the connection is closed with `frame_timeout` (4009), ms. Default 15 s. */
+  frameTimeout?: number;
+  /** Bytes queued for writing on all connections of the process together; over it the largest are closed as slow consumers. Process-wide, like maxPartialBytes. Default 512 MiB. */
+  maxOutboundBytes?: number;
+  /** Proxies (IP addresses) whose X-Forwarded-For / X-Real-IP give a WebSocket client's address (for limits per address, logs, the validate hook). Default: none. */
+  trustedProxies?: string[];
   /** Keepalive by server pings; `false` turns it off. Defaults suit mobile networks: 30 s / 75 s. */
   keepalive?: Partial<KeepaliveOptions> | false;
   /** TCP: time to complete `hello`; WS: time to complete the upgrade request (ms). Default 10 s. */
   handshakeTimeout?: number;
-  /** Per-connection outgoing buffer, in bytes, above which the link reports backpressure. Default 1 MiB. */
+  /**
+   * Per-connection outgoing buffer, in bytes, above which qos-0 pushes to it are dropped and the
+   * slow-consumer clock starts (slowConsumerTimeout). Default 1 MiB.
+   */
   highWaterMark?: number;
+  /**
+   * Hard cap on one connection's outgoing buffer: a write while over it (responses, pongs and
+   * qos-1 pushes are never dropped) closes the connection at once as a slow consumer. Default
+   * 4 × highWaterMark.
+   */
+  maxBuffered?: number;
   /** Connections this process holds at most; more are refused (TCP: closed, WS: 503). Default 100,000. */
   maxConnections?: number;
   /** Connections one remote address may hold; more are refused (WS: 429). Default 10,000. */
@@ -149,6 +164,9 @@ export interface ResolvedOptions {
   maxConnections: number;
   maxConnectionsPerIp: number;
   rateLimit: RateLimitOptions | undefined;
+  budgets: { maxPartialBytes: number; frameTimeout: number; maxOutboundBytes: number };
+  trustedProxies: string[];
+  maxBuffered: number;
   subRateLimit: RateLimitOptions | undefined;
   maxFrame: number;
   keepalive: KeepaliveOptions | undefined;
@@ -232,6 +250,17 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
         }
       : undefined,
     maxFrame: positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME),
+    budgets: {
+      maxPartialBytes: positive('maxPartialBytes', o.maxPartialBytes, DEFAULT_BUDGET_LIMITS.maxPartialBytes),
+      frameTimeout: positive('frameTimeout', o.frameTimeout, DEFAULT_BUDGET_LIMITS.frameTimeout),
+      maxOutboundBytes: positive(
+        'maxOutboundBytes',
+        o.maxOutboundBytes,
+        DEFAULT_BUDGET_LIMITS.maxOutboundBytes,
+      ),
+    },
+    trustedProxies: o.trustedProxies ?? [],
+    maxBuffered: positive('maxBuffered', o.maxBuffered, 4 * (o.highWaterMark ?? 1024 * 1024)),
     maxConnections: Math.floor(positive('maxConnections', o.maxConnections, 100_000)),
     maxConnectionsPerIp: Math.floor(positive('maxConnectionsPerIp', o.maxConnectionsPerIp, 10_000)),
     rateLimit:

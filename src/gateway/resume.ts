@@ -3,8 +3,8 @@ import { Journal } from '../delivery/journal.js';
 import { type Broadcast, encodeBroadcast } from '../hub/fanout.js';
 import type { Target } from '../hub/member.js';
 import { matchesTarget } from '../hub/target.js';
+import type { OutFrame } from '../net/out-frame.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
-import type { OutFrame } from '../transport/out-frame.js';
 import type { Connection } from './connection.js';
 import type { HandedSession } from './types.js';
 

@@ -1,11 +1,11 @@
 import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
-import { takeToken } from './admission.js';
 import type { Connection } from './connection.js';
 import { type DispatchHost, reply } from './dispatch.js';
 import { checkLabel, checkRoom, type LabelLimits, type LabelTotals, rememberSubscribed } from './labels.js';
 import type { RateLimitOptions } from './options.js';
+import { takeToken } from './rate-limit.js';
 
 export interface SubscribeHost extends DispatchHost {
   readonly subscriptions: {

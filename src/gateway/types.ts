@@ -1,9 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { StoreHealthStatus } from '../delivery/store-health.js';
-import type { Target } from '../hub/member.js';
 import type { DisconnectInfo } from '../protocol/disconnect.js';
 import type { Connection } from './connection.js';
-import type { Gateway } from './gateway.js';
 
 export interface GatewayEvents {
   /** A connection completed its handshake (and authentication) and can send and receive. */
@@ -93,31 +91,6 @@ export interface LabelPage {
   members: Array<{ connection: string; user: string | undefined }>;
   /** Pass as `after` for the next page. */
   next?: string;
-}
-
-/**
- * What a cluster (several gateways joined through a broker, src/cluster) plugs into a gateway.
- * The gateway always serves its own connections itself; the cluster carries what it accepted to
- * the other nodes that need it, and hands what other nodes sent to `gateway.pushLocal` etc.
- */
-export interface ClusterLink {
-  /** Called once by the gateway's constructor. */
-  attach(gateway: Gateway): void;
-  /**
-   * A push this node accepted (already delivered to this node's connections; for qos 1 already
-   * stored). Carries it to the other nodes: label and all targets to every node, user targets
-   * to the nodes holding the users, qos 1 as a nudge to the nodes holding the users.
-   */
-  push(id: string, target: Target, type: string, data: unknown, options: PushOptions): Promise<void>;
-  kick(target: { user: string } | { connection: string }, reason: string | undefined): void;
-  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): void;
-  /** Called by gateway.close(). */
-  detach(): Promise<void>;
-  /**
-   * This node is going away (a reload drains it, or a stop): hand its sessions to the other
-   * nodes, which call `gateway.adoptSessions` so that its clients resume there. Optional.
-   */
-  handOffSessions?(sessions: HandedSession[]): Promise<void>;
 }
 
 /** A session one node hands to the others as it goes away: enough to resume it elsewhere. */

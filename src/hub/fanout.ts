@@ -1,7 +1,7 @@
+import { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
-import { OutFrame } from '../transport/out-frame.js';
 import type { Member } from './member.js';
 
 /** A qos-0 push on its way to many members. */

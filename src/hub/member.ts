@@ -1,5 +1,5 @@
+import type { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
-import type { OutFrame } from '../transport/out-frame.js';
 
 /**
  * A connection as the hub sees it. The hub defines this and the gateway's Connection

@@ -1,12 +1,15 @@
 /**
- * Disconnect codes: why a connection was closed, and whether the client should come back.
- * The same number is the WebSocket close code and the `code` of a `kick` frame on TCP.
+ * Disconnect codes: why a connection was closed, and whether the client should come back. One
+ * table for everything that closes a connection, on the gateway and on framework servers. The
+ * same number is the WebSocket close code and the `code` of a `kick` frame on TCP.
  *
  * Ranges (checkable without the table): 4000-4499 reconnect (with backoff),
  * 4500-4999 do not reconnect (terminal). 1000 is a normal close by the client.
  */
 export const DISCONNECT = {
   normal: { code: 1000, reconnect: false, text: 'closed by the client' },
+  closed: { code: 1000, reconnect: false, text: 'closed by the server application' },
+  connection_lost: { code: 1006, reconnect: true, text: 'the link dropped without a close (never sent)' },
   shutdown: { code: 4000, reconnect: true, text: 'server shutting down' },
   reconnect_elsewhere: {
     code: 4001,
@@ -19,6 +22,12 @@ export const DISCONNECT = {
   internal_error: { code: 4005, reconnect: true, text: 'internal server error' },
   rate_limited: { code: 4006, reconnect: true, text: 'too many messages' },
   overloaded: { code: 4007, reconnect: true, text: 'too many connections: try again later' },
+  buffers_full: {
+    code: 4008,
+    reconnect: true,
+    text: 'the server holds too many bytes of unfinished frames: try again later',
+  },
+  frame_timeout: { code: 4009, reconnect: true, text: 'a frame was started and not finished in time' },
   protocol_error: { code: 4500, reconnect: false, text: 'bytes that are not protocol v1' },
   frame_too_large: { code: 4501, reconnect: false, text: 'frame larger than the maximum frame size' },
   unauthorized: { code: 4502, reconnect: false, text: 'authentication refused' },
@@ -37,15 +46,17 @@ export type DisconnectName = keyof typeof DISCONNECT;
 
 export interface DisconnectInfo {
   code: number;
-  /** The name from the table (e.g. "keepalive_timeout"), or "unknown"/"transport". */
+  /** The name from the table (e.g. "keepalive_timeout"), or "unknown". */
   name: string;
   reason: string;
   reconnect: boolean;
 }
 
-const BY_CODE = new Map<number, DisconnectName>(
-  (Object.keys(DISCONNECT) as DisconnectName[]).map((name) => [DISCONNECT[name].code, name]),
-);
+/** Code -> name; 1000 is "normal" (the first of the names that share it). */
+const BY_CODE = new Map<number, DisconnectName>();
+for (const name of Object.keys(DISCONNECT) as DisconnectName[]) {
+  if (!BY_CODE.has(DISCONNECT[name].code)) BY_CODE.set(DISCONNECT[name].code, name);
+}
 
 export function disconnectName(code: number): string {
   return BY_CODE.get(code) ?? 'unknown';

@@ -20,15 +20,19 @@ export {
 export { type Envelope, isKind, KINDS, type Kind, MAX_ID, type WireError } from './envelope.js';
 export { ERROR_CODES, type ErrorCode, ProtocolError, PylonError, TimeoutError } from './errors.js';
 export {
+  checkMaxFrame,
+  DEFAULT_CLIENT_MAX_FRAME,
   DEFAULT_MAX_FRAME,
   FRAME_HEADER_SIZE,
-  FrameDecoder,
   frame,
+  frameLength,
   MAX_FRAME_LENGTH,
+  writeFrameHeader,
 } from './framing.js';
 export { decodeJsonText, encodeJsonText, jsonCodec, stringifyJson } from './json-codec.js';
 export { msgpackCodec } from './msgpack-codec.js';
 export { ENVELOPE_PROTO_DESCRIPTOR, protoCodec } from './proto-codec.js';
+export { type OnPacket, type PacketLength, Reassembler } from './reassembly.js';
 export { MAX_TYPE_LENGTH, type ToEnvelopeOptions, toEnvelope } from './validate.js';
 
 export const codecs: Record<CodecName, Codec> = {

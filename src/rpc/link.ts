@@ -1,7 +1,7 @@
 // The rpc client's dialer: TCP links that write every frame sent in one tick as one socket write.
 import type { Dialer } from '../client/link.js';
 import { nodeDialer, TcpClientLink } from '../client/transport-node.js';
-import { FRAME_HEADER_SIZE, frame } from '../protocol/framing.js';
+import { FRAME_HEADER_SIZE, frame, writeFrameHeader } from '../protocol/framing.js';
 
 /** A batch this large is written at once rather than at the end of the tick. */
 const FLUSH_BYTES = 64 * 1024;
@@ -50,13 +50,9 @@ export class BatchingTcpLink extends TcpClientLink {
       let at = 0;
       for (let i = 0; i < n; i++) {
         const body = batch[i]!;
-        const len = body.length;
-        out[at] = len >>> 24;
-        out[at + 1] = (len >>> 16) & 0xff;
-        out[at + 2] = (len >>> 8) & 0xff;
-        out[at + 3] = len & 0xff;
+        writeFrameHeader(out, at, body.length);
         out.set(body, at + FRAME_HEADER_SIZE);
-        at += FRAME_HEADER_SIZE + len;
+        at += FRAME_HEADER_SIZE + body.length;
       }
     }
     this.batch = [];

@@ -7,18 +7,12 @@ import { PylonError } from '../protocol/errors.js';
  */
 export type Validator<T> = (input: unknown) => T;
 
-/** A server-side link as far as batching goes: its send, and the socket under it (TCP and WS links). */
-interface BatchableLink {
-  send(payload: Uint8Array, text: boolean): boolean;
-  socket?: { cork(): void; uncork(): void; readonly writableCorked: number };
-}
-
 /** Where handlers are registered: a Gateway (or anything with its `handle`). */
 export interface HandlerHost {
   handle(type: string, handler: Handler): unknown;
   /** With these (a Gateway has them), RpcServer batches the answers of one tick into one write. */
-  on?(event: 'connect', listener: (conn: { link: unknown }) => void): unknown;
-  readonly connections?: ReadonlyMap<string, { link: unknown }>;
+  on?(event: 'connect', listener: (conn: { link: { batching: boolean } }) => void): unknown;
+  readonly connections?: ReadonlyMap<string, { link: { batching: boolean } }>;
 }
 
 export type MethodHandler<I, O> = (data: I, ctx: Context<I>) => O | Promise<O>;
@@ -46,7 +40,7 @@ export class RpcServer {
     options: RpcServerOptions = {},
   ) {
     if (options.batch === false || gateway.on === undefined) return;
-    for (const conn of gateway.connections?.values() ?? []) batchAnswers(conn.link);
+    for (const conn of gateway.connections?.values() ?? []) conn.link.batching = true;
     gateway.on('connect', onConnect);
   }
 
@@ -63,41 +57,9 @@ export class RpcServer {
   }
 }
 
-function onConnect(conn: { link: unknown }): void {
-  batchAnswers(conn.link);
-}
-
-const kSend = Symbol('pylon.rpc.send');
-type Batched = BatchableLink & { [kSend]?: BatchableLink['send'] };
-let corked: Array<NonNullable<BatchableLink['socket']>> = [];
-
-/**
- * Make `link.send` cork the socket at the first frame of a tick and uncork it in a microtask, so
- * the frames of the tick go out in one write. No closure per link: an own `send` property that
- * points to one shared function, which calls the link's own send.
- */
-function batchAnswers(link: unknown): void {
-  const l = link as Batched;
-  const socket = l.socket;
-  if (socket === undefined || typeof socket.cork !== 'function' || l[kSend] !== undefined) return;
-  l[kSend] = l.send;
-  l.send = batchedSend;
-}
-
-function batchedSend(this: Batched, payload: Uint8Array, text: boolean): boolean {
-  const socket = this.socket!;
-  if (socket.writableCorked === 0) {
-    socket.cork();
-    if (corked.length === 0) queueMicrotask(uncorkAll);
-    corked.push(socket);
-  }
-  return this[kSend]!.call(this, payload, text);
-}
-
-function uncorkAll(): void {
-  const list = corked;
-  corked = [];
-  for (const socket of list) socket.uncork();
+/** The link writes the answers of one tick in one socket write (Link.batching). */
+function onConnect(conn: { link: { batching: boolean } }): void {
+  conn.link.batching = true;
 }
 
 function validated<I, O>(name: string, handler: MethodHandler<I, O>, validate: Validator<I>): Handler {

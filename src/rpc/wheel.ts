@@ -1,17 +1,10 @@
-import { type Clock, systemClock } from '../timer/clock.js';
-import { TimingWheel } from '../timer/wheel.js';
+import type { Clock } from '../timer/clock.js';
+import { wheelFor as processWheel } from '../timer/shared.js';
+import type { TimingWheel } from '../timer/wheel.js';
 
-let shared: TimingWheel | undefined;
-
-/**
- * The timing wheel of the rpc module: one per process on the system clock (its driver timer is
- * unref'd, so it never keeps the process alive), or a wheel of its own for a test's FakeClock.
- */
+/** The timing wheel of an rpc object: the one given, the process's, or one of its own for a test's FakeClock. */
 export function wheelFor(wheel: TimingWheel | undefined, clock: Clock | undefined): TimingWheel {
-  if (wheel) return wheel;
-  if (clock) return new TimingWheel({ clock });
-  shared ??= new TimingWheel({ clock: systemClock });
-  return shared;
+  return wheel ?? processWheel(clock);
 }
 
 /** Resolves after `ms` on `wheel`, or rejects with `reason()` when `signal` aborts first. */

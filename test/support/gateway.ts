@@ -1,7 +1,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { createLogger } from '../../src/gateway/logger.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/index.js';
-import { FrameDecoder, frame } from '../../src/protocol/framing.js';
+import { createLogger } from '../../src/log/logger.js';
+import { FRAME_HEADER_SIZE, frame, frameLength } from '../../src/protocol/framing.js';
+import { Reassembler } from '../../src/protocol/reassembly.js';
 
 /** A gateway on free ports with a silent logger; closed by `stopAll`. */
 export async function startGateway(options: GatewayOptions = {}): Promise<{
@@ -37,13 +38,13 @@ export class RawTcp {
   readonly socket: Socket;
   readonly frames: Uint8Array[] = [];
   closed = false;
-  private readonly decoder = new FrameDecoder(16 * 1024 * 1024);
+  private readonly reader = new Reassembler(FRAME_HEADER_SIZE + 16 * 1024 * 1024);
   private waiters: Array<() => void> = [];
 
   private constructor(socket: Socket) {
     this.socket = socket;
     socket.on('data', (chunk: Buffer) => {
-      this.decoder.push(chunk, (f) => this.frames.push(f.slice()), undefined);
+      this.reader.push(chunk, bigFrame, keepFrame, this.frames);
       this.wake();
     });
     socket.on('close', () => {
@@ -114,4 +115,13 @@ export function once<T>(subscribe: (resolve: (value: T) => void) => void, ms = 5
       resolve(v);
     });
   });
+}
+
+function bigFrame(buffer: Uint8Array): number {
+  return frameLength(buffer, 16 * 1024 * 1024);
+}
+
+function keepFrame(packet: Uint8Array, frames: Uint8Array[]): boolean {
+  frames.push(packet.slice(FRAME_HEADER_SIZE));
+  return true;
 }

@@ -1,10 +1,28 @@
-import type { Admission, AdmitInfo } from '../transport/link.js';
-import type { RateLimitOptions, ResolvedOptions } from './options.js';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Admission, AdmitInfo } from './link.js';
+
+export interface AdmissionOptions {
+  /** Connections at once; more are refused (TCP closed, WebSocket 503, UDP dropped). */
+  maxConnections: number;
+  /** Connections one remote address may hold; more are refused (WebSocket 429). */
+  maxConnectionsPerIp: number;
+  /** Allowed `Origin` headers of WebSocket upgrades (exact; "*" any). Default: any. */
+  origins?: readonly string[];
+  /**
+   * Called before a WebSocket upgrade, so a refused client costs no WebSocket state: true to
+   * accept, false for 403, or a status and reason.
+   */
+  verify?: (request: {
+    remoteAddress: string;
+    headers: IncomingHttpHeaders;
+  }) => boolean | { status: number; reason: string } | Promise<boolean | { status: number; reason: string }>;
+}
 
 /**
- * Who may connect: the process-wide and per-address connection limits, the WebSocket origin
- * allow-list and the application's verify hook — all decided before a connection costs a
- * WebSocket object or a hub entry.
+ * Who may connect, for either face: the process-wide and per-address connection limits, the
+ * WebSocket origin allow-list and the application's verify hook — all decided before a
+ * connection costs a link object. A sink owns one for all its listeners and calls `opened` and
+ * `closed` as links come and go.
  */
 export class AdmissionControl {
   /** Open links per remote address (from accept to socket close). */
@@ -12,7 +30,11 @@ export class AdmissionControl {
   private open = 0;
   refused = 0;
 
-  constructor(private readonly o: ResolvedOptions) {}
+  constructor(private readonly o: AdmissionOptions) {}
+
+  get connections(): number {
+    return this.open;
+  }
 
   admit(info: AdmitInfo, closing: boolean): Admission | Promise<Admission> {
     if (closing) return this.refuse(503, 'server shutting down');
@@ -21,13 +43,12 @@ export class AdmissionControl {
       return this.refuse(429, 'too many connections from this address');
     }
     if (info.transport !== 'ws') return true;
-    const ws = this.o.ws;
-    const origins = ws?.origins;
+    const origins = this.o.origins;
     if (origins !== undefined && !origins.includes('*')) {
       const origin = info.headers.origin;
       if (origin === undefined || !origins.includes(origin)) return this.refuse(403, 'origin not allowed');
     }
-    const verify = ws?.verify;
+    const verify = this.o.verify;
     if (verify === undefined) return true;
     const answer = verify({ remoteAddress: info.remoteAddress, headers: info.headers });
     return answer instanceof Promise ? answer.then((a) => this.verdict(a)) : this.verdict(answer);
@@ -60,29 +81,4 @@ export class AdmissionControl {
     this.refused++;
     return { status, reason };
   }
-}
-
-/**
- * Per-connection token bucket state: two small integers on the connection (milli-tokens and a
- * whole-ms time), so V8 keeps them unboxed instead of allocating a heap number for each.
- */
-export interface Bucket {
-  /** Milli-tokens; -1 until the first frame (a full bucket). */
-  tokens: number;
-  /** Whole ms of the last refill. */
-  refilled: number;
-}
-
-/** Takes one token for a frame received at `now` (whole ms); false when the connection is over its rate. */
-export function takeToken(b: Bucket, limit: RateLimitOptions, now: number): boolean {
-  const burst = limit.burst * 1000;
-  const tokens =
-    b.tokens < 0 ? burst : Math.min(burst, b.tokens + Math.floor((now - b.refilled) * limit.rate));
-  b.refilled = now;
-  if (tokens < 1000) {
-    b.tokens = tokens;
-    return false;
-  }
-  b.tokens = tokens - 1000;
-  return true;
 }

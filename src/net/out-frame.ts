@@ -1,3 +1,6 @@
+import { FRAME_HEADER_SIZE, writeFrameHeader } from '../protocol/framing.js';
+import { wsFrame } from './ws-frame.js';
+
 /**
  * One encoded message on its way out, framed lazily once per transport and then written as the
  * same bytes to every link of that transport: a broadcast to N connections costs one encode and
@@ -33,31 +36,8 @@ export class OutFrame {
  * frames), so socket.write takes it as it is instead of wrapping a Uint8Array on every write.
  */
 export function tcpFrame(payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(4 + payload.length);
-  out.writeUInt32BE(payload.length, 0);
-  out.set(payload, 4);
-  return out;
-}
-
-/** Frames `payload` as a server-to-client WebSocket message (FIN set, no mask, no extensions). */
-export function wsFrame(payload: Uint8Array, text: boolean): Buffer {
-  const n = payload.length;
-  const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  // Every byte is written below, so the pool's unzeroed memory is fine.
-  const out = Buffer.allocUnsafe(headerLength + n);
-  out[0] = 0x80 | (text ? 0x1 : 0x2);
-  if (n < 126) {
-    out[1] = n;
-  } else if (n < 65536) {
-    out[1] = 126;
-    out[2] = n >>> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 127;
-    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    view.setUint32(2, Math.floor(n / 2 ** 32));
-    view.setUint32(6, n >>> 0);
-  }
-  out.set(payload, headerLength);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
+  writeFrameHeader(out, 0, payload.length);
+  out.set(payload, FRAME_HEADER_SIZE);
   return out;
 }

@@ -1,11 +1,17 @@
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
-import type { Gateway } from './gateway.js';
 
 /**
  * What `pylon status` shows per worker or node, besides the gateway's own stats: the process,
  * its memory, its event-loop lag and its message rates. Sampled once a second by an unref'd
  * timer while anyone reads it; figures are over the last whole second.
  */
+/** What the sampler reads of a gateway. */
+export interface Sampled {
+  /** Stopped accepting (a reload or a stop drains it). */
+  readonly draining: boolean;
+  stats(): { messagesIn: number; messagesOut: number };
+}
+
 export interface ProcessStats {
   pid: number;
   /** Bytes. */
@@ -38,7 +44,7 @@ class Sampler {
   };
   private readAt = 0;
 
-  constructor(private readonly gateway: Gateway) {}
+  constructor(private readonly gateway: Sampled) {}
 
   read(): ProcessStats {
     this.readAt = Date.now();
@@ -92,10 +98,10 @@ class Sampler {
   }
 }
 
-const samplers = new WeakMap<Gateway, Sampler>();
+const samplers = new WeakMap<Sampled, Sampler>();
 
 /** This process's figures for `gateway` (the first call starts the once-a-second sampling). */
-export function processStats(gateway: Gateway): ProcessStats {
+export function processStats(gateway: Sampled): ProcessStats {
   let s = samplers.get(gateway);
   if (s === undefined) {
     s = new Sampler(gateway);

@@ -1,0 +1,773 @@
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { Delivery } from '../delivery/delivery.js';
+import { Fanout } from '../hub/fanout.js';
+import { Hub } from '../hub/hub.js';
+import type { Target } from '../hub/member.js';
+import type { Logger } from '../log/logger.js';
+import { AdmissionControl } from '../net/admission.js';
+import {
+  type Admission,
+  type AdmitInfo,
+  disconnectOf,
+  type Link,
+  type LinkInfo,
+  type LinkSink,
+} from '../net/link.js';
+import type { Codec } from '../protocol/codec.js';
+import {
+  type DisconnectInfo,
+  type DisconnectName,
+  disconnectInfo,
+  disconnectName,
+  shouldReconnect,
+} from '../protocol/disconnect.js';
+import type { Envelope } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
+import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { MessageStore } from '../store/store.js';
+import { type Clock, systemClock } from '../timer/clock.js';
+import { TimerScope } from '../timer/scope.js';
+import { isShared, wheelFor } from '../timer/shared.js';
+import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
+import { upgradeToken } from './auth.js';
+import type { ClusterNode } from './cluster-link.js';
+import { Connection, type ConnectionOwner } from './connection.js';
+import { dispatchMessage, dispatchRequest } from './dispatch.js';
+import { authenticate, type HandshakeHost, hello } from './handshake.js';
+import { History } from './history.js';
+import { onConnectionTimer } from './keepalive.js';
+import { checkLabel, checkRoom, type LabelTotals, rememberSubscribed } from './labels.js';
+import { Listeners } from './listeners.js';
+import type { GatewayOptions, KeepaliveOptions, ResolvedOptions } from './options.js';
+import { resolveOptions } from './options.js';
+import { Presence, presenceMatcher } from './presence.js';
+import { type Pushing, pushTo } from './push.js';
+import { takeToken } from './rate-limit.js';
+import { labelsBySource, NOT_RESUMED, type ResumeResult, Resumes } from './resume.js';
+import { Router } from './router.js';
+import { type SubscribeHost, subscribe } from './subscribe.js';
+import type {
+  GatewayAddresses,
+  GatewayEvents,
+  GatewayStats,
+  HandedSession,
+  PushOptions,
+  PushResult,
+} from './types.js';
+
+const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
+const PONG: Envelope = { kind: 'pong' };
+
+/**
+ * The gateway's insides, never exported: what links, connections, their timers, the handshake,
+ * subscriptions and the cluster call. Accepts links from its listeners, runs the handshake and
+ * authentication, routes frames to handlers, keeps connections alive, pushes through the hub,
+ * and closes connections with documented codes. The public `Gateway` is the application's API
+ * over it.
+ */
+export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, SubscribeHost {
+  /** Every connection past the transport's accept, by id (including ones still authenticating). */
+  readonly connections = new Map<string, Connection>();
+  readonly keepalive: KeepaliveOptions | undefined;
+  readonly highWaterMark: number;
+  readonly maxPendingRequests: number;
+  readonly logger: Logger;
+  readonly addresses: GatewayAddresses = {};
+  readonly router = new Router();
+  readonly handshake: HandshakeHost['handshake'];
+  readonly subscriptions: SubscribeHost['subscriptions'];
+  readonly hub = new Hub<Connection>();
+  readonly delivery: Delivery;
+  readonly presence: Presence;
+  readonly history: History;
+  readonly options: ResolvedOptions;
+  /** This gateway's id: the prefix of its connection ids. */
+  readonly nodeId = randomBytes(4).toString('hex');
+  /** Wall-clock start (ms since the epoch). */
+  readonly startedAt = Date.now();
+  /** The gateway's own timers (the application's after/every, the cluster's, sweeps): cancelled on close. */
+  readonly timers: TimerScope;
+  /** What the cluster sees of this gateway. */
+  readonly clusterNode: ClusterNode;
+  private readonly ownStore: MessageStore | undefined;
+  private readonly resumes: Resumes | undefined;
+  private readonly fanout: Fanout;
+  private readonly clock: Clock;
+  private readonly wheel: TimingWheel;
+  private readonly pushing: Pushing;
+  private readonly servers: Listeners;
+  private readonly admission: AdmissionControl;
+  private nextId = 0;
+  private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
+  private closing: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
+  private onEmpty: (() => void) | undefined;
+  /** Connections told to close whose sockets have not closed yet (at most closeTimeout). */
+  private readonly lingering = new Set<Connection>();
+
+  constructor(
+    options: GatewayOptions,
+    /** Where connect, disconnect and error go (the public Gateway). */
+    readonly events: EventEmitter<GatewayEvents>,
+  ) {
+    const o = resolveOptions(options);
+    this.options = o;
+    this.keepalive = o.keepalive;
+    this.highWaterMark = o.highWaterMark;
+    this.maxPendingRequests = o.maxPendingRequests;
+    this.logger = o.logger;
+    this.handshake = {
+      validate: o.validate,
+      maxFrame: o.maxFrame,
+      labels: o.labels,
+      duplicateLogin: o.duplicateLogin,
+    };
+    this.subscriptions = { authorizeSub: o.authorizeSub, labels: o.labels, rateLimit: o.subRateLimit };
+    this.clock = o.clock ?? systemClock;
+    // The process's wheel, unless a test gives a clock of its own.
+    this.wheel = wheelFor(o.clock, o.tickMs);
+    this.timers = new TimerScope(this.wheel);
+    this.fanout = new Fanout({
+      chunk: o.fanoutChunk,
+      ceiling: o.fanoutCeiling,
+      maxPaced: 1000,
+      after: (ms, fn) => {
+        this.timers.after(ms, fn);
+      },
+      onError: (err) => this.logger.error({ err }, 'push could not be encoded; its fan-out stopped'),
+    });
+    if (o.store === undefined) this.ownStore = new MemoryStore();
+    this.delivery = new Delivery(
+      o.store ?? (this.ownStore as MessageStore),
+      {
+        recipientsOf: (user) => this.hub.ofUser(user),
+        onError: (err, what) => this.logger.error({ err }, `qos 1: ${what} failed`),
+      },
+      this.wheel,
+      o.delivery,
+    );
+    this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
+    this.servers = new Listeners(o, this);
+    this.admission = new AdmissionControl({
+      maxConnections: o.maxConnections,
+      maxConnectionsPerIp: o.maxConnectionsPerIp,
+      ...(o.ws?.origins ? { origins: o.ws.origins } : {}),
+      ...(o.ws?.verify ? { verify: o.ws.verify } : {}),
+    });
+    this.presence = new Presence(
+      this.hub,
+      presenceMatcher(o.presence),
+      this.fanout,
+      (ms, fn) => {
+        this.timers.after(ms, fn);
+      },
+      () => this.clock.now(),
+    );
+    this.history = new History(o.history, o.historyLimits, (label) => this.hub.ofLabel(label).size);
+    if (this.history.enabled) {
+      const every = Math.min(60_000, Math.max(1000, o.historyLimits.idleTtl / 4));
+      this.timers.every(every, () => this.history.sweep());
+    }
+    this.pushing = {
+      hub: this.hub,
+      fanout: this.fanout,
+      delivery: this.delivery,
+      resumes: this.resumes,
+      history: this.history,
+    };
+    this.clusterNode = clusterNodeOf(this);
+    installReadHandlers(this);
+    o.cluster?.attach(this.clusterNode);
+  }
+
+  // ---- what the Gateway's API calls ----
+
+  async push(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
+    const result = await pushTo(this.pushing, target, type, data, options);
+    if (this.options.cluster) await this.options.cluster.push(result.id, target, type, data, options);
+    return result;
+  }
+
+  /** A push from another node of the cluster: this node's connections only. */
+  pushLocal(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
+    return pushTo(this.pushing, target, type, data, options);
+  }
+
+  kick(target: { user: string } | { connection: string }, reason?: string): number {
+    this.options.cluster?.kick(target, reason);
+    return this.kickLocal(target, reason);
+  }
+
+  kickLocal(target: { user: string } | { connection: string }, reason?: string): number {
+    const conns = 'user' in target ? this.hub.ofUser(target.user) : [this.connections.get(target.connection)];
+    let n = 0;
+    for (const c of conns) {
+      if (c && c.state !== 'closing' && c.state !== 'closed') {
+        this.disconnect(c, 'kicked', reason);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  connectionsOf(user: string): Connection[] {
+    return this.hub.ofUser(user);
+  }
+
+  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
+    const n = this.updateUserLabelsLocal(user, change);
+    this.options.cluster?.updateUserLabels(user, change);
+    return n;
+  }
+
+  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number {
+    const conns = this.connectionsOf(user);
+    const add = change.add ?? [];
+    const remove = new Set(change.remove ?? []);
+    for (const l of add) checkLabel(l);
+    // All or nothing: check every connection's room for the new labels before changing any.
+    for (const c of conns) {
+      try {
+        checkRoom(this.options.labels, this.hub, c.labels, add, remove);
+      } catch (err) {
+        throw new PylonError('TOO_MANY_REQUESTS', `add: connection ${c.id}: ${(err as Error).message}`);
+      }
+    }
+    for (const c of conns) {
+      for (const l of change.remove ?? []) c.leave(l);
+      for (const l of add) c.join(l);
+    }
+    return conns.length;
+  }
+
+  /** The labels this process holds (for the label limits). */
+  get labelTotals(): LabelTotals {
+    return this.hub;
+  }
+
+  stats(): GatewayStats {
+    const hub = this.hub.stats();
+    return {
+      connections: hub.connections,
+      users: hub.users,
+      labels: hub.labels,
+      ...this.counters,
+      refused: this.admission.refused,
+      qos1: { ...this.delivery.counters },
+      resumable: this.resumes?.size ?? 0,
+      store: this.delivery.health.status(),
+      history: this.history.stats(),
+    };
+  }
+
+  async listen(): Promise<GatewayAddresses> {
+    const addresses = await this.servers.start();
+    Object.assign(this.addresses, addresses);
+    return this.addresses;
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  close(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
+    this.closing ??= this.shutdown(code);
+    return this.closing;
+  }
+
+  stopAccepting(): Promise<void> {
+    this.stopped ??= this.servers.stop();
+    return this.stopped;
+  }
+
+  get draining(): boolean {
+    return this.stopped !== undefined;
+  }
+
+  reloadTls(): void {
+    this.servers.reloadTls();
+  }
+
+  adoptSessions(sessions: readonly HandedSession[]): void {
+    this.resumes?.adopt(sessions);
+  }
+
+  private async shutdown(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
+    await this.stopAccepting();
+    // Going away while the service stays: the other nodes get the sessions, so clients resume there.
+    if (code === 'reconnect_elsewhere') await this.handOffSessions();
+    const drained = new Promise<void>((resolve) => {
+      this.onEmpty = resolve;
+    });
+    for (const conn of [...this.connections.values()]) this.disconnect(conn, code);
+    this.checkDrained();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.closeTimeout);
+    });
+    await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    for (const conn of this.lingering) conn.link.destroy();
+    this.fanout.close();
+    this.delivery.close();
+    this.resumes?.close();
+    this.timers.close();
+    await this.options.cluster?.detach();
+    await this.ownStore?.close();
+    if (!isShared(this.wheel)) this.wheel.close();
+  }
+
+  private async handOffSessions(): Promise<void> {
+    const cluster = this.options.cluster;
+    if (cluster?.handOffSessions === undefined || this.resumes === undefined) return;
+    const sessions = this.resumes.own();
+    for (const c of this.connections.values()) {
+      if (c.state === 'open' && c.session !== undefined) {
+        const { granted, subscribed } = labelsBySource(c);
+        sessions.push({ id: c.session, user: c.user, labels: granted, subscribed });
+      }
+    }
+    if (sessions.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        cluster.handOffSessions(sessions),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2000);
+        }),
+      ]);
+      // Let the other nodes take them in before the clients, told to reconnect, get there.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } catch (err) {
+      this.logger.warn({ err, sessions: sessions.length }, 'sessions not handed to the other nodes');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- LinkSink: what the listeners and links call ----
+
+  admit(info: AdmitInfo): Admission | Promise<Admission> {
+    return this.admission.admit(info, this.closing !== undefined);
+  }
+
+  onOpen(link: Link, info: LinkInfo): void {
+    let codec: Codec | undefined = jsonCodec;
+    if (info.transport === 'ws') {
+      const name = info.protocol ? CODEC_BY_SUBPROTOCOL[info.protocol] : (info.query.get('codec') ?? 'json');
+      codec = name ? getCodec(name) : undefined;
+    }
+    const id = `${this.nodeId}-${(++this.nextId).toString(36)}`;
+    const conn = new Connection(id, link, codec ?? jsonCodec, this, Math.floor(this.clock.now()));
+    link.owner = conn;
+    this.connections.set(id, conn);
+    if (!this.admission.opened(link.remoteAddress)) {
+      this.disconnect(conn, 'overloaded');
+      return;
+    }
+    if (this.closing) {
+      this.disconnect(conn, 'shutdown');
+      return;
+    }
+    if (codec === undefined) {
+      this.disconnect(conn, 'bad_hello', `unknown codec "${info.query.get('codec')}"`);
+      return;
+    }
+    if (info.transport === 'ws') {
+      // WebSocket credentials come with the upgrade (?token= or Authorization); hello is optional.
+      if (this.options.validate === undefined) this.openConnection(conn);
+      else {
+        // A validate hook that never answers must not hold the connection forever.
+        conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
+        const meta = { transport: 'ws' as const, remoteAddress: link.remoteAddress, headers: info.headers };
+        authenticate(this, conn, upgradeToken(info.query, info.headers), meta);
+      }
+      return;
+    }
+    conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
+  }
+
+  onPacket(link: Link, payload: Uint8Array): void {
+    const conn = link.owner as Connection;
+    const state = conn.state;
+    if (state === 'closing' || state === 'closed') return;
+    // Whole ms: small integers stay unboxed in the connection object (no heap number each).
+    const now = Math.floor(this.clock.now());
+    conn.lastRecv = now;
+    this.counters.messagesIn++;
+    const limit = this.options.rateLimit;
+    if (limit !== undefined && !takeToken(conn, limit, now)) {
+      this.logger.warn({ conn: conn.id, user: conn.user, remote: conn.remoteAddress }, 'rate limited');
+      this.disconnect(conn, 'rate_limited', `more than ${limit.rate} frames/s`);
+      return;
+    }
+    if (state === 'auth') {
+      // Reading pauses while the validate hook runs: nothing should arrive.
+      this.disconnect(conn, 'protocol_error', 'a frame arrived during authentication');
+      return;
+    }
+    let env: Envelope;
+    try {
+      env = conn.codec.decode(payload);
+    } catch (err) {
+      this.protocolError(conn, err);
+      return;
+    }
+    if (state === 'handshake') {
+      if (env.kind === 'hello') hello(this, conn, env);
+      else this.disconnect(conn, 'bad_hello', `the first frame must be hello, got ${env.kind}`);
+      return;
+    }
+    this.route(conn, env);
+  }
+
+  onPacketError(link: Link, err: Error): void {
+    const conn = link.owner as Connection;
+    const name = disconnectOf(err);
+    if (name === 'slow_consumer') {
+      this.slowConsumer(conn, err.message);
+      return;
+    }
+    this.protocolError(conn, err, name);
+  }
+
+  onDrain(link: Link): void {
+    const conn = link.owner as Connection;
+    if (conn.slowTimer !== undefined && link.buffered < this.highWaterMark) {
+      conn.slowTimer.cancel();
+      conn.slowTimer = undefined;
+    }
+  }
+
+  onClose(link: Link, code: number, reason: string): void {
+    const conn = link.owner as Connection | undefined;
+    if (conn === undefined) return;
+    this.admission.closed(link.remoteAddress);
+    this.lingering.delete(conn);
+    if (conn.state !== 'closed') {
+      // TCP has no close handshake: a peer that ends without `bye` dropped its link (and may resume).
+      const lost = code === 1006 || (code === 1000 && link.transport === 'tcp');
+      this.finish(conn, {
+        code: lost ? 1006 : code,
+        name: lost ? 'connection_lost' : disconnectName(code),
+        reason,
+        reconnect: lost || shouldReconnect(code),
+      });
+    }
+    this.checkDrained();
+  }
+
+  // ---- ConnectionOwner: what connections and their timers call ----
+
+  /**
+   * Close `conn` with a code from the disconnect table. The connection is gone for the
+   * application at once (disconnect event, hub, stats); its socket gets a kick frame and up to
+   * closeTimeout to finish closing.
+   */
+  disconnect(conn: Connection, name: DisconnectName, reason?: string): void {
+    this.release(conn, disconnectInfo(name, reason), true);
+  }
+
+  countOut(): void {
+    this.counters.messagesOut++;
+  }
+
+  dropped(_conn: Connection): void {
+    this.counters.pushesDropped++;
+  }
+
+  overWater(conn: Connection): void {
+    if (conn.slowTimer === undefined && conn.state === 'open') {
+      conn.slowTimer = this.wheel.schedule(this.options.slowConsumerTimeout, onSlowCheck, conn);
+    }
+  }
+
+  /** The slow-consumer deadline of `conn` passed. */
+  slowCheck(conn: Connection): void {
+    conn.slowTimer = undefined;
+    if (conn.state !== 'open' || conn.link.buffered < this.highWaterMark) return;
+    this.slowConsumer(conn, undefined);
+  }
+
+  join(conn: Connection, label: string): boolean {
+    checkLabel(label);
+    if (conn.state === 'closing' || conn.state === 'closed') return false;
+    conn.labels ??= [];
+    if (conn.labels.includes(label)) return false;
+    checkRoom(this.options.labels, this.hub.has(conn) ? this.hub : undefined, conn.labels, [label]);
+    conn.labels.push(label);
+    this.hub.indexLabel(conn, label);
+    if (conn.state === 'open') this.presence.joined(conn, label);
+    return true;
+  }
+
+  leave(conn: Connection, label: string): boolean {
+    const at = conn.labels?.indexOf(label) ?? -1;
+    if (at < 0) return false;
+    conn.labels?.splice(at, 1);
+    const sub = conn.subscribed?.indexOf(label) ?? -1;
+    if (sub >= 0) conn.subscribed?.splice(sub, 1);
+    this.hub.unindexLabel(conn, label);
+    if (conn.state === 'open') this.presence.left(conn, label);
+    return true;
+  }
+
+  handshakeExpired(conn: Connection): void {
+    this.logger.info({ conn: conn.id, remote: conn.remoteAddress }, 'handshake timeout');
+    this.disconnect(conn, 'handshake_timeout');
+  }
+
+  keepaliveExpired(conn: Connection, idleMs: number): void {
+    this.logger.info(
+      {
+        conn: conn.id,
+        user: conn.user,
+        remote: conn.remoteAddress,
+        lastFrameAt: new Date(Date.now() - idleMs).toISOString(),
+        idleMs: Math.round(idleMs),
+      },
+      'keepalive timeout',
+    );
+    this.disconnect(conn, 'keepalive_timeout', `no frame for ${Math.round(idleMs / 1000)} s`);
+  }
+
+  // ---- HandshakeHost ----
+
+  /**
+   * Resume the session `conn` asked for: the labels the application had added come back, those
+   * the client had subscribed to come back if authorizeSub allows them again (the identity's
+   * are the new identity's), then the qos-0 pushes it missed are encoded for it.
+   */
+  resume(conn: Connection): ResumeResult | Promise<ResumeResult> {
+    const resumes = this.resumes;
+    if (resumes === undefined) return NOT_RESUMED;
+    const asked = conn.resumeFrom;
+    conn.resumeFrom = undefined;
+    conn.session = resumes.newId();
+    const s = asked === undefined ? undefined : resumes.take(asked, conn.user);
+    if (s === undefined) return NOT_RESUMED;
+    for (const l of s.labels) this.rejoin(conn, l, false);
+    const authorize = this.options.authorizeSub;
+    if (s.subscribed.length === 0 || authorize === undefined) return resumes.replay(s, conn);
+    return Promise.all(
+      s.subscribed.map(async (l) => [l, (await authorize(conn, l, 'sub')) === true] as const),
+    ).then((answers) => {
+      for (const [l, ok] of answers) if (ok) this.rejoin(conn, l, true);
+      return resumes.replay(s, conn);
+    });
+  }
+
+  attachDelivery(conn: Connection): void {
+    this.delivery.attach(conn);
+  }
+
+  authFailure(): void {
+    this.counters.authFailures++;
+  }
+
+  handlerFailed(conn: Connection, type: string | undefined, error: Error): void {
+    this.logger.error({ err: error, conn: conn.id, type }, 'handler failed');
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', error, conn);
+  }
+
+  /** Registers the connection (hub, keepalive) and emits connect. */
+  openConnection(conn: Connection): void {
+    conn.state = 'open';
+    conn.opened = true;
+    this.hub.add(conn);
+    if (conn.labels) for (const label of conn.labels) this.presence.joined(conn, label);
+    const ka = this.keepalive;
+    if (ka) {
+      if (conn.timer) conn.timer.reschedule(ka.interval);
+      else conn.timer = this.wheel.schedule(ka.interval, onConnectionTimer, conn);
+    } else {
+      conn.timer?.cancel();
+    }
+    this.logger.info(
+      { conn: conn.id, user: conn.user, transport: conn.transport, remote: conn.remoteAddress },
+      'connect',
+    );
+    this.events.emit('connect', conn);
+  }
+
+  // ---- inside ----
+
+  private route(conn: Connection, env: Envelope): void {
+    switch (env.kind) {
+      case 'req':
+        dispatchRequest(this, conn, env);
+        return;
+      case 'msg':
+        dispatchMessage(this, conn, env);
+        return;
+      case 'ping':
+        conn.write(env.data === undefined ? PONG : { kind: 'pong', data: env.data });
+        return;
+      case 'pong':
+        return;
+      case 'ack':
+        this.delivery.ack(conn, env.seq as number);
+        return;
+      case 'hello':
+        if (conn.helloSeen) this.disconnect(conn, 'protocol_error', 'hello sent twice');
+        else hello(this, conn, env);
+        return;
+      case 'sub':
+      case 'unsub':
+        subscribe(this, conn, env);
+        return;
+      case 'bye':
+        this.release(conn, disconnectInfo('normal', 'bye'), false);
+        return;
+      default:
+        this.disconnect(conn, 'protocol_error', `kind "${env.kind}" is not sent by clients`);
+    }
+  }
+
+  /** A label back on resume; one over the limits now is left out (logged), not fatal. */
+  private rejoin(conn: Connection, label: string, subscribed: boolean): void {
+    try {
+      this.join(conn, label);
+      if (subscribed) rememberSubscribed(conn, label);
+    } catch (err) {
+      this.logger.info({ conn: conn.id, label, err: (err as Error).message }, 'label not restored on resume');
+    }
+  }
+
+  /** Its buffer is full: a kick would never arrive. Free the memory now. */
+  private slowConsumer(conn: Connection, why: string | undefined): void {
+    if (conn.state === 'closed') return;
+    this.counters.slowConsumers++;
+    this.logger.warn(
+      { conn: conn.id, user: conn.user, remote: conn.remoteAddress, buffered: conn.link.buffered, why },
+      'slow consumer',
+    );
+    this.release(conn, disconnectInfo('slow_consumer', why), false);
+    conn.link.destroy();
+  }
+
+  private release(conn: Connection, info: DisconnectInfo, kick: boolean): void {
+    if (conn.state === 'closing' || conn.state === 'closed') return;
+    conn.state = 'closing';
+    if (kick) {
+      try {
+        conn.write({
+          kind: 'kick',
+          data: { code: info.code, name: info.name, reason: info.reason, reconnect: info.reconnect },
+        });
+      } catch (err) {
+        this.logger.warn({ err, conn: conn.id }, 'could not encode kick');
+      }
+    }
+    this.lingering.add(conn);
+    conn.link.close(info.code, info.reason);
+    this.finish(conn, info);
+  }
+
+  /** The connection is gone for the application: once, whoever closed it. */
+  private finish(conn: Connection, info: DisconnectInfo): void {
+    conn.state = 'closed';
+    conn.closeInfo = info;
+    conn.timer?.cancel();
+    conn.timer = undefined;
+    conn.slowTimer?.cancel();
+    conn.slowTimer = undefined;
+    this.connections.delete(conn.id);
+    const wasIndexed = this.hub.has(conn);
+    this.hub.remove(conn);
+    if (wasIndexed && conn.labels) for (const label of conn.labels) this.presence.left(conn, label);
+    this.delivery.detach(conn);
+    if (conn.session !== undefined && conn.opened && info.reconnect) this.resumes?.save(conn);
+    const fields = { conn: conn.id, user: conn.user, code: info.code, name: info.name, reason: info.reason };
+    if (conn.opened) this.logger.info(fields, info.name === 'kicked' ? 'kick' : 'disconnect');
+    else this.logger.debug(fields, 'closed before connect');
+    if (conn.opened) this.events.emit('disconnect', conn, info);
+  }
+
+  private checkDrained(): void {
+    if (this.onEmpty && this.connections.size === 0 && this.lingering.size === 0) this.onEmpty();
+  }
+
+  private protocolError(conn: Connection, err: unknown, name?: DisconnectName): void {
+    const message = err instanceof Error ? err.message : String(err);
+    const reason = name ?? (disconnectOf(err as Error) as DisconnectName);
+    this.logger.info(
+      { conn: conn.id, remote: conn.remoteAddress, err: message, name: reason },
+      'protocol error',
+    );
+    this.disconnect(conn, reason, message);
+  }
+}
+
+function onSlowCheck(conn: Connection): void {
+  (conn.owner as GatewayCore).slowCheck(conn);
+}
+
+/**
+ * `$presence` and `$history`: clients read who is in a label and what was said there, if they
+ * have the label or the authorizeSub hook allows `read`. Types starting with `$` are Pylon's.
+ */
+function installReadHandlers(core: GatewayCore): void {
+  const authorize = core.options.authorizeSub;
+  const mayRead = async (conn: Connection, label: unknown): Promise<string> => {
+    const l = checkLabel(label);
+    if (conn.has(l) || (authorize !== undefined && (await authorize(conn, l, 'read')) === true)) return l;
+    throw new PylonError('FORBIDDEN', `not allowed to read "${l}"`);
+  };
+  core.router.handle('$presence', async (data, ctx) => {
+    const label = await mayRead(ctx.connection, (data as { label?: unknown } | undefined)?.label);
+    return core.presence.of(label);
+  });
+  core.router.handle('$history', async (data, ctx) => {
+    const d = data as { label?: unknown; limit?: unknown } | undefined;
+    const label = await mayRead(ctx.connection, d?.label);
+    const limit = d?.limit === undefined ? 50 : d.limit;
+    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) {
+      throw new PylonError('BAD_REQUEST', 'limit: must be an integer from 1 to 1000');
+    }
+    return { label, messages: core.history.of(label, limit as number) };
+  });
+}
+
+/** The narrow view of the gateway its cluster gets (not the class: src/cluster never imports it). */
+function clusterNodeOf(core: GatewayCore): ClusterNode {
+  return {
+    nodeId: core.nodeId,
+    startedAt: core.startedAt,
+    logger: core.logger,
+    store: core.delivery.store,
+    addresses: core.addresses,
+    get draining() {
+      return core.draining;
+    },
+    stats: () => core.stats(),
+    labelCounts: () => core.hub.labelCounts(),
+    online: (user) => core.hub.countUser(user) > 0,
+    localUsers: () => {
+      const users = new Set<string>();
+      for (const c of core.connections.values())
+        if (c.state === 'open' && c.user !== undefined) users.add(c.user);
+      return users;
+    },
+    watchUsers: (listener) => {
+      const onEvent = (conn: Connection) => {
+        if (conn.user !== undefined) listener(conn.user);
+      };
+      core.events.on('connect', onEvent);
+      core.events.on('disconnect', onEvent);
+      return () => {
+        core.events.off('connect', onEvent);
+        core.events.off('disconnect', onEvent);
+      };
+    },
+    after: (ms, fn): WheelTimer => core.timers.after(ms, fn),
+    every: (ms, fn): WheelTimer => core.timers.every(ms, fn),
+    pushLocal: (target, type, data, options) => core.pushLocal(target, type, data, options),
+    kickLocal: (target, reason) => core.kickLocal(target, reason),
+    updateUserLabelsLocal: (user, change) => core.updateUserLabelsLocal(user, change),
+    adoptSessions: (sessions) => core.adoptSessions(sessions),
+    notify: (user) => core.delivery.notify(user),
+  };
+}
