@@ -56,6 +56,7 @@ class Budgets {
   private readonly outHolders = new Set<Holder>();
   private sweeper: WheelTimer | undefined;
   private lastRecount = -Infinity;
+  private recheck: WheelTimer | undefined;
   private readonly wheel = wheelFor();
 
   /** `h` now holds `bytes` of unfinished frames; `progressed`: a whole packet came since the last call. */
@@ -137,7 +138,14 @@ class Budgets {
 
   private shedOutbound(): void {
     const now = this.wheel.now();
-    if (now - this.lastRecount < RECOUNT_EVERY) return;
+    if (now - this.lastRecount < RECOUNT_EVERY) {
+      // Checked a moment ago: look again once the interval has passed (writes may stop meanwhile).
+      this.recheck ??= this.wheel.after(RECOUNT_EVERY - (now - this.lastRecount), () => {
+        this.recheck = undefined;
+        if (this.outbound > this.limits.maxOutboundBytes) this.shedOutbound();
+      });
+      return;
+    }
     this.lastRecount = now;
     // The counts are read at each write and each drain, so some are stale (a buffer the kernel
     // took without a drain event): read every one before closing anybody.

@@ -57,8 +57,8 @@ export abstract class SocketLink implements Link, Holder {
   protected delivered = 0;
   /** @internal */
   closeTimer: WheelTimer | undefined = undefined;
-  /** onPacketError was called (once). */
-  private failed = false;
+  /** onPacketError was called (once): the peer broke the protocol or a limit. */
+  protected failed = false;
 
   constructor(
     readonly socket: Socket,

@@ -55,6 +55,11 @@ export class WsLink extends SocketLink {
     this.write(closeFrame(code, reason));
     this.dropMessage();
     this.closing(code, reason);
+    // A peer that broke the protocol is failed (RFC 6455 §7.1.7): no waiting for its close.
+    if (this.failed) {
+      this.socket.end();
+      return;
+    }
     // Read on (data is ignored from now on) so the peer's close is seen.
     this.paused = false;
     this.socket.resume();
