@@ -23,29 +23,31 @@ import {
   shouldReconnect,
 } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
-import { PylonError } from '../protocol/errors.js';
 import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { MessageStore } from '../store/store.js';
 import { type Clock, systemClock } from '../timer/clock.js';
 import { TimerScope } from '../timer/scope.js';
 import { isShared, wheelFor } from '../timer/shared.js';
-import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
+import type { TimingWheel } from '../timer/wheel.js';
 import { upgradeToken } from './auth.js';
 import type { ClusterNode } from './cluster-link.js';
+import { clusterNodeOf } from './cluster-node.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
 import { onConnectionTimer } from './keepalive.js';
-import { checkLabel, checkRoom, type LabelTotals, rememberSubscribed } from './labels.js';
+import { joinLabel, leaveLabel, updateLabels } from './label-ops.js';
+import { type LabelTotals, rememberSubscribed } from './labels.js';
 import { Listeners } from './listeners.js';
 import type { GatewayOptions, KeepaliveOptions, ResolvedOptions } from './options.js';
 import { resolveOptions } from './options.js';
 import { Presence, presenceMatcher } from './presence.js';
 import { type Pushing, pushTo } from './push.js';
 import { takeToken } from './rate-limit.js';
-import { labelsBySource, NOT_RESUMED, type ResumeResult, Resumes } from './resume.js';
+import { installReadHandlers } from './read-handlers.js';
+import { handOffSessions, type ResumeResult, Resumes, resumeSession } from './resume.js';
 import { Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
 import type {
@@ -178,7 +180,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       history: this.history,
     };
     this.clusterNode = clusterNodeOf(this);
-    installReadHandlers(this);
+    installReadHandlers({
+      router: this.router,
+      presence: this.presence,
+      history: this.history,
+      authorizeSub: o.authorizeSub,
+    });
     o.cluster?.attach(this.clusterNode);
   }
 
@@ -216,30 +223,22 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     return this.hub.ofUser(user);
   }
 
+  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number {
+    return updateLabels(this.hub, this.options.labels, user, change);
+  }
+
+  join(conn: Connection, label: string): boolean {
+    return joinLabel(this.hub, this.presence, this.options.labels, conn, label);
+  }
+
+  leave(conn: Connection, label: string): boolean {
+    return leaveLabel(this.hub, this.presence, conn, label);
+  }
+
   updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
     const n = this.updateUserLabelsLocal(user, change);
     this.options.cluster?.updateUserLabels(user, change);
     return n;
-  }
-
-  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number {
-    const conns = this.connectionsOf(user);
-    const add = change.add ?? [];
-    const remove = new Set(change.remove ?? []);
-    for (const l of add) checkLabel(l);
-    // All or nothing: check every connection's room for the new labels before changing any.
-    for (const c of conns) {
-      try {
-        checkRoom(this.options.labels, this.hub, c.labels, add, remove);
-      } catch (err) {
-        throw new PylonError('TOO_MANY_REQUESTS', `add: connection ${c.id}: ${(err as Error).message}`);
-      }
-    }
-    for (const c of conns) {
-      for (const l of change.remove ?? []) c.leave(l);
-      for (const l of add) c.join(l);
-    }
-    return conns.length;
   }
 
   /** The labels this process holds (for the label limits). */
@@ -297,7 +296,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private async shutdown(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
     await this.stopAccepting();
     // Going away while the service stays: the other nodes get the sessions, so clients resume there.
-    if (code === 'reconnect_elsewhere') await this.handOffSessions();
+    if (code === 'reconnect_elsewhere')
+      await handOffSessions(this.options.cluster, this.resumes, this.connections, this.logger);
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
@@ -317,34 +317,6 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     await this.options.cluster?.detach();
     await this.ownStore?.close();
     if (!isShared(this.wheel)) this.wheel.close();
-  }
-
-  private async handOffSessions(): Promise<void> {
-    const cluster = this.options.cluster;
-    if (cluster?.handOffSessions === undefined || this.resumes === undefined) return;
-    const sessions = this.resumes.own();
-    for (const c of this.connections.values()) {
-      if (c.state === 'open' && c.session !== undefined) {
-        const { granted, subscribed } = labelsBySource(c);
-        sessions.push({ id: c.session, user: c.user, labels: granted, subscribed });
-      }
-    }
-    if (sessions.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        cluster.handOffSessions(sessions),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2000);
-        }),
-      ]);
-      // Let the other nodes take them in before the clients, told to reconnect, get there.
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    } catch (err) {
-      this.logger.warn({ err, sessions: sessions.length }, 'sessions not handed to the other nodes');
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   // ---- LinkSink: what the listeners and links call ----
@@ -491,29 +463,6 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.slowConsumer(conn, undefined);
   }
 
-  join(conn: Connection, label: string): boolean {
-    checkLabel(label);
-    if (conn.state === 'closing' || conn.state === 'closed') return false;
-    conn.labels ??= [];
-    if (conn.labels.includes(label)) return false;
-    checkRoom(this.options.labels, this.hub.has(conn) ? this.hub : undefined, conn.labels, [label]);
-    conn.labels.push(label);
-    this.hub.indexLabel(conn, label);
-    if (conn.state === 'open') this.presence.joined(conn, label);
-    return true;
-  }
-
-  leave(conn: Connection, label: string): boolean {
-    const at = conn.labels?.indexOf(label) ?? -1;
-    if (at < 0) return false;
-    conn.labels?.splice(at, 1);
-    const sub = conn.subscribed?.indexOf(label) ?? -1;
-    if (sub >= 0) conn.subscribed?.splice(sub, 1);
-    this.hub.unindexLabel(conn, label);
-    if (conn.state === 'open') this.presence.left(conn, label);
-    return true;
-  }
-
   handshakeExpired(conn: Connection): void {
     this.logger.info({ conn: conn.id, remote: conn.remoteAddress }, 'handshake timeout');
     this.disconnect(conn, 'handshake_timeout');
@@ -535,28 +484,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   // ---- HandshakeHost ----
 
-  /**
-   * Resume the session `conn` asked for: the labels the application had added come back, those
-   * the client had subscribed to come back if authorizeSub allows them again (the identity's
-   * are the new identity's), then the qos-0 pushes it missed are encoded for it.
-   */
   resume(conn: Connection): ResumeResult | Promise<ResumeResult> {
-    const resumes = this.resumes;
-    if (resumes === undefined) return NOT_RESUMED;
-    const asked = conn.resumeFrom;
-    conn.resumeFrom = undefined;
-    conn.session = resumes.newId();
-    const s = asked === undefined ? undefined : resumes.take(asked, conn.user);
-    if (s === undefined) return NOT_RESUMED;
-    for (const l of s.labels) this.rejoin(conn, l, false);
-    const authorize = this.options.authorizeSub;
-    if (s.subscribed.length === 0 || authorize === undefined) return resumes.replay(s, conn);
-    return Promise.all(
-      s.subscribed.map(async (l) => [l, (await authorize(conn, l, 'sub')) === true] as const),
-    ).then((answers) => {
-      for (const [l, ok] of answers) if (ok) this.rejoin(conn, l, true);
-      return resumes.replay(s, conn);
-    });
+    return resumeSession(this.resumes, conn, this.options.authorizeSub, (l, subscribed) =>
+      this.rejoin(conn, l, subscribed),
+    );
   }
 
   attachDelivery(conn: Connection): void {
@@ -703,71 +634,4 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
 function onSlowCheck(conn: Connection): void {
   (conn.owner as GatewayCore).slowCheck(conn);
-}
-
-/**
- * `$presence` and `$history`: clients read who is in a label and what was said there, if they
- * have the label or the authorizeSub hook allows `read`. Types starting with `$` are Pylon's.
- */
-function installReadHandlers(core: GatewayCore): void {
-  const authorize = core.options.authorizeSub;
-  const mayRead = async (conn: Connection, label: unknown): Promise<string> => {
-    const l = checkLabel(label);
-    if (conn.has(l) || (authorize !== undefined && (await authorize(conn, l, 'read')) === true)) return l;
-    throw new PylonError('FORBIDDEN', `not allowed to read "${l}"`);
-  };
-  core.router.handle('$presence', async (data, ctx) => {
-    const label = await mayRead(ctx.connection, (data as { label?: unknown } | undefined)?.label);
-    return core.presence.of(label);
-  });
-  core.router.handle('$history', async (data, ctx) => {
-    const d = data as { label?: unknown; limit?: unknown } | undefined;
-    const label = await mayRead(ctx.connection, d?.label);
-    const limit = d?.limit === undefined ? 50 : d.limit;
-    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) {
-      throw new PylonError('BAD_REQUEST', 'limit: must be an integer from 1 to 1000');
-    }
-    return { label, messages: core.history.of(label, limit as number) };
-  });
-}
-
-/** The narrow view of the gateway its cluster gets (not the class: src/cluster never imports it). */
-function clusterNodeOf(core: GatewayCore): ClusterNode {
-  return {
-    nodeId: core.nodeId,
-    startedAt: core.startedAt,
-    logger: core.logger,
-    store: core.delivery.store,
-    addresses: core.addresses,
-    get draining() {
-      return core.draining;
-    },
-    stats: () => core.stats(),
-    labelCounts: () => core.hub.labelCounts(),
-    online: (user) => core.hub.countUser(user) > 0,
-    localUsers: () => {
-      const users = new Set<string>();
-      for (const c of core.connections.values())
-        if (c.state === 'open' && c.user !== undefined) users.add(c.user);
-      return users;
-    },
-    watchUsers: (listener) => {
-      const onEvent = (conn: Connection) => {
-        if (conn.user !== undefined) listener(conn.user);
-      };
-      core.events.on('connect', onEvent);
-      core.events.on('disconnect', onEvent);
-      return () => {
-        core.events.off('connect', onEvent);
-        core.events.off('disconnect', onEvent);
-      };
-    },
-    after: (ms, fn): WheelTimer => core.timers.after(ms, fn),
-    every: (ms, fn): WheelTimer => core.timers.every(ms, fn),
-    pushLocal: (target, type, data, options) => core.pushLocal(target, type, data, options),
-    kickLocal: (target, reason) => core.kickLocal(target, reason),
-    updateUserLabelsLocal: (user, change) => core.updateUserLabelsLocal(user, change),
-    adoptSessions: (sessions) => core.adoptSessions(sessions),
-    notify: (user) => core.delivery.notify(user),
-  };
 }

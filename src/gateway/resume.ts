@@ -3,6 +3,7 @@ import { Journal } from '../delivery/journal.js';
 import { type Broadcast, encodeBroadcast } from '../hub/fanout.js';
 import type { Target } from '../hub/member.js';
 import { matchesTarget } from '../hub/target.js';
+import type { Logger } from '../log/logger.js';
 import type { OutFrame } from '../net/out-frame.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import type { Connection } from './connection.js';
@@ -238,4 +239,69 @@ export function labelsBySource(conn: Connection): { granted: string[]; subscribe
     else if (!conn.identityLabels?.includes(l)) granted.push(l);
   }
   return { granted, subscribed };
+}
+
+/**
+ * Resume the session `conn` asked for (its hello's `session`), and give it a new session id:
+ * the labels the application had added come back, those the client had subscribed to come back
+ * if authorizeSub allows them again (the identity's are the new identity's), then the qos-0
+ * pushes it missed are encoded for it. A promise when authorizeSub must be asked.
+ */
+export function resumeSession(
+  resumes: Resumes | undefined,
+  conn: Connection,
+  authorize: ((conn: Connection, label: string, action: 'sub') => boolean | Promise<boolean>) | undefined,
+  rejoin: (label: string, subscribed: boolean) => void,
+): ResumeResult | Promise<ResumeResult> {
+  if (resumes === undefined) return NOT_RESUMED;
+  const asked = conn.resumeFrom;
+  conn.resumeFrom = undefined;
+  conn.session = resumes.newId();
+  const s = asked === undefined ? undefined : resumes.take(asked, conn.user);
+  if (s === undefined) return NOT_RESUMED;
+  for (const l of s.labels) rejoin(l, false);
+  if (s.subscribed.length === 0 || authorize === undefined) return resumes.replay(s, conn);
+  return Promise.all(
+    s.subscribed.map(async (l) => [l, (await authorize(conn, l, 'sub')) === true] as const),
+  ).then((answers) => {
+    for (const [l, ok] of answers) if (ok) rejoin(l, true);
+    return resumes.replay(s, conn);
+  });
+}
+
+/**
+ * This node is going away while the service stays: its sessions (dropped ones waiting, and
+ * those of its open connections) go to the other nodes, so clients resume there. Waits at most
+ * 2 s for the cluster, then 100 ms for the other nodes to take them in.
+ */
+export async function handOffSessions(
+  cluster: { handOffSessions?(sessions: HandedSession[]): Promise<void> } | undefined,
+  resumes: Resumes | undefined,
+  connections: Iterable<Connection> | ReadonlyMap<string, Connection>,
+  logger: Logger,
+): Promise<void> {
+  if (cluster?.handOffSessions === undefined || resumes === undefined) return;
+  const sessions = resumes.own();
+  const conns = connections instanceof Map ? connections.values() : (connections as Iterable<Connection>);
+  for (const c of conns) {
+    if (c.state === 'open' && c.session !== undefined) {
+      const { granted, subscribed } = labelsBySource(c);
+      sessions.push({ id: c.session, user: c.user, labels: granted, subscribed });
+    }
+  }
+  if (sessions.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      cluster.handOffSessions(sessions),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer in 2 s')), 2000);
+      }),
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  } catch (err) {
+    logger.warn({ err, sessions: sessions.length }, 'sessions not handed to the other nodes');
+  } finally {
+    clearTimeout(timer);
+  }
 }
