@@ -46,6 +46,11 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxFrame: number;
+  maxPartialBytes: number;
+  /** Seconds. */
+  frameTimeout: number;
+  maxOutboundBytes: number;
+  trustedProxies: string[];
   /** Seconds. */
   drainTimeout: number;
   stopTimeout: number;
@@ -98,6 +103,10 @@ export async function start(flags: StartFlags): Promise<void> {
     maxConnections: flags.maxConnections,
     maxConnectionsPerIp: flags.maxConnectionsPerIp,
     maxFrame: flags.maxFrame,
+    maxPartialBytes: flags.maxPartialBytes,
+    frameTimeout: flags.frameTimeout * 1000,
+    maxOutboundBytes: flags.maxOutboundBytes,
+    trustedProxies: flags.trustedProxies,
     keepalive:
       flags.keepaliveInterval > 0
         ? { interval: flags.keepaliveInterval * 1000, timeout: flags.keepaliveTimeout * 1000 }

@@ -1,10 +1,5 @@
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 
-/**
- * What `pylon status` shows per worker or node, besides the gateway's own stats: the process,
- * its memory, its event-loop lag and its message rates. Sampled once a second by an unref'd
- * timer while anyone reads it; figures are over the last whole second.
- */
 /** What the sampler reads of a gateway. */
 export interface Sampled {
   /** Stopped accepting (a reload or a stop drains it). */
@@ -12,6 +7,11 @@ export interface Sampled {
   stats(): { messagesIn: number; messagesOut: number };
 }
 
+/**
+ * What `pylon status` shows per worker or node, besides the gateway's own stats: the process,
+ * its memory, its event-loop lag and its message rates. Sampled once a second by an unref'd
+ * timer while anyone reads it; figures are over the last whole second.
+ */
 export interface ProcessStats {
   pid: number;
   /** Bytes. */
