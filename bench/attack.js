@@ -14,7 +14,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { frame, frameLength, Reassembler } from '../dist/protocol/index.js';
+import { frame, frameLength, Reassembler, writeFrameHeader } from '../dist/protocol/index.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -153,7 +153,7 @@ const attacks = {
     async run(server, during) {
       const sockets = [];
       const header = Buffer.alloc(4);
-      header.writeUInt32BE(MiB, 0);
+      writeFrameHeader(header, 0, MiB);
       const body = Buffer.alloc(MiB - 1, 0x41); // one buffer for every socket: written, not copied
       for (let i = 0; i < n(3000); i++) {
         const s = await tcpPeer(server.tcpPort);

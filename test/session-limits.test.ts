@@ -1,7 +1,9 @@
+import { connect as netConnect } from 'node:net';
 import { SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { devValidator, jwtValidator } from '../src/index.js';
+import { frame } from '../src/protocol/framing.js';
 import { RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 // What one client machine could make the gateway hold through identities, labels and saved
@@ -114,6 +116,31 @@ describe('saved sessions', () => {
     expect(recent.welcome.resumed).toBe(true);
     old.raw.destroy();
     recent.raw.destroy();
+  });
+});
+
+describe('saved sessions per address', () => {
+  it('keeps at most maxSessionsPerAddress of one remote address; another address has its own', async () => {
+    const { gateway, tcpUrl } = await startGateway({
+      validate: devValidator(),
+      resume: { maxSessionsPerAddress: 5 },
+    });
+    const port = Number(new URL(tcpUrl).port);
+    const cycle = (token: string, localAddress: string) =>
+      new Promise<void>((resolve) => {
+        const s = netConnect({ port, host: '127.0.0.1', localAddress }, () => {
+          s.write(frame(new TextEncoder().encode(JSON.stringify({ kind: 'hello', data: { token } }))));
+        });
+        s.on('data', () => {
+          s.destroy();
+          resolve();
+        });
+        s.on('error', () => {});
+      });
+    for (let i = 0; i < 20; i++) await cycle(`a${i}`, '127.0.0.1');
+    for (let i = 0; i < 3; i++) await cycle(`b${i}`, '127.0.0.2');
+    await expect.poll(() => gateway.stats().connections).toBe(0);
+    expect(gateway.stats().resumable).toBe(8);
   });
 });
 

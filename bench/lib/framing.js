@@ -1,12 +1,18 @@
-// 4-byte big-endian length framing (Pylon's TCP framing), the minimum the raw `net` server and the
-// TCP clients need: no validation beyond the length, no copies for frames inside one chunk.
+// Pylon's 4-byte framing for the benchmark's raw `net` server and TCP clients: the header is
+// written and read by src/protocol/framing.ts (writeFrameHeader, frameLength), as everywhere.
+import {
+  FRAME_HEADER_SIZE,
+  frameLength,
+  MAX_FRAME_LENGTH,
+  writeFrameHeader,
+} from '../../dist/protocol/framing.js';
 
 /** Header + ASCII/UTF-8 text in one buffer. */
 export function frameText(text) {
   const n = Buffer.byteLength(text);
-  const out = Buffer.allocUnsafe(4 + n);
-  out.writeUInt32BE(n, 0);
-  out.write(text, 4);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + n);
+  writeFrameHeader(out, 0, n);
+  out.write(text, FRAME_HEADER_SIZE);
   return out;
 }
 
@@ -19,11 +25,11 @@ export function readFrames(holder, chunk, onFrame) {
   let buf = holder.rest === null ? chunk : Buffer.concat([holder.rest, chunk]);
   let pos = 0;
   const end = buf.length;
-  while (end - pos >= 4) {
-    const len = buf.readUInt32BE(pos);
-    if (end - pos - 4 < len) break;
-    onFrame(holder, buf.subarray(pos + 4, pos + 4 + len), buf.subarray(pos, pos + 4 + len));
-    pos += 4 + len;
+  while (end - pos >= FRAME_HEADER_SIZE) {
+    const whole = frameLength(pos === 0 ? buf : buf.subarray(pos), MAX_FRAME_LENGTH);
+    if (end - pos < whole) break;
+    onFrame(holder, buf.subarray(pos + FRAME_HEADER_SIZE, pos + whole), buf.subarray(pos, pos + whole));
+    pos += whole;
   }
   if (pos === end) holder.rest = null;
   else {

@@ -339,5 +339,8 @@ function resolveResume(r: Partial<ResumeOptions> | false | undefined): ResumeOpt
     historyAge: positive('resume.historyAge', r?.historyAge, window),
     maxSessions: Math.floor(positive('resume.maxSessions', r?.maxSessions, 100_000)),
     maxSessionsPerUser: Math.floor(positive('resume.maxSessionsPerUser', r?.maxSessionsPerUser, 16)),
+    maxSessionsPerAddress: Math.floor(
+      positive('resume.maxSessionsPerAddress', r?.maxSessionsPerAddress, 10_000),
+    ),
   };
 }

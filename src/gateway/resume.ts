@@ -20,6 +20,8 @@ export interface ResumeOptions {
   maxSessions: number;
   /** Dropped sessions of one user kept at most; over it that user's oldest is forgotten. Default 16. */
   maxSessionsPerUser: number;
+  /** Dropped sessions of one remote address kept at most; over it that address's oldest is forgotten. Default 10,000. */
+  maxSessionsPerAddress: number;
 }
 
 export interface ResumeResult {
@@ -43,6 +45,8 @@ export interface SavedSession {
   /** Subscribed by the client (`sub`). */
   subscribed: string[];
   connection: string;
+  /** The client's address ('' for a session handed over by another node). */
+  address: string;
   /** The journal position when the connection dropped: what came after was missed. */
   journalPos: number;
   timer: WheelTimer | undefined;
@@ -64,8 +68,9 @@ export class Resumes {
   readonly journal: Journal;
   /** By id, oldest first (insertion order): the first is the one forgotten over maxSessions. */
   private readonly saved = new Map<string, SavedSession>();
-  /** Session ids of each user, oldest first (only users with more than one). */
-  private readonly byUser = new Map<string, string | string[]>();
+  /** Session ids of each user, and of each remote address, oldest first. */
+  private readonly byUser = new IdIndex();
+  private readonly byAddress = new IdIndex();
   private adoptedCount = 0;
 
   constructor(
@@ -99,6 +104,7 @@ export class Resumes {
       labels: granted,
       subscribed,
       connection: conn.id,
+      address: conn.remoteAddress,
       journalPos: this.journal.last,
       timer: undefined,
       adopted: false,
@@ -107,17 +113,17 @@ export class Resumes {
     this.keep(s);
   }
 
-  /** Adds a session within the bounds: the user's oldest, then the oldest of all, make room. */
+  /** Adds a session within the bounds: the user's oldest, the address's oldest, then the oldest of all make room. */
   private keep(s: SavedSession): void {
-    const user = s.user;
-    if (user !== undefined) {
-      const ids = this.byUser.get(user);
-      const list = ids === undefined ? [] : typeof ids === 'string' ? [ids] : ids.slice();
-      for (let i = 0; list.length - i >= this.options.maxSessionsPerUser; i++) this.drop(list[i] as string);
-      const now = this.byUser.get(user);
-      if (now === undefined) this.byUser.set(user, s.id);
-      else if (typeof now === 'string') this.byUser.set(user, [now, s.id]);
-      else now.push(s.id);
+    if (s.user !== undefined) {
+      const ids = this.byUser.ids(s.user);
+      for (let i = 0; ids.length - i >= this.options.maxSessionsPerUser; i++) this.drop(ids[i] as string);
+      this.byUser.add(s.user, s.id);
+    }
+    if (s.address !== '') {
+      const ids = this.byAddress.ids(s.address);
+      for (let i = 0; ids.length - i >= this.options.maxSessionsPerAddress; i++) this.drop(ids[i] as string);
+      this.byAddress.add(s.address, s.id);
     }
     while (this.saved.size >= this.options.maxSessions) {
       const oldest = this.saved.keys().next().value as string;
@@ -149,6 +155,7 @@ export class Resumes {
         labels: [...h.labels],
         subscribed: [...(h.subscribed ?? [])],
         connection: '',
+        address: '',
         journalPos: this.journal.last,
         timer: undefined,
         adopted: true,
@@ -186,13 +193,8 @@ export class Resumes {
     if (s.adopted) this.adoptedCount--;
     s.timer?.cancel();
     this.saved.delete(id);
-    if (s.user === undefined) return;
-    const ids = this.byUser.get(s.user);
-    if (ids === id) this.byUser.delete(s.user);
-    else if (Array.isArray(ids)) {
-      const rest = ids.filter((x) => x !== id);
-      this.byUser.set(s.user, rest.length === 1 ? (rest[0] as string) : rest);
-    }
+    if (s.user !== undefined) this.byUser.remove(s.user, id);
+    if (s.address !== '') this.byAddress.remove(s.address, id);
   }
 
   /**
@@ -222,6 +224,7 @@ export class Resumes {
     for (const s of this.saved.values()) s.timer?.cancel();
     this.saved.clear();
     this.byUser.clear();
+    this.byAddress.clear();
     this.adoptedCount = 0;
   }
 }
@@ -303,5 +306,36 @@ export async function handOffSessions(
     logger.warn({ err, sessions: sessions.length }, 'sessions not handed to the other nodes');
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** key -> ids, oldest first; one id is kept without an array (most users have one session). */
+class IdIndex {
+  private readonly map = new Map<string, string | string[]>();
+
+  ids(key: string): string[] {
+    const v = this.map.get(key);
+    return v === undefined ? [] : typeof v === 'string' ? [v] : v.slice();
+  }
+
+  add(key: string, id: string): void {
+    const v = this.map.get(key);
+    if (v === undefined) this.map.set(key, id);
+    else if (typeof v === 'string') this.map.set(key, [v, id]);
+    else v.push(id);
+  }
+
+  remove(key: string, id: string): void {
+    const v = this.map.get(key);
+    if (v === id) this.map.delete(key);
+    else if (Array.isArray(v)) {
+      const rest = v.filter((x) => x !== id);
+      if (rest.length === 0) this.map.delete(key);
+      else this.map.set(key, rest.length === 1 ? (rest[0] as string) : rest);
+    }
+  }
+
+  clear(): void {
+    this.map.clear();
   }
 }

@@ -6,6 +6,12 @@
 // shared by every socket (they find their Conn through a property of the socket), no closures.
 import net from 'node:net';
 import type { ClientOptions, WebSocket as WsSocket } from 'ws';
+import {
+  FRAME_HEADER_SIZE,
+  frameLength,
+  MAX_FRAME_LENGTH,
+  writeFrameHeader,
+} from '../../protocol/framing.js';
 import { Histogram } from './histogram.js';
 import {
   type ChildConfig,
@@ -114,9 +120,9 @@ function count(map: Record<string, number>, key: string): void {
 
 function frame(text: string): Buffer {
   const n = Buffer.byteLength(text);
-  const out = Buffer.allocUnsafe(4 + n);
-  out.writeUInt32BE(n, 0);
-  out.write(text, 4);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + n);
+  writeFrameHeader(out, 0, n);
+  out.write(text, FRAME_HEADER_SIZE);
   return out;
 }
 
@@ -264,11 +270,11 @@ function tcpData(this: net.Socket, chunk: Buffer): void {
   let buf = conn.rest === null ? chunk : Buffer.concat([conn.rest, chunk]);
   let pos = 0;
   const end = buf.length;
-  while (end - pos >= 4) {
-    const len = buf.readUInt32BE(pos);
-    if (end - pos - 4 < len) break;
-    onFrame(conn, buf.subarray(pos + 4, pos + 4 + len));
-    pos += 4 + len;
+  while (end - pos >= FRAME_HEADER_SIZE) {
+    const whole = frameLength(pos === 0 ? buf : buf.subarray(pos), MAX_FRAME_LENGTH);
+    if (end - pos < whole) break;
+    onFrame(conn, buf.subarray(pos + FRAME_HEADER_SIZE, pos + whole));
+    pos += whole;
   }
   if (pos === end) conn.rest = null;
   else {
