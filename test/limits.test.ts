@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import { WebSocket } from 'ws';
 import { installEcho } from '../src/cli/echo.js';
 import { connect } from '../src/client/index.js';
 import { devValidator } from '../src/index.js';
+import { makeCert as makeCertIn } from './support/cert.js';
 import { once, RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 afterEach(stopAll);
@@ -119,32 +119,7 @@ describe('WebSocket admission', () => {
 describe('TLS', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pylon-tls-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const makeCert = (name: string) => {
-    const cert = join(dir, `${name}.crt`);
-    const key = join(dir, `${name}.key`);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        `/CN=${name}`,
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
-    return { cert, key };
-  };
+  const makeCert = (name: string) => makeCertIn(dir, name);
   const peerName = (port: number, ca: Buffer) =>
     new Promise<string>((resolve, reject) => {
       const s = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () => {

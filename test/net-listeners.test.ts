@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { connect } from '../src/client/index.js';
 import { createServer } from '../src/framework/server.js';
 import { devValidator } from '../src/index.js';
 import { createLogger } from '../src/log/logger.js';
+import { makeCert } from './support/cert.js';
 import { startGateway, stopAll } from './support/gateway.js';
 
 // One socket layer under both faces: what one face's listeners could do, the other's can too.
@@ -21,33 +21,6 @@ afterEach(async () => {
   await stopAll();
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function makeCert(): { cert: string; key: string } {
-  const cert = join(dir, 'a.crt');
-  const key = join(dir, 'a.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
 
 function upgrade(
   url: string,
@@ -63,7 +36,7 @@ function upgrade(
 
 describe('framework servers get what the gateway had', () => {
   it('TLS: line:// over TLS and wss://', async () => {
-    const tls = makeCert();
+    const tls = makeCert(dir, 'localhost');
     const ca = readFileSync(tls.cert);
     const line = createServer({
       listen: 'line://127.0.0.1:0',
