@@ -76,6 +76,8 @@ describe('label histories', () => {
     const after = await heapAfterGc();
     expect(gateway.stats().history.bytes).toBeLessThanOrEqual(1024 * 1024);
     // 4,000 messages of 1 KiB would be ~5 MB of JSON and more as objects; the limit keeps ~1 MiB.
-    expect(after - before).toBeLessThan(3 * 1024 * 1024);
+    // Measured 2.9–3.7 MB here (the clients' closes and V8's own growth included): the bound
+    // tells ~1 MiB kept from the unbounded 5+ MB.
+    expect(after - before).toBeLessThan(4 * 1024 * 1024);
   }, 60_000);
 });

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/store/redis-store.js';
 import type { MessageStore } from '../src/store/store.js';
@@ -48,4 +49,57 @@ describe('RedisStore across a Redis restart', () => {
       await store.close();
     }
   });
+});
+
+describe('RedisStore layout on a standalone Redis', () => {
+  it('keeps the key names of earlier versions (seqs survive an upgrade)', async () => {
+    const store = await RedisStore.connect(redis.url, { prefix: 'layout:' });
+    await store.append(['ann'], { id: 'm1', type: 't', data: 1, createdAt: 1, expiresAt: 9e15 });
+    const r = new Redis(redis.url);
+    expect((await r.keys('layout:*')).sort()).toEqual([
+      'layout:expiry',
+      'layout:ids:ann',
+      'layout:inbox:ann',
+      'layout:order:ann',
+      'layout:seq:ann',
+      'layout:stats',
+    ]);
+    r.disconnect();
+    await store.close();
+  });
+
+  it('stores each append once when Redis restarts while appends are in flight', async () => {
+    const store = await RedisStore.connect(redis.url, { prefix: `inflight${++n}:` });
+    const ids = Array.from({ length: 300 }, (_, i) => `m${i}`);
+    const results: Array<number | Error> = [];
+    const sending = (async () => {
+      for (const id of ids) {
+        // The caller retries a failed append with the same id, as a push with an idempotency key would.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            results.push(
+              (
+                await store.append(['u'], { id, type: 't', data: id, createdAt: 1, expiresAt: 9e15 })
+              )[0] as number,
+            );
+            break;
+          } catch (err) {
+            if (attempt > 50) {
+              results.push(err as Error);
+              break;
+            }
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 30));
+    await redis.restart();
+    await sending;
+    expect(results.every((x) => typeof x === 'number')).toBe(true);
+    const pending = await store.pending('u', 0, 1000, 0);
+    expect(pending.map((m) => m.id)).toEqual(ids);
+    expect(pending.map((m) => m.seq)).toEqual(ids.map((_, i) => i + 1));
+    await store.close();
+  }, 30_000);
 });

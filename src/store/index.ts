@@ -4,7 +4,7 @@ import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { MessageStore, StoreOptions } from './store.js';
 
 export { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER, MemoryStore } from './memory-store.js';
-export { RedisStore } from './redis-store.js';
+export { RedisStore, type RedisStoreOptions } from './redis-store.js';
 export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 export type {
   DeadLetter,
@@ -16,7 +16,8 @@ export type {
   StoreStats,
 } from './store.js';
 
-const FORMS = '"memory", "sqlite:<path>" (e.g. sqlite:./data/pylon.db) or "redis://host:port[/db]"';
+const FORMS =
+  '"memory", "sqlite:<path>" (e.g. sqlite:./data/pylon.db), "redis://host:port[/db]" or the seeds of a Redis Cluster "redis://a:7000,redis://b:7001"';
 
 /**
  * Opens the store named by `spec`: `memory`, `sqlite:<path>` (the file and its directory are
@@ -25,7 +26,7 @@ const FORMS = '"memory", "sqlite:<path>" (e.g. sqlite:./data/pylon.db) or "redis
  */
 export async function openStore(
   spec: string,
-  options: StoreOptions & Pick<SqliteStoreOptions, 'integrityCheck'> = {},
+  options: StoreOptions & Pick<SqliteStoreOptions, 'integrityCheck'> & { cluster?: boolean } = {},
 ): Promise<MessageStore> {
   if (spec === 'memory') return new MemoryStore(options);
   if (spec.startsWith('sqlite:')) {

@@ -37,6 +37,8 @@ interface Inbox {
   /** Entries that are not gone. */
   live: number;
   lastSeq: number;
+  /** Message id -> seq of the user's last `dedupeWindow` appends (oldest first): append is idempotent by id. */
+  ids: Map<string, number>;
 }
 
 /**
@@ -53,6 +55,9 @@ interface Inbox {
  * `data` is cloned (structuredClone) once per `append`, so a caller changing its object later
  * does not change the store; messages returned by `pending` share it and must not be mutated.
  */
+/** Message ids remembered per user for idempotent appends. */
+export const DEFAULT_DEDUPE_WINDOW = 1000;
+
 export class MemoryStore implements MessageStore {
   private readonly inboxes = new Map<string, Inbox>();
   private readonly heap: Entry[] = [];
@@ -60,9 +65,11 @@ export class MemoryStore implements MessageStore {
   private readonly dead: DeadRing;
   private messages = 0;
   private deadCount = 0;
+  private readonly dedupeWindow: number;
 
   constructor(options: StoreOptions = {}) {
     this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
+    this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
     this.dead = new DeadRing(Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS));
   }
 
@@ -78,10 +85,17 @@ export class MemoryStore implements MessageStore {
     for (const user of users) {
       let inbox = this.inboxes.get(user);
       if (inbox === undefined) {
-        inbox = { items: [], head: 0, holes: 0, live: 0, lastSeq: 0 };
+        inbox = { items: [], head: 0, holes: 0, live: 0, lastSeq: 0, ids: new Map() };
         this.inboxes.set(user, inbox);
       }
+      const had = inbox.ids.get(message.id);
+      if (had !== undefined) {
+        seqs.push(had);
+        continue;
+      }
       const entry: Entry = { seq: ++inbox.lastSeq, user, body, gone: false };
+      inbox.ids.set(message.id, entry.seq);
+      if (inbox.ids.size > this.dedupeWindow) inbox.ids.delete(inbox.ids.keys().next().value as string);
       inbox.items.push(entry);
       inbox.live++;
       this.messages++;

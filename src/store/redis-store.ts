@@ -1,6 +1,7 @@
-import { type ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { Packr } from 'msgpackr';
-import { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisHost } from '../util/redis.js';
+import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -20,13 +21,24 @@ import type {
  * - P dead          list, newest first (LPUSH, LTRIM to maxDeadLetters): each entry is a JSON
  *                   header [user, seq, reason, deadAt] (strings), a newline, the encoded message.
  * - P stats         hash: messages (in inboxes), dead (moved aside, ever).
+ * - P ids:{user}    sorted set: member = message id, score = seq, the user's last `dedupeWindow`
+ *                   appends: an append of an id the user already got returns that seq and
+ *                   stores nothing (so a command re-sent after a reconnection, or one push
+ *                   appended by several gateways holding the user, gives one seq).
  * A message is encoded once per push with msgpackr (useRecords: false) as
  * { id, type, data, createdAt, expiresAt }: JSON values and Uint8Array data (MessagePack bin)
  * round-trip; the seq lives in the keys. The Lua scripts never decode it.
  *
  * Every per-user step is one Lua script (atomic); the scripts of one `append` are pipelined, so a
- * batch is one round trip but not one transaction across users. `expire` derives per-user key
- * names inside its script, so this needs a standalone Redis (or Sentinel), not Redis Cluster.
+ * batch is one round trip but not one transaction across users.
+ *
+ * On a Redis Cluster, users are spread over `buckets` buckets (FNV-1a of the user id, default
+ * 64) and every key above is under a per-bucket prefix with a hash tag, P{b<n>}: (e.g.
+ * pylon:{b17}:seq:alice): each bucket, with its own expiry, stats and dead keys, is one slot,
+ * so every script touches one slot and the buckets spread over the shards. `expire`, `stats`
+ * and `deadLetters` visit every bucket. The count is kept in P{b0}:buckets and a store opened
+ * with another count is refused (users would move between buckets). A standalone Redis keeps
+ * the layout above unchanged (one bucket, prefix P).
  * Durability is Redis's: with appendonly yes and appendfsync everysec, a crash of Redis (not of
  * this process) can lose the last second of appends.
  */
@@ -50,12 +62,16 @@ end
 `;
 
 const SCRIPTS = {
-  /** KEYS: seq order inbox expiry stats dead; ARGV: user packed expiresAt createdAt maxPerUser maxDead */
+  /** KEYS: seq order inbox expiry stats dead ids; ARGV: user packed expiresAt createdAt maxPerUser maxDead id window */
   pylonAppend: {
-    numberOfKeys: 6,
+    numberOfKeys: 7,
     lua: `${MOVE_ASIDE}
+local had = redis.call('ZSCORE', KEYS[7], ARGV[7])
+if had then return tonumber(had) end
 local seq = tostring(redis.call('INCR', KEYS[1]))
 local user = ARGV[1]
+redis.call('ZADD', KEYS[7], seq, ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(seq) - tonumber(ARGV[8]))
 redis.call('ZADD', KEYS[2], seq, seq)
 redis.call('HSET', KEYS[3], seq, ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], seq .. ':' .. user)
@@ -150,35 +166,76 @@ type ScriptPipeline = ChainableCommander & { pylonAppend(...args: Arg[]): Script
 
 const EXPIRE_BATCH = 1000;
 
-/** A MessageStore in Redis (ioredis); see the layout above. */
+export interface RedisStoreOptions extends StoreOptions {
+  /** Key prefix. Default "pylon:". */
+  prefix?: string;
+  /** Treat a single URL as a seed of a Redis Cluster (several comma-separated URLs always are). */
+  cluster?: boolean;
+  /** Redis Cluster only: buckets users are spread over (fixed for the life of the data). Default 64. */
+  buckets?: number;
+  /**
+   * Replicas that must have an append before it resolves (WAIT after the append, on the same
+   * connection: the master of the user's bucket). Redis replicates asynchronously: without this,
+   * a master that fails right after acknowledging an append may lose it when its replica takes
+   * over. An append not confirmed by this many replicas within `waitTimeout` rejects (it may
+   * still have been stored; retrying it with the same id stores it once). Default 0.
+   */
+  waitReplicas?: number;
+  /** ms for `waitReplicas`. Default 1000. */
+  waitTimeout?: number;
+}
+
+/** A MessageStore in Redis (ioredis), standalone or Redis Cluster; see the layout above. */
 export class RedisStore implements MessageStore {
   private readonly maxPerUser: number;
   private readonly maxDeadLetters: number;
+  private readonly dedupeWindow: number;
+  private readonly deadPerBucket: number;
+  private readonly waitReplicas: number;
+  private readonly waitTimeout: number;
   private readonly packr = new Packr({ useRecords: false });
   private readonly cmd: ScriptCommands;
+  /** The prefix of each bucket: [prefix] on a standalone Redis. */
+  private readonly buckets: string[];
   private closed = false;
 
   private constructor(
-    private readonly redis: Redis,
-    private readonly prefix: string,
-    options: StoreOptions,
+    readonly redis: RedisClient,
+    prefix: string,
+    buckets: number,
+    options: RedisStoreOptions,
   ) {
+    this.waitReplicas = Math.max(0, Math.floor(options.waitReplicas ?? 0));
+    this.waitTimeout = Math.max(1, Math.floor(options.waitTimeout ?? 1000));
     this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
     this.maxDeadLetters = Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS);
+    this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
     for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
     this.cmd = redis as unknown as ScriptCommands;
+    this.buckets = buckets === 0 ? [prefix] : Array.from({ length: buckets }, (_, i) => `${prefix}{b${i}}:`);
+    // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
+    // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
+    this.deadPerBucket = this.maxDeadLetters;
   }
 
-  /** Connects to `url` (redis://host:port[/db]); keys start with `prefix` (default "pylon:"). */
-  static async connect(url: string, options: StoreOptions & { prefix?: string } = {}): Promise<RedisStore> {
-    // No re-sending of commands whose reply was lost in a reconnect: an append Redis ran just
-    // before it went away would be stored twice, under two seqs. A lost reply fails the append
-    // instead (the caller is told), and a command timeout makes sure it does.
-    const redis = new Redis(url, {
-      lazyConnect: true,
-      autoResendUnfulfilledCommands: false,
-      commandTimeout: 5000,
-    });
+  /**
+   * Connects to `url`: redis://host:port[/db], or the comma-separated seeds of a Redis Cluster.
+   * Commands whose reply was lost in a reconnection are sent again: every write is idempotent
+   * (append by message id, ack cumulative, bury by seq), and a command timeout makes sure none
+   * waits forever.
+   */
+  static async connect(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+    const spec = parseRedisSpec(url, options.cluster);
+    const redis = createRedis(
+      spec,
+      { autoResendUnfulfilledCommands: true, commandTimeout: 5000 },
+      {
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 200,
+        retryDelayOnTryAgain: 200,
+        maxRedirections: 32,
+      },
+    );
     redis.on('error', () => {
       // Reconnects are ioredis's job; failed commands reject to their callers.
     });
@@ -187,11 +244,25 @@ export class RedisStore implements MessageStore {
     } catch (err) {
       redis.disconnect();
       throw new Error(
-        `redis store at ${hostOf(url)}: cannot connect: ${(err as Error).message}; is redis-server running there?`,
+        `redis store at ${redisHost(url)}: cannot connect: ${(err as Error).message}; is redis-server running there?`,
         { cause: err },
       );
     }
-    return new RedisStore(redis, options.prefix ?? 'pylon:', options);
+    const prefix = options.prefix ?? 'pylon:';
+    let buckets = 0;
+    if (spec.cluster) {
+      buckets = Math.max(1, Math.floor(options.buckets ?? 64));
+      const key = `${prefix}{b0}:buckets`;
+      await redis.set(key, String(buckets), 'NX');
+      const had = Number(await redis.get(key));
+      if (had !== buckets) {
+        redis.disconnect();
+        throw new Error(
+          `redis store at ${redisHost(url)}: its data is spread over ${had} buckets, not ${buckets}; open it with buckets: ${had}`,
+        );
+      }
+    }
+    return new RedisStore(redis, prefix, buckets, options);
   }
 
   async append(users: readonly string[], message: NewMessage): Promise<number[]> {
@@ -203,39 +274,66 @@ export class RedisStore implements MessageStore {
       createdAt: message.createdAt,
       expiresAt: message.expiresAt,
     });
-    const p = this.redis.pipeline() as ScriptPipeline;
-    for (const user of users) {
-      const k = this.keys(user);
-      p.pylonAppend(
-        k.seq,
-        k.order,
-        k.inbox,
-        `${this.prefix}expiry`,
-        `${this.prefix}stats`,
-        `${this.prefix}dead`,
-        user,
-        packed,
-        message.expiresAt,
-        message.createdAt,
-        this.maxPerUser,
-        this.maxDeadLetters,
-      );
-    }
-    const results = await p.exec();
-    if (results === null) throw new Error('redis store: append pipeline was discarded');
-    return results.map(([err, seq]) => {
-      if (err) throw err;
-      return Number(seq);
+    // One pipeline per bucket (a cluster pipeline must stay in one slot); one on a standalone Redis.
+    const byBucket = new Map<string, number[]>();
+    users.forEach((user, i) => {
+      const b = this.bucketOf(user);
+      const list = byBucket.get(b);
+      if (list) list.push(i);
+      else byBucket.set(b, [i]);
     });
+    const seqs: number[] = new Array(users.length);
+    await Promise.all(
+      [...byBucket].map(async ([b, indexes]) => {
+        const p = this.redis.pipeline() as ScriptPipeline;
+        for (const i of indexes) {
+          const user = users[i] as string;
+          p.pylonAppend(
+            `${b}seq:${user}`,
+            `${b}order:${user}`,
+            `${b}inbox:${user}`,
+            `${b}expiry`,
+            `${b}stats`,
+            `${b}dead`,
+            `${b}ids:${user}`,
+            user,
+            packed,
+            message.expiresAt,
+            message.createdAt,
+            this.maxPerUser,
+            this.deadPerBucket,
+            message.id,
+            this.dedupeWindow,
+          );
+        }
+        if (this.waitReplicas > 0) p.call('WAIT', this.waitReplicas, this.waitTimeout);
+        const results = await p.exec();
+        if (results === null) throw new Error('redis store: append pipeline was discarded');
+        for (let j = 0; j < indexes.length; j++) {
+          const [err, seq] = results[j] as [Error | null, unknown];
+          if (err) throw err;
+          seqs[indexes[j] as number] = Number(seq);
+        }
+        if (this.waitReplicas > 0) {
+          const [err, acked] = results[indexes.length] as [Error | null, unknown];
+          if (err) throw err;
+          if (Number(acked) < this.waitReplicas)
+            throw new Error(
+              `redis store: append reached ${acked} of ${this.waitReplicas} replicas within ${this.waitTimeout} ms`,
+            );
+        }
+      }),
+    );
+    return seqs;
   }
 
   async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const k = this.keys(user);
+    const b = this.bucketOf(user);
     const flat = await this.cmd.pylonPendingBuffer(
-      k.order,
-      k.inbox,
-      `${this.prefix}expiry`,
+      `${b}order:${user}`,
+      `${b}inbox:${user}`,
+      `${b}expiry`,
       user,
       afterSeq,
       Math.floor(limit),
@@ -249,33 +347,43 @@ export class RedisStore implements MessageStore {
   }
 
   async ack(user: string, uptoSeq: number): Promise<number> {
-    const k = this.keys(user);
-    return this.cmd.pylonAck(k.order, k.inbox, `${this.prefix}expiry`, `${this.prefix}stats`, user, uptoSeq);
+    const b = this.bucketOf(user);
+    return this.cmd.pylonAck(
+      `${b}order:${user}`,
+      `${b}inbox:${user}`,
+      `${b}expiry`,
+      `${b}stats`,
+      user,
+      uptoSeq,
+    );
   }
 
   async lastSeq(user: string): Promise<number> {
-    return Number((await this.redis.get(this.keys(user).seq)) ?? 0);
+    return Number((await this.redis.get(`${this.bucketOf(user)}seq:${user}`)) ?? 0);
   }
 
   async bury(user: string, seq: number, reason: DeadReason, now: number): Promise<void> {
-    const k = this.keys(user);
-    const p = this.prefix;
+    const b = this.bucketOf(user);
     await this.cmd.pylonBury(
-      k.order,
-      k.inbox,
-      `${p}expiry`,
-      `${p}stats`,
-      `${p}dead`,
+      `${b}order:${user}`,
+      `${b}inbox:${user}`,
+      `${b}expiry`,
+      `${b}stats`,
+      `${b}dead`,
       user,
       seq,
       reason,
       now,
-      this.maxDeadLetters,
+      this.deadPerBucket,
     );
   }
 
   async expire(now: number): Promise<number> {
-    const p = this.prefix;
+    const moved = await Promise.all(this.buckets.map((b) => this.expireBucket(b, now)));
+    return moved.reduce((a, n) => a + n, 0);
+  }
+
+  private async expireBucket(p: string, now: number): Promise<number> {
     let total = 0;
     for (;;) {
       const [seen, moved] = await this.cmd.pylonExpire(
@@ -284,7 +392,7 @@ export class RedisStore implements MessageStore {
         `${p}dead`,
         p,
         now,
-        this.maxDeadLetters,
+        this.deadPerBucket,
         EXPIRE_BATCH,
       );
       total += moved;
@@ -293,38 +401,50 @@ export class RedisStore implements MessageStore {
   }
 
   async deadLetters(limit: number): Promise<DeadLetter[]> {
+    limit = Math.min(limit, this.maxDeadLetters);
     if (limit <= 0) return [];
-    const entries = await this.redis.lrangeBuffer(`${this.prefix}dead`, 0, Math.floor(limit) - 1);
-    return entries.map((entry) => {
-      const nl = entry.indexOf(0x0a);
-      const [user, seq, reason, deadAt] = JSON.parse(entry.subarray(0, nl).toString()) as string[];
-      return {
-        ...this.decode(Number(seq), entry.subarray(nl + 1)),
-        user: user as string,
-        reason: reason as DeadReason,
-        deadAt: Number(deadAt),
-      };
-    });
+    const lists = await Promise.all(
+      this.buckets.map((b) => this.redis.lrangeBuffer(`${b}dead`, 0, Math.floor(limit) - 1)),
+    );
+    const out: DeadLetter[] = [];
+    for (const entries of lists) {
+      for (const entry of entries) {
+        const nl = entry.indexOf(0x0a);
+        const [user, seq, reason, deadAt] = JSON.parse(entry.subarray(0, nl).toString()) as string[];
+        out.push({
+          ...this.decode(Number(seq), entry.subarray(nl + 1)),
+          user: user as string,
+          reason: reason as DeadReason,
+          deadAt: Number(deadAt),
+        });
+      }
+    }
+    // Each bucket's list is newest first; across buckets, by the time they were moved aside.
+    if (lists.length > 1) out.sort((x, y) => y.deadAt - x.deadAt);
+    return out.slice(0, Math.floor(limit));
   }
 
   async stats(): Promise<StoreStats> {
-    const [messages, dead] = await this.redis.hmget(`${this.prefix}stats`, 'messages', 'dead');
-    return { messages: Number(messages ?? 0), deadLetters: Number(dead ?? 0) };
+    const all = await Promise.all(this.buckets.map((b) => this.redis.hmget(`${b}stats`, 'messages', 'dead')));
+    let messages = 0;
+    let deadLetters = 0;
+    for (const [m, d] of all) {
+      messages += Number(m ?? 0);
+      deadLetters += Number(d ?? 0);
+    }
+    return { messages, deadLetters };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    await quitRedis(this.redis);
   }
 
-  private keys(user: string): { seq: string; order: string; inbox: string } {
-    const p = this.prefix;
-    return { seq: `${p}seq:${user}`, order: `${p}order:${user}`, inbox: `${p}inbox:${user}` };
+  /** The key prefix of `user`'s bucket. */
+  private bucketOf(user: string): string {
+    const b = this.buckets;
+    return b.length === 1 ? (b[0] as string) : (b[fnv1a(user) % b.length] as string);
   }
 
   private decode(seq: number, packed: Buffer): StoredMessage {
@@ -332,14 +452,5 @@ export class RedisStore implements MessageStore {
     // msgpackr gives bin as a Buffer over the reply: hand out a plain Uint8Array of our own.
     const data = m.data instanceof Uint8Array ? new Uint8Array(m.data) : m.data;
     return { seq, id: m.id, type: m.type, data, createdAt: m.createdAt, expiresAt: m.expiresAt };
-  }
-}
-
-/** host:port of a Redis URL, never its password. */
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return '(unparsable URL)';
   }
 }

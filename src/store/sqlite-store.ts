@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeDir } from '../util/make-dir.js';
-import { DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -23,6 +23,9 @@ import type {
  * - dead_letters(n AUTOINCREMENT, ...): the same columns plus reason and dead_at; newest = highest
  *   n; trimmed to the newest maxDeadLetters by n.
  * - counters(name, value): 'messages' (rows in inbox) and 'dead_letters' (moved aside, ever).
+ * - recent_ids(user, id, seq): the ids of each user's last `dedupeWindow` appends, so that an
+ *   append of an id the user already got returns its seq (created in files of older versions
+ *   on open).
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -56,6 +59,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   dead_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recent_ids (
+  user TEXT NOT NULL,
+  id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (user, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recent_ids_seq ON recent_ids (user, seq);
 INSERT OR IGNORE INTO counters (name, value) VALUES ('messages', 0), ('dead_letters', 0);
 PRAGMA user_version = 1;
 `;
@@ -117,6 +127,7 @@ export class SqliteStore implements MessageStore {
   private readonly maxPerUser: number;
   private readonly maxDeadLetters: number;
   private readonly s: ReturnType<typeof prepare>;
+  private readonly dedupeWindow: number;
   private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
   private readonly ackTx: (user: string, uptoSeq: number) => number;
   private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
@@ -128,6 +139,7 @@ export class SqliteStore implements MessageStore {
   ) {
     this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
     this.maxDeadLetters = Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS);
+    this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
     const s = prepare(db);
     this.s = s;
 
@@ -137,10 +149,19 @@ export class SqliteStore implements MessageStore {
       const seqs: number[] = [];
       let moved = 0;
       let lastDead = 0;
+      let fresh = 0;
       for (const user of users) {
+        const had = s.recentId.get(user, m.id) as { seq: number } | undefined;
+        if (had !== undefined) {
+          seqs.push(had.seq);
+          continue;
+        }
         const { last_seq: seq, pending } = s.bumpUser.get(user) as { last_seq: number; pending: number };
         s.insert.run(user, seq, m.id, m.type, isBinary, data, m.createdAt, m.expiresAt);
+        s.rememberId.run(user, m.id, seq);
+        s.forgetIds.run(user, seq - this.dedupeWindow);
         seqs.push(seq);
+        fresh++;
         const over = pending - this.maxPerUser;
         if (over > 0) {
           // The oldest `over` rows go, stamped with the push's own time.
@@ -152,7 +173,7 @@ export class SqliteStore implements MessageStore {
           lastDead = Number(info.lastInsertRowid);
         }
       }
-      s.addCounter.run(seqs.length - moved, 'messages');
+      s.addCounter.run(fresh - moved, 'messages');
       if (moved > 0) this.movedAside(moved, lastDead);
       return seqs;
     });
@@ -285,6 +306,9 @@ function prepare(db: Database.Database) {
        RETURNING last_seq, pending`,
     ),
     insert: db.prepare(`INSERT INTO inbox (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    recentId: db.prepare('SELECT seq FROM recent_ids WHERE user = ? AND id = ?'),
+    rememberId: db.prepare('INSERT OR REPLACE INTO recent_ids (user, id, seq) VALUES (?, ?, ?)'),
+    forgetIds: db.prepare('DELETE FROM recent_ids WHERE user = ? AND seq <= ?'),
     nthSeq: db.prepare('SELECT seq FROM inbox WHERE user = ? ORDER BY seq LIMIT 1 OFFSET ?'),
     buryUpTo: db.prepare(`${toDead} WHERE user = ? AND seq <= ? ORDER BY seq`),
     deleteUpTo: db.prepare('DELETE FROM inbox WHERE user = ? AND seq <= ?'),

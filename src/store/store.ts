@@ -5,6 +5,10 @@
  * Guarantees every implementation gives:
  * - `append` assigns the user's next seq: strictly increasing per user, never reused, also
  *   across restarts of a durable store; a message is durable once `append` has resolved.
+ * - `append` is idempotent by message id: appending an id the user already got (among the
+ *   user's last `dedupeWindow` appends, even if acked or expired since) returns that seq and
+ *   stores nothing. Nodes of a cluster that each append one push for a user connected to
+ *   several of them, and a command re-sent across a reconnection, give one seq.
  * - `pending` returns unacked, unexpired messages in seq order.
  * - acks are cumulative: `ack(user, n)` removes every message of that user with seq <= n.
  * - messages past their TTL, and the oldest messages of a user over the per-user cap, are moved
@@ -76,4 +80,6 @@ export interface StoreOptions {
   maxPerUser?: number;
   /** Most dead letters kept (oldest are deleted, still counted). Default 100,000. */
   maxDeadLetters?: number;
+  /** Message ids remembered per user to make `append` idempotent. Default 1,000. */
+  dedupeWindow?: number;
 }

@@ -93,10 +93,46 @@ export function describeMessageStore(name: string, factory: StoreFactory): void 
         expect(await store.stats()).toEqual({ messages: 8, deadLetters: 0 });
       });
 
-      it('a user listed twice in one batch gets two messages', async () => {
+      it('a user listed twice in one batch gets the message once', async () => {
         const { store } = await make();
-        expect(await store.append(['a', 'b', 'a'], msg(1))).toEqual([1, 1, 2]);
-        expect(seqs(await store.pending('a', 0, 10, T0))).toEqual([1, 2]);
+        expect(await store.append(['a', 'b', 'a'], msg(1))).toEqual([1, 1, 1]);
+        expect(seqs(await store.pending('a', 0, 10, T0))).toEqual([1]);
+      });
+    });
+
+    describe('idempotent append', () => {
+      it('an id appended again returns the first seq and stores nothing, mixed with users it is new for', async () => {
+        const { store } = await make();
+        await fill(store, 'a', 3);
+        expect(await store.append(['a', 'b'], msg(2))).toEqual([2, 1]);
+        expect(await store.append(['b', 'a'], msg(2))).toEqual([1, 2]);
+        expect(seqs(await store.pending('a', 0, 10, T0))).toEqual([1, 2, 3]);
+        expect(await store.lastSeq('a')).toBe(3);
+        expect(await store.stats()).toEqual({ messages: 4, deadLetters: 0 });
+        expect(await store.append(['a'], msg(4))).toEqual([4]);
+      });
+
+      it('also after the first was acked or expired, within the last dedupeWindow ids', async () => {
+        const { store } = await make({ dedupeWindow: 3 });
+        await fill(store, 'a', 2);
+        await store.ack('a', 2);
+        expect(await store.append(['a'], msg(1))).toEqual([1]);
+        expect(await store.pending('a', 0, 10, T0)).toEqual([]);
+        await store.append(['a'], msg(3, { expiresAt: T0 + 10 }));
+        await store.expire(T0 + 11);
+        expect(await store.append(['a'], msg(3))).toEqual([3]);
+        expect(await store.stats()).toEqual({ messages: 0, deadLetters: 1 });
+        // Past the window the oldest id is forgotten: appended again, it is a new message.
+        await fill(store, 'b', 4);
+        expect(await store.append(['b'], msg(1))).toEqual([5]);
+        expect(await store.append(['b'], msg(4))).toEqual([4]);
+      });
+
+      it('concurrent appends of one id to one user store it once', async () => {
+        const { store } = await make();
+        const got = await Promise.all(Array.from({ length: 10 }, () => store.append(['u'], msg(1))));
+        expect(got).toEqual(Array.from({ length: 10 }, () => [1]));
+        expect(seqs(await store.pending('u', 0, 10, T0))).toEqual([1]);
       });
 
       it('50 concurrent appends to one user get 50 distinct consecutive seqs', async () => {
@@ -187,7 +223,7 @@ export function describeMessageStore(name: string, factory: StoreFactory): void 
         const before = await snapshot(t.store);
         const s = await t.reopen();
         expect(await snapshot(s)).toStrictEqual(before);
-        expect(await s.append(['a', 'b', 'c', 'd'], msg(3))).toEqual([3, 2, 6, 1]);
+        expect(await s.append(['a', 'b', 'c', 'd'], msg(9))).toEqual([3, 2, 6, 1]);
       });
 
       it('seqs continue after everything was acked and the store reopened', async (ctx) => {
@@ -496,8 +532,12 @@ async function runAgainstModel(s: MessageStore, ops: readonly Op[]): Promise<voi
         const id = `m${++n}`;
         const data = o.bin ? new Uint8Array([n & 255, 7]) : { n };
         const m = { id, type: 't', data, createdAt: now, expiresAt: now + o.ttl };
+        const once = new Map<string, number>(); // append is idempotent by id: a repeated user gets one seq
         const want = o.users.map((u) => {
+          const had = once.get(u);
+          if (had !== undefined) return had;
           const seq = lastOf(u) + 1;
+          once.set(u, seq);
           last.set(u, seq);
           box(u).push({ seq, id, expiresAt: m.expiresAt });
           const over = box(u).length - max;

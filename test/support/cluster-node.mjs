@@ -12,16 +12,6 @@ const url = process.env.REDIS;
 const prefix = process.env.PREFIX ?? 'pylon:';
 const ttl = Number(process.env.TTL ?? 1500);
 const store = await RedisStore.connect(url, { prefix: `${prefix}store:` });
-// RedisStore.connect leaves ioredis's autoResendUnfulfilledCommands on: an append that Redis ran
-// just before going away (its reply lost) is sent again after the reconnection and stored twice
-// (two seqs, so the client cannot deduplicate it). Until the store turns it off (or makes append
-// idempotent by message id), this test node does, so an interrupted append is reported as a
-// failed push instead (with a command timeout: without re-sending, ioredis never settles a
-// command whose connection closed before its reply). STORE_RESEND=1 shows the duplicates.
-if (process.env.STORE_RESEND !== '1') {
-  store.redis.options.autoResendUnfulfilledCommands = false;
-  store.redis.options.commandTimeout = 2000;
-}
 const cluster = await redisCluster(url, { ttl, prefix });
 const gateway = createGateway({
   tcp: { port: 0, host: '127.0.0.1' },

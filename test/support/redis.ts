@@ -60,12 +60,12 @@ export async function startRedis(): Promise<TestRedis> {
   };
 }
 
-interface Running {
+export interface Running {
   child: ChildProcess;
   stop(): Promise<void>;
 }
 
-async function launch(bin: string, args: string[], port: number): Promise<Running> {
+export async function launch(bin: string, args: string[], port: number): Promise<Running> {
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer) => {
@@ -121,7 +121,7 @@ function ping(port: number): Promise<boolean> {
 }
 
 /** A port that was free a moment ago (listen on 0, read it, close). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -133,7 +133,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function findOnPath(name: string): string | undefined {
+export function findOnPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir === '') continue;
     const file = join(dir, name);
