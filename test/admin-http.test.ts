@@ -66,6 +66,27 @@ async function until(check: () => boolean, ms = 5000): Promise<void> {
 const types = (got: Got[]) => got.map((g) => g.type);
 
 describe('admin HTTP API', () => {
+  it('accepts a push with an Idempotency-Key (header or body) once and answers a repeat with the first result', async () => {
+    const { tcpUrl, call } = await setup();
+    const ann = await client(tcpUrl, 'ann');
+    const body = { to: { user: 'ann' }, type: 'order', data: { n: 17 }, qos: 1 };
+    const first = await call('POST', '/v1/push', body, { 'idempotency-key': 'order-17' });
+    expect(first.json).toEqual({ id: expect.any(String), targeted: 1, stored: 1 });
+    const again = await call('POST', '/v1/push', { ...body, idempotencyKey: 'order-17' });
+    expect(again.json).toEqual({ id: first.json.id, targeted: 1, stored: 1, duplicate: true });
+    const clash = await call(
+      'POST',
+      '/v1/push',
+      { ...body, idempotencyKey: 'a' },
+      { 'idempotency-key': 'b' },
+    );
+    expect(clash.status).toBe(400);
+    expect(clash.json.error.message).toMatch(/Idempotency-Key/);
+    await until(() => ann.got.length >= 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(types(ann.got)).toEqual(['order']);
+  });
+
   it('pushes to users, a connection, labels (all/any/not), everyone, with variants, and qos 1', async () => {
     const { tcpUrl, wsUrl, call } = await setup();
     const ann = await client(tcpUrl, 'ann:room1,v1');

@@ -107,12 +107,15 @@ function describeBroker(name: string, make: () => Promise<Broker>) {
       await b2.subscribe('ch', (m) => got2.push(m));
       await b2.subscribe('other', () => {});
       const m: ClusterMessage = {
-        t: 'push',
-        id: '1',
-        target: { users: ['a', 'b'] },
-        type: 'x',
-        data: new Uint8Array([9, 8]),
-        options: { qos: 0 },
+        t: 'op',
+        op: {
+          op: 'push',
+          id: '1',
+          target: { users: ['a', 'b'] },
+          type: 'x',
+          data: new Uint8Array([9, 8]),
+          options: { qos: 0 },
+        },
         origin: 'n1',
       };
       await b1.publish('ch', m);
@@ -143,7 +146,7 @@ describe('redis broker across a Redis restart', () => {
     expect(changes[0]?.[0]).toBe(false);
     expect(changes[0]?.[1]).toMatch(/redis (publisher|subscriber)/);
     expect(changes.at(-1)).toEqual([true, undefined]);
-    await pub.publish('after', { t: 'kick', target: { user: 'u' }, origin: 'p' });
+    await pub.publish('after', { t: 'op', op: { op: 'kick', target: { user: 'u' } }, origin: 'p' });
     await expect.poll(() => got.length).toBe(1);
     await b.close();
     await pub.close();

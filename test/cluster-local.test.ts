@@ -64,37 +64,26 @@ describe('cluster messages', () => {
     const data = { bytes: new Uint8Array([0, 1, 255]), n: 1.5, s: 'é', nested: [null, true] };
     const m = decodeMessage(
       encodeMessage({
-        t: 'push',
-        id: 'x',
-        target: { labels: { all: ['a'] } },
-        type: 't',
-        data,
-        options: { qos: 0 },
+        t: 'op',
+        op: { op: 'push', id: 'x', target: { labels: { all: ['a'] } }, type: 't', data, options: { qos: 0 } },
         origin: 'n1',
       }),
     );
     expect(m).toEqual({
-      t: 'push',
-      id: 'x',
-      target: { labels: { all: ['a'] } },
-      type: 't',
-      data,
-      options: { qos: 0 },
+      t: 'op',
+      op: { op: 'push', id: 'x', target: { labels: { all: ['a'] } }, type: 't', data, options: { qos: 0 } },
       origin: 'n1',
     });
     const raw = decodeMessage(
       encodeMessage({
-        t: 'push',
-        id: 'y',
-        target: { all: true },
-        type: 't',
-        data: new Uint8Array([7]),
-        options: {},
+        t: 'op',
+        op: { op: 'push', id: 'y', target: { all: true }, type: 't', data: new Uint8Array([7]), options: {} },
         origin: 'n',
       }),
     );
-    expect(raw.t === 'push' && raw.data).toEqual(new Uint8Array([7]));
-    expect(raw.t === 'push' && (raw.data as Uint8Array).constructor).toBe(Uint8Array);
+    const data7 = raw.t === 'op' && raw.op.op === 'push' ? raw.op.data : undefined;
+    expect(data7).toEqual(new Uint8Array([7]));
+    expect((data7 as Uint8Array).constructor).toBe(Uint8Array);
     expect(() => decodeMessage(encodeMessage({ nope: 1 } as never))).toThrow(/not a cluster message/);
   });
 });
@@ -206,10 +195,85 @@ describe('cluster of three gateways in one process', () => {
     expect([...bus.traffic.keys()]).toEqual([`pylon:node:${b.gateway.nodeId}`]);
     expect(bus.traffic.get(`pylon:node:${b.gateway.nodeId}`)?.messages).toBe(2);
     expect(bus.count(`pylon:node:${c.gateway.nodeId}`)).toBe(0);
-    // A label push is one message on the all-nodes channel, whatever the number of nodes.
+    // A label push is one message on the label's channel, whatever the number of nodes.
     bus.resetTraffic();
     await a.gateway.push({ labels: { any: ['room'] } }, 'note', 4);
-    expect([...bus.traffic.entries()]).toEqual([['pylon:all', expect.objectContaining({ messages: 1 })]]);
+    expect([...bus.traffic.entries()]).toEqual([
+      ['pylon:label:room', expect.objectContaining({ messages: 1 })],
+    ]);
+  });
+
+  it('carries a label push only to the nodes with members of the label, and runs it once there', async () => {
+    const { nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const bea = await client(b, 'bea', ['ops', 'dev']);
+    const onB = collect(bea, 'note');
+    const onC = collect(await client(c, 'cy', ['sales']), 'note');
+    await expect.poll(() => b.cluster.status().labelChannels).toBe(2);
+    const before = nodes.map((n) => n.cluster.status().received);
+    await a.gateway.push({ labels: { all: ['ops'] } }, 'note', 'all-ops');
+    // On two of b's labels' channels: received twice, run once.
+    await a.gateway.push({ labels: { any: ['ops', 'dev'] } }, 'note', 'any-ops-dev');
+    await expect.poll(() => onB).toEqual(['all-ops', 'any-ops-dev']);
+    const after = nodes.map((n) => n.cluster.status().received);
+    expect((after[1] as number) - (before[1] as number)).toBe(3);
+    expect(after[2]).toBe(before[2]); // c holds no member of ops or dev: nothing reached it
+    expect(b.cluster.status().duplicates).toBe(1);
+    expect(onC).toEqual([]);
+    // The last member leaves: after the linger the node stops listening on the label.
+    await bea.close();
+    await expect.poll(() => b.cluster.status().labelChannels, { timeout: 5000 }).toBe(0);
+    expect(c.cluster.status().labelChannels).toBe(1);
+  });
+
+  it('stores a qos-1 label push once for a user connected to two nodes: one seq, one delivery each', async () => {
+    const { store, nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const got: Array<{ node: string; seq: number | undefined }> = [];
+    for (const [node, name] of [
+      [b, 'b'],
+      [c, 'c'],
+    ] as const) {
+      const x = await client(node, 'dora', ['news']);
+      x.on('note', (_data, meta) => {
+        got.push({ node: name, seq: meta.seq });
+      });
+    }
+
+    await expect.poll(() => b.cluster.status().labelChannels + c.cluster.status().labelChannels).toBe(2);
+    await a.gateway.push({ labels: { all: ['news'] } }, 'note', 'stored once', { qos: 1 });
+    await expect.poll(() => got.length).toBe(2);
+    expect(got.map((g) => g.node).sort()).toEqual(['b', 'c']);
+    expect(got.map((g) => g.seq)).toEqual([1, 1]);
+    expect(await store.lastSeq('dora')).toBe(1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toHaveLength(2);
+  });
+
+  it('accepts a push with an idempotency key once across nodes and answers a repeat with the first result', async () => {
+    const { nodes } = await threeNodes();
+    const [a, b, c] = nodes as [Node, Node, Node];
+    const got = collect(await client(c, 'ed'), 'note');
+    await expect.poll(async () => (await a.cluster.registry.nodesOf('ed')).length).toBe(1);
+    const first = await a.gateway.push({ user: 'ed' }, 'note', 'once', {
+      qos: 1,
+      idempotencyKey: 'order-17',
+    });
+    const again = await b.gateway.push({ user: 'ed' }, 'note', 'once', {
+      qos: 1,
+      idempotencyKey: 'order-17',
+    });
+    expect(again).toMatchObject({ id: first.id, duplicate: true, stored: 1 });
+    expect(first.duplicate).toBeUndefined();
+    const other = await b.gateway.push({ user: 'ed' }, 'note', 'another', { idempotencyKey: 'order-18' });
+    expect(other.id).not.toBe(first.id);
+    // (qos 1 and qos 0 travel apart: their order may differ.)
+    await expect.poll(() => [...got].sort()).toEqual(['another', 'once']);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toHaveLength(2);
+    await expect(
+      a.gateway.push({ user: 'ed' }, 'note', 1, { idempotencyKey: 'x'.repeat(257) }),
+    ).rejects.toThrow(/idempotencyKey/);
   });
 
   it('dispatches to the user’s node first, then by load; forgets a node that stops heartbeating', async () => {

@@ -34,6 +34,8 @@ export interface PushInput {
   variants?: Record<string, unknown>;
   /** qos 0: connections per second; the call answers at once. */
   rate?: number;
+  /** Accepted once per key within 24 h across the cluster; a repeat answers the first result. */
+  idempotencyKey?: string;
 }
 
 export interface PushOutput {
@@ -41,6 +43,8 @@ export interface PushOutput {
   targeted: number;
   /** qos 1 only. */
   stored?: number;
+  /** A repeat of an idempotency key: this is the first push's result, nothing was sent. */
+  duplicate?: true;
 }
 
 export type KickInput = { user: string; reason?: string } | { connection: string; reason?: string };
@@ -114,7 +118,16 @@ export class AdminService {
 
   /** Push to a target. Answers once the push is accepted (qos 1: stored); the fan-out goes on. */
   async push(input: PushInput): Promise<PushOutput> {
-    const o = fields(input, 'body', ['to', 'type', 'data', 'qos', 'ttl', 'variants', 'rate']);
+    const o = fields(input, 'body', [
+      'to',
+      'type',
+      'data',
+      'qos',
+      'ttl',
+      'variants',
+      'rate',
+      'idempotencyKey',
+    ]);
     const to = parseTarget(o.to, 'to');
     const type = nonEmpty(o.type, 'type', MAX_TYPE);
     const options: PushOptions = {};
@@ -141,10 +154,13 @@ export class AdminService {
       }
       options.variants = v;
     }
+    if (o.idempotencyKey !== undefined)
+      options.idempotencyKey = nonEmpty(o.idempotencyKey, 'idempotencyKey', 256);
     const r = await this.gateway.push(to, type, o.data, options);
     r.done.catch((err: unknown) => this.logger.error({ err, push: r.id }, 'admin push: fan-out failed'));
     const out: PushOutput = { id: r.id, targeted: r.targeted };
     if (r.stored !== undefined) out.stored = r.stored;
+    if (r.duplicate) out.duplicate = true;
     return out;
   }
 

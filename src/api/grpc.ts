@@ -147,6 +147,7 @@ function pushInput(r: Req): PushInput {
     qos: r.qos,
     ttl: r.ttl,
     rate: r.rate,
+    idempotencyKey: r.idempotency_key,
   });
   if (typeof r.data_json === 'string' && r.data_json.length > 0)
     input.data = parseJson(r.data_json, 'data_json');

@@ -140,13 +140,25 @@ const schemas = {
         exclusiveMinimum: 0,
         description: 'qos 0: pace the fan-out to this many connections per second; the call answers at once.',
       },
+      idempotencyKey: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 256,
+        description:
+          'accepted once per key within 24 h across the cluster; a repeat answers the first result with duplicate: true (also the Idempotency-Key header)',
+      },
     },
     required: ['to', 'type'],
     additionalProperties: false,
   },
   PushResponse: {
     type: 'object',
-    properties: { id: str, targeted: int, stored: { ...int, description: 'qos 1: users stored for' } },
+    properties: {
+      id: str,
+      targeted: int,
+      stored: { ...int, description: 'qos 1: users stored for' },
+      duplicate: { type: 'boolean', description: 'a repeat of an idempotency key: the first push’s result' },
+    },
     required: ['id', 'targeted'],
   },
   KickRequest: {

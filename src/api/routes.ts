@@ -25,7 +25,19 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
       },
     },
     { method: 'GET', path: '/openapi.json', access: 'health', handler: () => openApiDocument },
-    { method: 'POST', path: '/v1/push', handler: ({ body }) => service.push(body as PushInput) },
+    {
+      method: 'POST',
+      path: '/v1/push',
+      // An Idempotency-Key header is the body's idempotencyKey (the body may not give another).
+      handler: ({ req, body }) => {
+        const key = req.headers['idempotency-key'];
+        if (typeof key !== 'string') return service.push(body as PushInput);
+        const b = (body ?? {}) as Record<string, unknown>;
+        if (b.idempotencyKey !== undefined && b.idempotencyKey !== key)
+          throw new PylonError('BAD_REQUEST', 'idempotencyKey: differs from the Idempotency-Key header');
+        return service.push({ ...b, idempotencyKey: key } as unknown as PushInput);
+      },
+    },
     { method: 'POST', path: '/v1/kick', handler: ({ body }) => service.kick(body as KickInput) },
     { method: 'GET', path: '/v1/stats', handler: () => service.stats() },
     {

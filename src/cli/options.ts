@@ -174,7 +174,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     section: 'store and cluster',
     default: 'sqlite:./data/pylon.db',
     arg: 'spec',
-    help: 'where qos-1 messages wait: memory, sqlite:<path>, redis://host:port',
+    help: 'where qos-1 messages wait: memory, sqlite:<path>, redis://host:port, or redis://a:7000,redis://b:7001,… (a Redis Cluster)',
   },
   {
     key: 'store-check',
@@ -189,7 +189,14 @@ export const OPTIONS: readonly OptionSpec[] = [
     section: 'store and cluster',
     secret: true,
     arg: 'url',
-    help: 'join a cluster through this Redis (redis://host:port); also the store unless store is set',
+    help: 'join a cluster through this Redis (redis://host:port), or a Redis Cluster (its seeds, comma-separated); also the store unless store is set',
+  },
+  {
+    key: 'redis-cluster',
+    kind: 'bool',
+    section: 'store and cluster',
+    default: false,
+    help: 'the one redis URL is a seed of a Redis Cluster (several comma-separated URLs always are)',
   },
   {
     key: 'workers',

@@ -14,6 +14,7 @@ import { isDrainMessage } from '../cluster/workers.js';
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { openStore } from '../store/index.js';
+import { redisHost } from '../util/redis.js';
 import { type AuthFlags, isLoopback, resolveAuth } from './auth.js';
 import { chatOptions, installChat } from './chat.js';
 import { DAEMON_ENV, DAEMON_READY } from './daemon.js';
@@ -84,7 +85,10 @@ export async function start(flags: StartFlags): Promise<void> {
   const base = createLogger(flags.logLevel, format);
   const logger = flags.alertWebhook ? alertingLogger(base, { url: flags.alertWebhook }) : base;
   const auth = await resolveAuth(flags, flags.host, (line) => process.stderr.write(`${line}\n`));
-  const store = await openStore(clusterStore(flags), { integrityCheck: flags.storeCheck });
+  const store = await openStore(clusterStore(flags), {
+    integrityCheck: flags.storeCheck,
+    cluster: flags.redisCluster === true,
+  });
   const cluster = await openCluster(flags);
   const gateway = createGateway({
     store,
@@ -156,7 +160,9 @@ export async function start(flags: StartFlags): Promise<void> {
   process.stdout.write(`pylon: auth ${auth.mode}, store ${storeShown}\n`);
   // Only the host: a Redis URL may carry a password.
   if (flags.redis !== undefined)
-    process.stdout.write(`pylon: cluster through Redis at ${redisHost(flags.redis)}\n`);
+    process.stdout.write(
+      `pylon: cluster through ${flags.redisCluster === true || flags.redis.includes(',') ? 'Redis Cluster' : 'Redis'} at ${redisHost(flags.redis)}\n`,
+    );
   if (!announceWorkerReady()) process.stdout.write('pylon: ready (Ctrl-C stops)\n');
 
   // Worker and single process alike: stop on SIGINT/SIGTERM, closing every connection with
@@ -221,14 +227,6 @@ export async function start(flags: StartFlags): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function redisHost(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return '(unparsable URL)';
-  }
-}
 
 /** A WebSocket upgrade without an Origin (not a browser) or from a page of this machine. */
 function loopbackPagesOnly(request: {

@@ -24,8 +24,13 @@ export interface Broker {
   readonly health: Health;
   /** Publish to every current subscriber of `channel` (the publisher too, if it subscribed). Rejects while down. */
   publish(channel: string, msg: ClusterMessage): Promise<void>;
-  /** Resolves once subscribed; the subscription survives reconnections. One handler per channel. */
-  subscribe(channel: string, onMessage: (m: ClusterMessage) => void): Promise<void>;
+  /**
+   * Resolves once subscribed; the subscription survives reconnections (also when this call
+   * failed because the broker was down). One handler per channel.
+   */
+  subscribe(channels: string | readonly string[], onMessage: (m: ClusterMessage) => void): Promise<void>;
+  /** Stops receiving on these channels. */
+  unsubscribe(channels: readonly string[]): Promise<void>;
   /** Unsubscribes everything and releases the connections. */
   close(): Promise<void>;
 }
@@ -99,10 +104,11 @@ export class LocalBroker implements Broker {
     this.bus.publish(channel, encodeMessage(msg));
   }
 
-  async subscribe(channel: string, onMessage: (m: ClusterMessage) => void): Promise<void> {
+  async subscribe(
+    channels: string | readonly string[],
+    onMessage: (m: ClusterMessage) => void,
+  ): Promise<void> {
     if (this.closed) throw new Error('local broker: closed');
-    const previous = this.subs.get(channel);
-    if (previous) this.bus.unsubscribe(channel, previous);
     const fn = (bytes: Uint8Array) => {
       let m: ClusterMessage;
       try {
@@ -112,8 +118,21 @@ export class LocalBroker implements Broker {
       }
       onMessage(m);
     };
-    this.subs.set(channel, fn);
-    this.bus.subscribe(channel, fn);
+    for (const channel of typeof channels === 'string' ? [channels] : channels) {
+      const previous = this.subs.get(channel);
+      if (previous) this.bus.unsubscribe(channel, previous);
+      this.subs.set(channel, fn);
+      this.bus.subscribe(channel, fn);
+    }
+  }
+
+  async unsubscribe(channels: readonly string[]): Promise<void> {
+    for (const channel of channels) {
+      const fn = this.subs.get(channel);
+      if (fn === undefined) continue;
+      this.subs.delete(channel);
+      this.bus.unsubscribe(channel, fn);
+    }
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,8 @@ export interface ClusterFlags {
   storeExplicit?: boolean;
   /** --redis: join the cluster of the gateways using this Redis (broker, registry, and store by default). */
   redis?: string;
+  /** --redis-cluster: a single --redis URL is a seed of a Redis Cluster. */
+  redisCluster?: boolean;
   /** --workers: processes on this machine. Default 1 (no workers). */
   workers?: number;
 }
@@ -104,7 +106,8 @@ export function checkSupervisorSettings(flags: ClusterFlags): void {
 export async function openCluster(flags: ClusterFlags): Promise<Cluster | undefined> {
   checkClusterFlags(flags);
   checkSupervisorSettings(flags);
-  if (flags.redis !== undefined) return redisCluster(flags.redis);
+  if (flags.redis !== undefined)
+    return redisCluster(flags.redis, { redisCluster: flags.redisCluster === true });
   // Every worker of a supervising primary: during a reload two generations serve side by side.
   // (Not with the memory store, which only one worker can have: its primary refuses reloads.)
   if (

@@ -1,9 +1,10 @@
-import type { ClusterLink, ClusterNode } from '../gateway/cluster-link.js';
-import type { HandedSession, PushOptions } from '../gateway/types.js';
-import type { Target } from '../hub/member.js';
+import type { ClusterLink, ClusterNode, IdempotencyKeys, Operation } from '../gateway/cluster-link.js';
+import type { HandedSession } from '../gateway/types.js';
+import type { LabelQuery, Target } from '../hub/member.js';
 import { PylonError } from '../protocol/errors.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { Broker } from './broker.js';
+import { Interest } from './interest.js';
 import { type ClusterNodeOptions, type DispatchEntry, Membership } from './membership.js';
 import { type ClusterMessage, channels } from './messages.js';
 import type { ClusterStats, Registry } from './registry.js';
@@ -34,6 +35,11 @@ export interface ClusterOptions {
    * a failed read is not retried by itself when nothing is in flight. Default 5 s; 0: no second read.
    */
   recheckAfter?: number;
+  /**
+   * A node keeps a label's channel this long after its last member left (ms), so that a label
+   * emptied and filled again is not unsubscribed and subscribed in between. Default 2 s.
+   */
+  labelLinger?: number;
 }
 
 /** What monitoring reads: is the cluster link usable, and what went through it. */
@@ -52,6 +58,10 @@ export interface ClusterStatus {
   registryFailures: number;
   /** Times this node re-sent its users to the registry and re-read the store after an outage. */
   resyncs: number;
+  /** Label channels this node is subscribed to (the labels it holds members of). */
+  labelChannels: number;
+  /** Pushes received twice (on two of their labels' channels) and run once. */
+  duplicates: number;
 }
 
 /** The cluster a gateway joined, if it is one of these (for the admin API). */
@@ -60,11 +70,16 @@ export function clusterOf(gateway: { readonly cluster?: ClusterLink | undefined 
 }
 
 /**
- * Joins a gateway to other gateways through a Broker (messages) and a Registry (who is where):
- * - push to a user/users → only the nodes holding them (registry); connection → its node (the
- *   id's prefix); labels and all → every node, each fanning out to its own connections;
- * - qos 1 → the accepting node stored it (shared store) and sent it to its own connections; the
- *   nodes holding the users get a nudge (`qos1`) and send it from the store;
+ * The cluster adapter: joins a gateway to other gateways through a Broker (messages) and a
+ * Registry (who is where). Every operation runs first on the node that accepted it; `publish`
+ * carries it to the nodes it concerns, which run it through `ClusterNode.run`:
+ * - to a user/users → only the nodes holding them (registry); a connection → its node (the id's
+ *   prefix); labels → the channels of the labels, which a node subscribes to while it holds
+ *   members of them (interest routing, src/cluster/interest.ts); `{all: true}` → every node;
+ * - qos 1 to users → the accepting node stored it (shared store) and sent it to its own
+ *   connections; the nodes holding the users get a nudge (`qos1`) and send it from the store;
+ *   qos 1 to labels → each node stores it for its members under the push's id, and the store's
+ *   append is idempotent by id: a user on two nodes gets one seq;
  * - kick and label changes → the nodes of the user.
  * Everything is at most once (Broker): when the broker or registry is away, local delivery goes
  * on, qos-0 pushes that could not leave this node are reported as failed, and when they come
@@ -77,10 +92,13 @@ export class Cluster implements ClusterLink {
   private id = '';
   private readonly ch: ReturnType<typeof channels>;
   private membership: Membership | undefined;
+  private interest: Interest | undefined;
   private stopped = false;
   /** qos-1 users whose nudge could not be published: re-sent when the broker is back. */
   private unsent = new Set<string>();
   private retryTimer: WheelTimer | undefined;
+  /** Ids of the label pushes run lately, to run a push that came on two label channels once. */
+  private readonly recent = new Set<string>();
   private counters = {
     outages: 0,
     published: 0,
@@ -88,6 +106,7 @@ export class Cluster implements ClusterLink {
     publishFailures: 0,
     registryFailures: 0,
     resyncs: 0,
+    duplicates: 0,
   };
 
   constructor(private readonly options: ClusterOptions) {
@@ -99,6 +118,11 @@ export class Cluster implements ClusterLink {
   }
 
   get registry(): Registry {
+    return this.options.registry;
+  }
+
+  /** Idempotency keys live in the registry: one window for every node. */
+  get keys(): IdempotencyKeys {
     return this.options.registry;
   }
 
@@ -121,6 +145,12 @@ export class Cluster implements ClusterLink {
       log: (msg, err, level) => this.log(msg, err, level),
     });
     this.membership = membership;
+    this.interest = new Interest(this.broker, gateway, {
+      channel: this.ch.label,
+      handler: (m) => this.receive(m),
+      linger: o.labelLinger ?? 2000,
+      log: (msg, err) => this.log(msg, err, 'debug'),
+    });
     this.watch('broker', this.broker.health);
     this.watch('registry', this.registry.health);
     this.ready = this.start(membership).catch((err: unknown) => {
@@ -129,24 +159,29 @@ export class Cluster implements ClusterLink {
     });
   }
 
-  async push(id: string, target: Target, type: string, data: unknown, options: PushOptions): Promise<void> {
-    const qos = options.qos ?? 0;
-    const push = (t: Target): ClusterMessage => ({
-      t: 'push',
-      id,
-      target: t,
-      type,
-      data,
-      options,
+  async publish(op: Operation): Promise<void> {
+    if (op.op !== 'push') {
+      await this.route(op.op === 'kick' ? op.target : { user: op.user }, { t: 'op', op, origin: this.id });
+      return;
+    }
+    const target = op.target;
+    const qos = op.options.qos ?? 0;
+    const m = (t: Target): ClusterMessage => ({
+      t: 'op',
+      op: t === target ? op : { ...op, target: t },
       origin: this.id,
     });
     if ('connection' in target) {
       const node = nodeOfConnection(target.connection);
-      if (node !== undefined && node !== this.id) await this.send(this.ch.node(node), push(target), qos);
+      if (node !== undefined && node !== this.id) await this.send(this.ch.node(node), m(target), qos);
       return;
     }
-    if (!('user' in target) && !('users' in target)) {
-      await this.send(this.ch.all, push(target), qos);
+    if ('all' in target) {
+      await this.send(this.ch.all, m(target), qos);
+      return;
+    }
+    if ('labels' in target) {
+      await Promise.all(labelChannels(target.labels, this.ch).map((c) => this.send(c, m(target), qos)));
       return;
     }
     const users = 'user' in target ? [target.user] : target.users;
@@ -154,32 +189,17 @@ export class Cluster implements ClusterLink {
     const sends: Promise<void>[] = [];
     if (byNode === undefined) {
       // Registry away: every node gets it and keeps what is for its own users.
-      const m: ClusterMessage = qos === 1 ? { t: 'qos1', users, origin: this.id } : push(target);
-      sends.push(this.send(this.ch.all, m, qos, users));
+      const msg: ClusterMessage = qos === 1 ? { t: 'qos1', users, origin: this.id } : m(target);
+      sends.push(this.send(this.ch.all, msg, qos, users));
     } else {
       for (const [node, list] of byNode) {
         if (node === this.id) continue;
         const t: Target = list.length === 1 ? { user: list[0] as string } : { users: list };
-        const m: ClusterMessage = qos === 1 ? { t: 'qos1', users: list, origin: this.id } : push(t);
-        sends.push(this.send(this.ch.node(node), m, qos, list));
+        const msg: ClusterMessage = qos === 1 ? { t: 'qos1', users: list, origin: this.id } : m(t);
+        sends.push(this.send(this.ch.node(node), msg, qos, list));
       }
     }
     await Promise.all(sends);
-  }
-
-  kick(target: { user: string } | { connection: string }, reason: string | undefined): void {
-    const m: ClusterMessage =
-      reason === undefined
-        ? { t: 'kick', target, origin: this.id }
-        : { t: 'kick', target, reason, origin: this.id };
-    this.route(target, m).catch((err: unknown) => this.log('kick could not reach the other nodes', err));
-  }
-
-  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): void {
-    const m: ClusterMessage = { t: 'labels', user, change, origin: this.id };
-    this.route({ user }, m).catch((err: unknown) =>
-      this.log('label change could not reach the other nodes', err),
-    );
   }
 
   async detach(): Promise<void> {
@@ -187,6 +207,7 @@ export class Cluster implements ClusterLink {
     this.stopped = true;
     this.retryTimer?.cancel();
     await this.ready;
+    this.interest?.stop();
     await this.membership?.stop();
     await Promise.allSettled([this.broker.close(), this.registry.close()]);
   }
@@ -200,6 +221,7 @@ export class Cluster implements ClusterLink {
       broker: { up: b.up, since: new Date(b.since).toISOString() },
       registry: { up: r.up, since: new Date(r.since).toISOString() },
       ...this.counters,
+      labelChannels: this.interest?.size ?? 0,
     };
     if (b.reason !== undefined) s.broker.reason = b.reason;
     if (r.reason !== undefined) s.registry.reason = r.reason;
@@ -225,10 +247,8 @@ export class Cluster implements ClusterLink {
   private async start(membership: Membership): Promise<void> {
     membership.start();
     const handler = (m: ClusterMessage) => this.receive(m);
-    await Promise.all([
-      this.broker.subscribe(this.ch.node(this.id), handler),
-      this.broker.subscribe(this.ch.all, handler),
-    ]);
+    await this.broker.subscribe([this.ch.node(this.id), this.ch.all], handler);
+    this.interest?.start();
     await membership.join();
   }
 
@@ -250,21 +270,14 @@ export class Cluster implements ClusterLink {
     this.counters.received++;
     try {
       switch (m.t) {
-        case 'push':
-          g.pushLocal(m.target, m.type, m.data, m.options).then(
-            (r: { done: Promise<unknown> }) =>
-              r.done.catch((err: unknown) => this.log('fan-out of a cluster push failed', err)),
-            (err: unknown) => this.log('a push from another node failed here', err),
+        case 'op':
+          if (m.op.op === 'push' && 'labels' in m.op.target && this.seen(m.op.id)) return;
+          g.run(m.op).catch((err: unknown) =>
+            this.log(`a ${m.op.op} from node ${m.origin} failed here`, err),
           );
           return;
         case 'qos1':
           for (const u of m.users) g.notify(u);
-          return;
-        case 'kick':
-          g.kickLocal(m.target, m.reason);
-          return;
-        case 'labels':
-          g.updateUserLabelsLocal(m.user, m.change);
           return;
         case 'sessions':
           g.adoptSessions(m.sessions);
@@ -273,6 +286,17 @@ export class Cluster implements ClusterLink {
     } catch (err) {
       this.log(`a ${m.t} from node ${m.origin} failed here`, err);
     }
+  }
+
+  /** Whether a label push came already (on another of its labels' channels). Remembers the last 10,000. */
+  private seen(id: string): boolean {
+    if (this.recent.has(id)) {
+      this.counters.duplicates++;
+      return true;
+    }
+    this.recent.add(id);
+    if (this.recent.size > 10_000) this.recent.delete(this.recent.values().next().value as string);
+    return false;
   }
 
   /** Publish; a qos-0 push that cannot leave this node is reported to the caller, a qos-1 nudge is kept for later. */
@@ -373,6 +397,17 @@ export class Cluster implements ClusterLink {
   private log(msg: string, err: unknown, level: 'warn' | 'debug' = 'warn'): void {
     this.gateway?.logger[level]({ err, node: this.id }, `cluster: ${msg}`);
   }
+}
+
+/**
+ * The channels a label push goes to: a member has every `all` label, so the first one's channel
+ * reaches every node with members; `any` needs each label's channel (a node on two of them runs
+ * the push once); a query of `not` only matches nodes without labels too: every node.
+ */
+export function labelChannels(q: LabelQuery, ch: { all: string; label(l: string): string }): string[] {
+  if (q.all !== undefined && q.all.length > 0) return [ch.label(q.all[0] as string)];
+  if (q.any !== undefined && q.any.length > 0) return [...new Set(q.any)].map((l) => ch.label(l));
+  return [ch.all];
 }
 
 /** The node of a connection id (`{nodeId}-{n}`). */

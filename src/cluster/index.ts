@@ -25,5 +25,5 @@ export {
   type OnlineChange,
   type Registry,
 } from './registry.js';
-
 export { redisCluster, workerCluster } from './setup.js';
+export { ShardedBroker } from './sharded-broker.js';

@@ -21,7 +21,8 @@ import type {
  */
 
 type ToPrimary =
-  | { pylon: 'bus-sub'; channel: string }
+  | { pylon: 'bus-sub'; channels: string[] }
+  | { pylon: 'bus-unsub'; channels: string[] }
   | { pylon: 'bus-pub'; channel: string; bytes: Uint8Array }
   | { pylon: 'reg'; id: number; op: RegistryOp; args: unknown[] };
 
@@ -40,7 +41,10 @@ type RegistryOp =
   | 'lastNodeOf'
   | 'usersOn'
   | 'nodes'
-  | 'stats';
+  | 'stats'
+  | 'claim'
+  | 'settle'
+  | 'release';
 
 interface Channel {
   send?: (message: unknown, callback?: (err: Error | null) => void) => boolean;
@@ -85,9 +89,14 @@ class PrimaryLink {
     });
   }
 
-  subscribe(channel: string, fn: (bytes: Uint8Array) => void): Promise<void> {
-    this.handlers.set(channel, fn);
-    return sendTo(this.channel, { pylon: 'bus-sub', channel });
+  subscribe(channels: string[], fn: (bytes: Uint8Array) => void): Promise<void> {
+    for (const c of channels) this.handlers.set(c, fn);
+    return sendTo(this.channel, { pylon: 'bus-sub', channels });
+  }
+
+  unsubscribe(channels: string[]): Promise<void> {
+    for (const c of channels) this.handlers.delete(c);
+    return sendTo(this.channel, { pylon: 'bus-unsub', channels });
   }
 
   publish(channel: string, bytes: Uint8Array): Promise<void> {
@@ -169,8 +178,13 @@ export class IpcBroker implements Broker {
     return this.link.publish(channel, encodeMessage(msg));
   }
 
-  subscribe(channel: string, onMessage: (m: ClusterMessage) => void): Promise<void> {
-    return this.link.subscribe(channel, (bytes) => onMessage(decodeMessage(bytes)));
+  subscribe(channels: string | readonly string[], onMessage: (m: ClusterMessage) => void): Promise<void> {
+    const list = typeof channels === 'string' ? [channels] : [...channels];
+    return this.link.subscribe(list, (bytes) => onMessage(decodeMessage(bytes)));
+  }
+
+  unsubscribe(channels: readonly string[]): Promise<void> {
+    return this.link.unsubscribe([...channels]);
   }
 
   async close(): Promise<void> {}
@@ -218,6 +232,15 @@ export class IpcRegistry implements Registry {
   async stats(): Promise<ClusterStats> {
     return (await this.link.call('stats', [])) as ClusterStats;
   }
+  async claim(key: string, value: string, ttlMs: number): Promise<string | undefined> {
+    return ((await this.link.call('claim', [key, value, ttlMs])) as string | null) ?? undefined;
+  }
+  async settle(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.link.call('settle', [key, value, ttlMs]);
+  }
+  async release(key: string): Promise<void> {
+    await this.link.call('release', [key]);
+  }
   async close(): Promise<void> {}
 }
 
@@ -250,7 +273,8 @@ export function servePrimary(registry: LocalRegistry): { add(worker: Worker): vo
       w.on('message', (m: unknown) => {
         if (!isPylon(m)) return;
         const msg = m as ToPrimary;
-        if (msg.pylon === 'bus-sub') subs.get(w)?.add(msg.channel);
+        if (msg.pylon === 'bus-sub') for (const c of msg.channels) subs.get(w)?.add(c);
+        else if (msg.pylon === 'bus-unsub') for (const c of msg.channels) subs.get(w)?.delete(c);
         else if (msg.pylon === 'bus-pub') {
           for (const [other, channels] of subs) {
             if (channels.has(msg.channel))

@@ -1,6 +1,6 @@
 import { Packr } from 'msgpackr';
-import type { HandedSession, PushOptions } from '../gateway/types.js';
-import type { Target } from '../hub/member.js';
+import type { Operation } from '../gateway/cluster-link.js';
+import type { HandedSession } from '../gateway/types.js';
 
 /**
  * What the nodes of a cluster say to each other: one tagged union, keyed by `t`. Every message
@@ -8,34 +8,17 @@ import type { Target } from '../hub/member.js';
  * channel echoes it back (Redis pub/sub delivers to every subscriber, the sender included).
  */
 export type ClusterMessage =
-  /** Push to this node's connections (gateway.pushLocal): user targets narrowed to the users here. */
-  | {
-      t: 'push';
-      id: string;
-      target: Target;
-      type: string;
-      data: unknown;
-      options: PushOptions;
-      origin: string;
-    }
+  /** Run this operation on this node's connections (ClusterNode.run). */
+  | { t: 'op'; op: Operation; origin: string }
   /** qos 1: messages were stored for these users (shared store); send them (delivery.notify). */
   | { t: 'qos1'; users: string[]; origin: string }
-  /** Close this node's connections of a user, or one connection (gateway.kickLocal). */
-  | { t: 'kick'; target: { user: string } | { connection: string }; reason?: string; origin: string }
-  /** Change the labels of this node's connections of a user (gateway.updateUserLabelsLocal). */
-  | { t: 'labels'; user: string; change: { add?: string[]; remove?: string[] }; origin: string }
   /** The sending node goes away: its clients may resume these sessions here (gateway.adoptSessions). */
   | { t: 'sessions'; sessions: HandedSession[]; origin: string };
 
 export type ClusterMessageType = ClusterMessage['t'];
 
-const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>([
-  'push',
-  'qos1',
-  'kick',
-  'labels',
-  'sessions',
-]);
+const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>(['op', 'qos1', 'sessions']);
+const OPS: ReadonlySet<string> = new Set<Operation['op']>(['push', 'kick', 'labels']);
 
 // MessagePack maps with string keys, no records: JSON values and Uint8Array data (bin) survive,
 // and any language can read what is on the wire.
@@ -53,7 +36,12 @@ export function decodeMessage(bytes: Uint8Array): ClusterMessage {
     throw new Error('cluster: not a cluster message');
   }
   if (typeof m.origin !== 'string') throw new Error('cluster: message without origin');
-  if (m.t === 'push') (m as { data: unknown }).data = plainBytes(m.data, 0);
+  if (m.t === 'op') {
+    const op = m.op as Partial<Operation> | undefined;
+    if (typeof op !== 'object' || op === null || typeof op.op !== 'string' || !OPS.has(op.op))
+      throw new Error('cluster: not an operation');
+    if (op.op === 'push') (op as { data: unknown }).data = plainBytes(op.data, 0);
+  }
   return m as ClusterMessage;
 }
 
@@ -73,7 +61,18 @@ function plainBytes(v: unknown, depth: number): unknown {
   return v;
 }
 
-/** Channel names under a prefix: one per node, one for every node. */
-export function channels(prefix: string): { all: string; node(id: string): string } {
-  return { all: `${prefix}all`, node: (id) => `${prefix}node:${id}` };
+/**
+ * Channel names under a prefix: one per node, one for every node, one per label (a node
+ * subscribes to a label's channel while it holds members of the label).
+ */
+export function channels(prefix: string): {
+  all: string;
+  node(id: string): string;
+  label(label: string): string;
+} {
+  return {
+    all: `${prefix}all`,
+    node: (id) => `${prefix}node:${id}`,
+    label: (label) => `${prefix}label:${label}`,
+  };
 }

@@ -1,4 +1,5 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import { quitRedis } from '../util/redis.js';
 import type { Broker, Reach } from './broker.js';
 import { type Health, HealthState } from './health.js';
 import { type ClusterMessage, decodeMessage, encodeMessage } from './messages.js';
@@ -28,6 +29,18 @@ export function clusterRedisOptions(extra: RedisOptions = {}): RedisOptions {
     commandTimeout: 2000,
     retryStrategy: (times) => Math.min(times * 100, 1000),
     ...extra,
+  };
+}
+
+/** ioredis Cluster options for the cluster's clients: fail fast, follow slot moves. */
+export function clusterClientOptions(): Omit<ClusterOptions, 'redisOptions'> {
+  return {
+    enableOfflineQueue: false,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    maxRedirections: 16,
+    clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
   };
 }
 
@@ -112,10 +125,20 @@ export class RedisBroker implements Broker {
     await this.pub.publish(channel, Buffer.from(encodeMessage(msg)));
   }
 
-  async subscribe(channel: string, onMessage: (m: ClusterMessage) => void): Promise<void> {
+  async subscribe(
+    channels: string | readonly string[],
+    onMessage: (m: ClusterMessage) => void,
+  ): Promise<void> {
     if (this.closed) throw new Error('redis broker: closed');
-    this.handlers.set(channel, onMessage);
-    await this.sub.subscribe(channel);
+    const list = typeof channels === 'string' ? [channels] : [...channels];
+    for (const c of list) this.handlers.set(c, onMessage);
+    if (list.length > 0) await this.sub.subscribe(...list);
+  }
+
+  async unsubscribe(channels: readonly string[]): Promise<void> {
+    if (this.closed || channels.length === 0) return;
+    for (const c of channels) this.handlers.delete(c);
+    await this.sub.unsubscribe(...channels);
   }
 
   async close(): Promise<void> {
@@ -152,7 +175,9 @@ export class RedisBroker implements Broker {
     if (this.closed) return;
     const generation = this.subGeneration;
     const names = [...this.handlers.keys()];
-    const done = names.length === 0 ? Promise.resolve() : this.sub.subscribe(...names).then(() => {});
+    const chunks: Promise<unknown>[] = [];
+    for (let i = 0; i < names.length; i += 1000) chunks.push(this.sub.subscribe(...names.slice(i, i + 1000)));
+    const done = Promise.all(chunks);
     done.then(
       () => {
         if (generation !== this.subGeneration || this.closed) return;
@@ -172,11 +197,4 @@ export class RedisBroker implements Broker {
   }
 }
 
-async function quit(conn: Redis): Promise<void> {
-  try {
-    if (conn.status === 'ready') await conn.quit();
-    else conn.disconnect();
-  } catch {
-    conn.disconnect();
-  }
-}
+const quit = quitRedis;

@@ -1,6 +1,7 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
+import { createRedis, parseRedisSpec, quitRedis, type RedisClient } from '../util/redis.js';
 import { type Health, HealthState } from './health.js';
-import { clusterRedisOptions } from './redis-broker.js';
+import { clusterClientOptions, clusterRedisOptions } from './redis-broker.js';
 import {
   type ClusterStats,
   DEFAULT_LAST_NODE_TTL,
@@ -25,8 +26,11 @@ import {
  * Readers filter u:{user} by `nodes`, so a dead node is never answered even before it is swept.
  * Every heartbeat sweeps: nodes past their expiry move to `gone` (atomically), then their users
  * are removed in batches (SPOP from users:{id}); a batch stops if the node came back meanwhile.
- * The scripts derive per-user key names, so this needs a standalone Redis (or Sentinel), not
- * Redis Cluster (see docs/scaling.md for the sharded plan).
+ * The scripts derive per-user key names. On a Redis Cluster the prefix carries a hash tag
+ * (default "pylon:{cluster}:"), so every key of the registry is in one slot and every script
+ * runs on one shard: the registry is then as fast as one Redis core (docs/scaling.md has what
+ * that carries), while the store and the pub/sub channels spread over every shard.
+ * Idempotency keys of pushes: P idem:{key}, a string with a PX expiry (SET NX GET).
  */
 
 const NOW = `local t = redis.call('TIME')
@@ -156,8 +160,10 @@ interface ScriptCommands {
 }
 
 export interface RedisRegistryOptions {
-  /** Key prefix. Default "pylon:cluster:". */
+  /** Key prefix. Default "pylon:cluster:" ("pylon:{cluster}:" on a Redis Cluster: one slot). */
   prefix?: string;
+  /** Treat a single URL as a seed of a Redis Cluster (several comma-separated URLs always are). */
+  cluster?: boolean;
   /** How long `lastNodeOf` remembers a user's node (ms). Default 2 min. */
   lastNodeTtl?: number;
   /** Extra ioredis options. */
@@ -175,10 +181,13 @@ export class RedisRegistry implements Registry {
   private closed = false;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     options: RedisRegistryOptions,
+    sharded: boolean,
   ) {
-    this.p = options.prefix ?? 'pylon:cluster:';
+    this.p = options.prefix ?? (sharded ? 'pylon:{cluster}:' : 'pylon:cluster:');
+    if (sharded && !/\{[^}]+\}/.test(this.p))
+      throw new Error(`redis registry: on a Redis Cluster the prefix needs a hash tag, e.g. "{${this.p}}"`);
     this.lastTtl = options.lastNodeTtl ?? DEFAULT_LAST_NODE_TTL;
     for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
     this.cmd = redis as unknown as ScriptCommands;
@@ -196,8 +205,10 @@ export class RedisRegistry implements Registry {
     });
   }
 
+  /** Connects to `url`: one redis:// URL, or the comma-separated seeds of a Redis Cluster. */
   static async connect(url: string, options: RedisRegistryOptions = {}): Promise<RedisRegistry> {
-    const redis = new Redis(url, clusterRedisOptions(options.redis));
+    const spec = parseRedisSpec(url, options.cluster);
+    const redis = createRedis(spec, clusterRedisOptions(options.redis), clusterClientOptions());
     const ignore = () => {};
     redis.on('error', ignore);
     try {
@@ -207,7 +218,7 @@ export class RedisRegistry implements Registry {
       throw err;
     }
     redis.off('error', ignore);
-    return new RedisRegistry(redis, options);
+    return new RedisRegistry(redis, options, spec.cluster);
   }
 
   get health(): Health {
@@ -312,15 +323,24 @@ export class RedisRegistry implements Registry {
     return summarize(nodes, Math.max(0, Number(online ?? 0)));
   }
 
+  async claim(key: string, value: string, ttlMs: number): Promise<string | undefined> {
+    const px = Math.max(1, Math.round(ttlMs));
+    const had = await this.redis.set(this.key(`idem:${key}`), value, 'PX', px, 'NX', 'GET');
+    return had ?? undefined;
+  }
+
+  async settle(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.key(`idem:${key}`), value, 'PX', Math.max(1, Math.round(ttlMs)), 'XX');
+  }
+
+  async release(key: string): Promise<void> {
+    await this.redis.del(this.key(`idem:${key}`));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      if (this.redis.status === 'ready') await this.redis.quit();
-      else this.redis.disconnect();
-    } catch {
-      this.redis.disconnect();
-    }
+    await quitRedis(this.redis);
   }
 
   /** Moves dead nodes (and `leaving`) to `gone` and removes their users. */

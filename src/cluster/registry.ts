@@ -1,3 +1,5 @@
+import type { IdempotencyKeys } from '../gateway/cluster-link.js';
+import { MemoryKeys } from '../gateway/idempotency.js';
 import { ALWAYS_UP, type Health } from './health.js';
 
 /** A gateway node as the cluster knows it. */
@@ -51,9 +53,10 @@ export interface ClusterStats {
  * its last heartbeat, and its users stop counting as online: `nodesOf`, `locate` and `stats`
  * never answer a dead node. A node leaves explicitly on a clean shutdown.
  *
- * Separate from the Broker on purpose: a registry stores state, a broker moves messages.
+ * Separate from the Broker on purpose: a registry stores state, a broker moves messages. It also
+ * holds the idempotency keys of pushes (claim/settle/release), one window for every node.
  */
-export interface Registry {
+export interface Registry extends IdempotencyKeys {
   readonly health: Health;
   /** Register (or re-register) `node`, alive for `ttlMs` from now unless it heartbeats. */
   join(node: NodeInfo, ttlMs: number): Promise<void>;
@@ -120,10 +123,24 @@ export class LocalRegistry implements Registry {
   private readonly last = new Map<string, { node: string; until: number }>();
   private readonly lastTtl: number;
   private readonly now: () => number;
+  private readonly keys: MemoryKeys;
 
   constructor(options: { lastNodeTtl?: number; now?: () => number } = {}) {
     this.lastTtl = options.lastNodeTtl ?? DEFAULT_LAST_NODE_TTL;
     this.now = options.now ?? Date.now;
+    this.keys = new MemoryKeys(100_000, this.now);
+  }
+
+  claim(key: string, value: string, ttlMs: number): Promise<string | undefined> {
+    return this.keys.claim(key, value, ttlMs);
+  }
+
+  settle(key: string, value: string, ttlMs: number): Promise<void> {
+    return this.keys.settle(key, value, ttlMs);
+  }
+
+  release(key: string): Promise<void> {
+    return this.keys.release(key);
   }
 
   async join(node: NodeInfo, ttlMs: number): Promise<void> {

@@ -2,24 +2,41 @@ import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
 import type { MessageStore } from '../store/store.js';
 import type { WheelTimer } from '../timer/wheel.js';
-import type { GatewayAddresses, GatewayStats, HandedSession, PushOptions, PushResult } from './types.js';
+import type { GatewayAddresses, GatewayStats, HandedSession, PushOptions } from './types.js';
 
 /**
- * What a cluster (several gateways joined through a broker, src/cluster) plugs into a gateway:
- * the gateway serves its own connections itself and hands the cluster what it accepted; the
- * cluster carries it to the other nodes that need it and calls back through `ClusterNode`.
+ * What one gateway runs on the connections it holds, and what crosses to the other nodes of a
+ * cluster: the node that accepts an operation runs it here (`ClusterNode.run`) and hands it to
+ * its adapter, which carries it to the nodes it concerns; they run the same operation. One
+ * variant per cross-node operation, one case in `run`: nothing else to add.
+ */
+export type Operation =
+  /** A push: user targets narrowed to the users of the node that runs it. */
+  | { op: 'push'; id: string; target: Target; type: string; data: unknown; options: PushOptions }
+  /** Close the connections of a user, or one connection. */
+  | { op: 'kick'; target: { user: string } | { connection: string }; reason?: string }
+  /** Change the labels of the connections of a user. */
+  | { op: 'labels'; user: string; change: { add?: string[]; remove?: string[] } };
+
+/**
+ * The adapter a gateway runs its operations through (the shape of socket.io's adapter and
+ * centrifuge's broker). Without the `cluster` option the gateway uses a local adapter: nothing
+ * to carry. A cluster (src/cluster) learns from the node which labels and users it holds
+ * (`watchLabels`, `watchUsers`) and carries each operation only to the nodes that hold its
+ * target: label pushes to the nodes with members of the label, user operations to the user's
+ * nodes, `{all: true}` to every node.
  */
 export interface ClusterLink {
   /** Called once by the gateway's constructor. */
   attach(node: ClusterNode): void;
   /**
-   * A push this node accepted (already delivered to this node's connections; for qos 1 already
-   * stored). Carries it to the other nodes: label and all targets to every node, user targets
-   * to the nodes holding the users, qos 1 as a nudge to the nodes holding the users.
+   * An operation this node accepted and has run on its own connections (a qos-1 push is stored
+   * already): carry it to the other nodes it concerns. Rejects with PylonError UNAVAILABLE when
+   * a qos-0 operation could not leave this node.
    */
-  push(id: string, target: Target, type: string, data: unknown, options: PushOptions): Promise<void>;
-  kick(target: { user: string } | { connection: string }, reason: string | undefined): void;
-  updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): void;
+  publish(op: Operation): Promise<void>;
+  /** The keys pushes are made idempotent with, shared by every node (see IdempotencyKeys). */
+  readonly keys?: IdempotencyKeys;
   /** Called by gateway.close(). */
   detach(): Promise<void>;
   /**
@@ -27,6 +44,19 @@ export interface ClusterLink {
    * nodes, which call `node.adoptSessions` so that its clients resume there. Optional.
    */
   handOffSessions?(sessions: HandedSession[]): Promise<void>;
+}
+
+/**
+ * Keys that make a push idempotent: the first caller of a key claims it for `ttlMs`; later
+ * callers within that window get what the first one settled (or its claim, while it runs).
+ */
+export interface IdempotencyKeys {
+  /** Claims `key` with `value`; resolves undefined if claimed now, else the value already there. */
+  claim(key: string, value: string, ttlMs: number): Promise<string | undefined>;
+  /** Replaces the claimed value (the outcome), keeping the key for `ttlMs` from now. */
+  settle(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Forgets a claim whose push failed, so that a retry can go through. */
+  release(key: string): Promise<void>;
 }
 
 /**
@@ -53,14 +83,15 @@ export interface ClusterNode {
   localUsers(): Set<string>;
   /** Calls `listener` with the user of each connection that opens or closes. Returns the unsubscribe. */
   watchUsers(listener: (user: string) => void): () => void;
+  /**
+   * Calls `listener` with each label that gets its first member on this node (`present` true)
+   * or loses its last (false). One listener. Returns the unsubscribe.
+   */
+  watchLabels(listener: (label: string, present: boolean) => void): () => void;
   after(ms: number, fn: () => void): WheelTimer;
   every(ms: number, fn: () => void): WheelTimer;
-  /** A push another node accepted: to this node's connections only. */
-  pushLocal(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult>;
-  /** Close this node's connections of a user, or one of its connections. */
-  kickLocal(target: { user: string } | { connection: string }, reason?: string): number;
-  /** Change the labels of this node's connections of `user`. */
-  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number;
+  /** Run an operation another node accepted, on this node's connections. */
+  run(op: Operation): Promise<void>;
   /** Sessions another node handed over as it went away. */
   adoptSessions(sessions: readonly HandedSession[]): void;
   /** New qos-1 messages for `user` were stored elsewhere: send them to this node's connections. */

@@ -1,20 +1,12 @@
 import type { EventEmitter } from 'node:events';
 import type { Delivery } from '../delivery/delivery.js';
 import type { Hub } from '../hub/hub.js';
-import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
 import type { TimerScope } from '../timer/scope.js';
 import type { WheelTimer } from '../timer/wheel.js';
-import type { ClusterNode } from './cluster-link.js';
+import type { ClusterNode, Operation } from './cluster-link.js';
 import type { Connection } from './connection.js';
-import type {
-  GatewayAddresses,
-  GatewayEvents,
-  GatewayStats,
-  HandedSession,
-  PushOptions,
-  PushResult,
-} from './types.js';
+import type { GatewayAddresses, GatewayEvents, GatewayStats, HandedSession } from './types.js';
 
 /** What the adapter reads of the gateway's core (which implements it). */
 export interface NodeHost {
@@ -29,9 +21,7 @@ export interface NodeHost {
   readonly events: EventEmitter<GatewayEvents>;
   readonly timers: TimerScope;
   stats(): GatewayStats;
-  pushLocal(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult>;
-  kickLocal(target: { user: string } | { connection: string }, reason?: string): number;
-  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number;
+  run(op: Operation): Promise<void>;
   adoptSessions(sessions: readonly HandedSession[]): void;
 }
 
@@ -68,9 +58,14 @@ export function clusterNodeOf(core: NodeHost): ClusterNode {
     },
     after: (ms, fn): WheelTimer => core.timers.after(ms, fn),
     every: (ms, fn): WheelTimer => core.timers.every(ms, fn),
-    pushLocal: (target, type, data, options) => core.pushLocal(target, type, data, options),
-    kickLocal: (target, reason) => core.kickLocal(target, reason),
-    updateUserLabelsLocal: (user, change) => core.updateUserLabelsLocal(user, change),
+    watchLabels: (listener) => {
+      if (core.hub.onLabel !== undefined) throw new Error('cluster: labels are watched already');
+      core.hub.onLabel = listener;
+      return () => {
+        core.hub.onLabel = undefined;
+      };
+    },
+    run: (op) => core.run(op),
     adoptSessions: (sessions) => core.adoptSessions(sessions),
     notify: (user) => core.delivery.notify(user),
   };

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Delivery } from '../delivery/delivery.js';
 import { Fanout } from '../hub/fanout.js';
@@ -31,12 +31,13 @@ import { TimerScope } from '../timer/scope.js';
 import { isShared, wheelFor } from '../timer/shared.js';
 import type { TimingWheel } from '../timer/wheel.js';
 import { upgradeToken } from './auth.js';
-import type { ClusterNode } from './cluster-link.js';
+import type { ClusterLink, ClusterNode, Operation } from './cluster-link.js';
 import { clusterNodeOf } from './cluster-node.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
+import { DEFAULT_KEY_WINDOW, MemoryKeys, pushOnce } from './idempotency.js';
 import { onConnectionTimer } from './keepalive.js';
 import { joinLabel, leaveLabel, updateLabels } from './label-ops.js';
 import { type LabelTotals, rememberSubscribed } from './labels.js';
@@ -61,6 +62,13 @@ import type {
 
 const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
 const PONG: Envelope = { kind: 'pong' };
+
+/** The adapter of a gateway without a cluster: every operation has run where it was accepted. */
+const LOCAL_ADAPTER: ClusterLink = {
+  attach() {},
+  publish: () => Promise.resolve(),
+  detach: () => Promise.resolve(),
+};
 
 /**
  * The gateway's insides, never exported: what links, connections, their timers, the handshake,
@@ -93,6 +101,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly timers: TimerScope;
   /** What the cluster sees of this gateway. */
   readonly clusterNode: ClusterNode;
+  /** Where operations go after running here: the cluster, or nowhere (the local adapter). */
+  readonly adapter: ClusterLink;
+  /** Idempotency keys of a gateway whose adapter has none (no cluster). */
+  private readonly keys = new MemoryKeys();
   private readonly ownStore: MessageStore | undefined;
   private readonly resumes: Resumes | undefined;
   private readonly fanout: Fanout;
@@ -186,28 +198,68 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       history: this.history,
       authorizeSub: o.authorizeSub,
     });
-    o.cluster?.attach(this.clusterNode);
+    this.adapter = o.cluster ?? LOCAL_ADAPTER;
+    this.adapter.attach(this.clusterNode);
   }
 
   // ---- what the Gateway's API calls ----
 
-  async push(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
-    const result = await pushTo(this.pushing, target, type, data, options);
-    if (this.options.cluster) await this.options.cluster.push(result.id, target, type, data, options);
+  /** A push accepted here: run on this node's connections, then carried by the adapter. */
+  push(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
+    const { idempotencyKey, ...rest } = options;
+    if (idempotencyKey === undefined) return this.pushHere(target, type, data, rest, randomUUID());
+    return pushOnce(this.adapter.keys ?? this.keys, idempotencyKey, DEFAULT_KEY_WINDOW, rest.qos ?? 0, (id) =>
+      this.pushHere(target, type, data, rest, id),
+    );
+  }
+
+  private async pushHere(
+    target: Target,
+    type: string,
+    data: unknown,
+    options: PushOptions,
+    id: string,
+  ): Promise<PushResult> {
+    const result = await pushTo(this.pushing, target, type, data, options, id);
+    await this.adapter.publish({ op: 'push', id, target, type, data, options });
     return result;
   }
 
-  /** A push from another node of the cluster: this node's connections only. */
-  pushLocal(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
-    return pushTo(this.pushing, target, type, data, options);
-  }
-
   kick(target: { user: string } | { connection: string }, reason?: string): number {
-    this.options.cluster?.kick(target, reason);
-    return this.kickLocal(target, reason);
+    this.publish(reason === undefined ? { op: 'kick', target } : { op: 'kick', target, reason });
+    return this.kickHere(target, reason);
   }
 
-  kickLocal(target: { user: string } | { connection: string }, reason?: string): number {
+  /**
+   * An operation another node accepted: run here only. The one place each cross-node
+   * operation is carried out on arrival.
+   */
+  async run(op: Operation): Promise<void> {
+    switch (op.op) {
+      case 'push': {
+        const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id);
+        await r.done;
+        return;
+      }
+      case 'kick':
+        this.kickHere(op.target, op.reason);
+        return;
+      case 'labels':
+        updateLabels(this.hub, this.options.labels, op.user, op.change);
+        return;
+    }
+  }
+
+  /** Hands an operation that needs no answer to the adapter; a failure is logged. */
+  private publish(op: Operation): void {
+    this.adapter
+      .publish(op)
+      .catch((err: unknown) =>
+        this.logger.warn({ err, op: op.op }, `cluster: a ${op.op} could not reach the other nodes`),
+      );
+  }
+
+  private kickHere(target: { user: string } | { connection: string }, reason?: string): number {
     const conns = 'user' in target ? this.hub.ofUser(target.user) : [this.connections.get(target.connection)];
     let n = 0;
     for (const c of conns) {
@@ -223,10 +275,6 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     return this.hub.ofUser(user);
   }
 
-  updateUserLabelsLocal(user: string, change: { add?: string[]; remove?: string[] }): number {
-    return updateLabels(this.hub, this.options.labels, user, change);
-  }
-
   join(conn: Connection, label: string): boolean {
     return joinLabel(this.hub, this.presence, this.options.labels, conn, label);
   }
@@ -236,8 +284,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   updateUserLabels(user: string, change: { add?: string[]; remove?: string[] }): number {
-    const n = this.updateUserLabelsLocal(user, change);
-    this.options.cluster?.updateUserLabels(user, change);
+    const n = updateLabels(this.hub, this.options.labels, user, change);
+    this.publish({ op: 'labels', user, change });
     return n;
   }
 
@@ -297,7 +345,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     await this.stopAccepting();
     // Going away while the service stays: the other nodes get the sessions, so clients resume there.
     if (code === 'reconnect_elsewhere')
-      await handOffSessions(this.options.cluster, this.resumes, this.connections, this.logger);
+      await handOffSessions(this.adapter, this.resumes, this.connections, this.logger);
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
@@ -314,7 +362,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.delivery.close();
     this.resumes?.close();
     this.timers.close();
-    await this.options.cluster?.detach();
+    await this.adapter.detach();
     await this.ownStore?.close();
     if (!isShared(this.wheel)) this.wheel.close();
   }

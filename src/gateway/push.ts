@@ -37,6 +37,8 @@ export async function pushTo(
   type: string,
   data: unknown,
   options: PushOptions,
+  /** The push's id: given when another node accepted it (a qos-1 message is stored under it, once per user). */
+  id: string = randomUUID(),
 ): Promise<PushResult> {
   const t = parseTarget(target, 'target');
   if (typeof type !== 'string' || type.length === 0)
@@ -56,7 +58,6 @@ export async function pushTo(
       `rate: must be from ${MIN_RATE} to ${MAX_RATE} connections per second`,
     );
   }
-  const id = randomUUID();
   if (p.history.enabled && 'labels' in t) {
     p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() });
   }

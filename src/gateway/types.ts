@@ -53,6 +53,12 @@ export interface PushOptions {
   ttl?: number;
   /** qos 0: pace the fan-out to this many connections per second (push returns at once). */
   rate?: number;
+  /**
+   * A key the caller chose (1 to 256 characters): a push repeated with the same key within 24 h
+   * is accepted once across the cluster and answered with the first push's result
+   * (`duplicate: true`).
+   */
+  idempotencyKey?: string;
 }
 
 export interface PushResult {
@@ -62,6 +68,8 @@ export interface PushResult {
   targeted: number;
   /** qos 1: users the message was stored for (online or not). */
   stored?: number;
+  /** A repeat of an idempotency key: nothing was sent, this is the first push's result. */
+  duplicate?: true;
   /** Resolves when the fan-out has written to every one of them (large sets are written in chunks). */
   done: Promise<{ delivered: number; dropped: number }>;
 }

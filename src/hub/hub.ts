@@ -1,4 +1,5 @@
 import type { LabelQuery, Member, Target } from './member.js';
+import { matchesLabels } from './target.js';
 
 export interface HubStats {
   connections: number;
@@ -19,6 +20,11 @@ export class Hub<M extends Member = Member> {
   private readonly byLabel = new Map<string, Set<M>>();
   /** Connection-label pairs indexed. */
   memberships = 0;
+  /**
+   * Told when a label gets its first member here (`present` true) and when its last member
+   * leaves (false): what a cluster adapter routes label pushes by. One listener.
+   */
+  onLabel: ((label: string, present: boolean) => void) | undefined;
 
   get size(): number {
     return this.members.size;
@@ -139,6 +145,7 @@ export class Hub<M extends Member = Member> {
     if (set === undefined) {
       set = new Set<M>();
       this.byLabel.set(label, set);
+      this.onLabel?.(label, true);
     }
     const before = set.size;
     set.add(m);
@@ -149,27 +156,26 @@ export class Hub<M extends Member = Member> {
     const set = this.byLabel.get(label);
     if (set === undefined || !set.delete(m)) return;
     this.memberships--;
-    if (set.size === 0) this.byLabel.delete(label);
+    if (set.size === 0) {
+      this.byLabel.delete(label);
+      this.onLabel?.(label, false);
+    }
   }
 
   private selectLabels(q: LabelQuery): M[] {
     const all = q.all ?? [];
     const any = q.any ?? [];
-    const not = q.not ?? [];
     const out: M[] = [];
     if (all.length > 0) {
-      // Walk the smallest `all` set; check the rest on each member's own label set.
+      // Walk the smallest `all` set; the rules are checked on each member's own label set.
       let smallest: ReadonlySet<M> | undefined;
       for (const label of all) {
         const set = this.byLabel.get(label);
         if (set === undefined) return out;
         if (smallest === undefined || set.size < smallest.size) smallest = set;
       }
-      for (const m of smallest as ReadonlySet<M>) {
-        const labels = m.labels as readonly string[];
-        if (hasAll(labels, all) && (any.length === 0 || hasAny(labels, any)) && !hasAny(labels, not))
-          out.push(m);
-      }
+      for (const m of smallest as ReadonlySet<M>)
+        if (matchesLabels(q, m.labels as readonly string[])) out.push(m);
       return out;
     }
     if (any.length > 0) {
@@ -179,30 +185,18 @@ export class Hub<M extends Member = Member> {
         if (set === undefined) continue;
         for (const m of set) {
           const labels = m.labels as readonly string[];
-          if (!hasAnyBefore(labels, any, i) && !hasAny(labels, not)) out.push(m);
+          if (!hasAnyBefore(labels, any, i) && matchesLabels(q, labels)) out.push(m);
         }
       }
       return out;
     }
-    for (const m of this.members.values()) {
-      if (m.labels === undefined || !hasAny(m.labels, not)) out.push(m);
-    }
+    for (const m of this.members.values()) if (matchesLabels(q, m.labels ?? NONE)) out.push(m);
     return out;
   }
 }
 
 const EMPTY: ReadonlySet<never> = new Set<never>();
-
-function hasAll(labels: readonly string[], wanted: string[]): boolean {
-  for (const l of wanted) if (!labels.includes(l)) return false;
-  return true;
-}
-
-function hasAny(labels: readonly string[] | undefined, wanted: string[]): boolean {
-  if (labels === undefined) return false;
-  for (const l of wanted) if (labels.includes(l)) return true;
-  return false;
-}
+const NONE: readonly string[] = [];
 
 function hasAnyBefore(labels: readonly string[], wanted: string[], end: number): boolean {
   for (let i = 0; i < end; i++) if (labels.includes(wanted[i] as string)) return true;

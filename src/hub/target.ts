@@ -73,8 +73,19 @@ export function parseTarget(value: unknown, field = 'to'): Target {
 }
 
 /**
- * Would `target` select a connection of `user` with `labels` and id `connection`? The same rules
- * as Hub.select, for one connection (used to replay missed pushes to a resumed session).
+ * The label rules, for one member's labels: every `all`, at least one `any` (when given), no
+ * `not`. Hub.select walks its index and keeps the members this accepts; nothing else decides.
+ */
+export function matchesLabels(q: LabelQuery, labels: readonly string[]): boolean {
+  if (q.all) for (const l of q.all) if (!labels.includes(l)) return false;
+  if (q.any && q.any.length > 0 && !q.any.some((l) => labels.includes(l))) return false;
+  if (q.not) for (const l of q.not) if (labels.includes(l)) return false;
+  return true;
+}
+
+/**
+ * Would `target` select a connection of `user` with `labels` and id `connection`? Hub.select's
+ * rules for one connection (used to replay missed pushes to a resumed session).
  */
 export function matchesTarget(
   target: Target,
@@ -86,9 +97,5 @@ export function matchesTarget(
   if ('users' in target) return user !== undefined && target.users.includes(user);
   if ('connection' in target) return target.connection === connection;
   if ('all' in target) return true;
-  const q = target.labels;
-  if (q.all?.some((l) => !labels.includes(l))) return false;
-  if (q.any && q.any.length > 0 && !q.any.some((l) => labels.includes(l))) return false;
-  if (q.not?.some((l) => labels.includes(l))) return false;
-  return true;
+  return matchesLabels(target.labels, labels);
 }
