@@ -32,10 +32,12 @@ export function clusterRedisOptions(extra: RedisOptions = {}): RedisOptions {
   };
 }
 
-/** ioredis Cluster options for the cluster's clients: fail fast, follow slot moves. */
+/** ioredis Cluster options for the cluster's clients: follow slot moves, wait out a failover. */
 export function clusterClientOptions(): Omit<ClusterOptions, 'redisOptions'> {
   return {
-    enableOfflineQueue: false,
+    // While slots move, commands wait for the new owner (bounded by commandTimeout) instead of
+    // failing on the dead node's connection.
+    enableOfflineQueue: true,
     retryDelayOnFailover: 100,
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
