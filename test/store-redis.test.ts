@@ -52,54 +52,156 @@ describe('RedisStore across a Redis restart', () => {
 });
 
 describe('RedisStore layout on a standalone Redis', () => {
-  it('keeps the key names of earlier versions (seqs survive an upgrade)', async () => {
-    const store = await RedisStore.connect(redis.url, { prefix: 'layout:' });
-    await store.append(['ann'], { id: 'm1', type: 't', data: 1, createdAt: 1, expiresAt: 9e15 });
+  it('keeps the key names of earlier versions (seqs survive an upgrade), whatever buckets says', async () => {
+    // `buckets` is for a Redis Cluster: on a standalone Redis it must not change the keys.
+    const store = await RedisStore.connect(redis.url, { prefix: 'layout:', buckets: 16 });
+    await store.append(['ann', 'bob'], { id: 'm1', type: 't', data: 1, createdAt: 1, expiresAt: 9e15 });
+    await store.bury('bob', 1, 'redelivery_cap', 5); // bob's inbox and order are empty: Redis drops them
     const r = new Redis(redis.url);
-    expect((await r.keys('layout:*')).sort()).toEqual([
-      'layout:expiry',
-      'layout:ids:ann',
-      'layout:inbox:ann',
-      'layout:order:ann',
-      'layout:seq:ann',
-      'layout:stats',
-    ]);
-    r.disconnect();
-    await store.close();
+    try {
+      expect((await r.keys('layout:*')).sort()).toEqual([
+        'layout:dead',
+        'layout:expiry',
+        'layout:ids:ann',
+        'layout:ids:bob',
+        'layout:inbox:ann',
+        'layout:order:ann',
+        'layout:seq:ann',
+        'layout:seq:bob',
+        'layout:stats',
+      ]);
+      expect(await r.get('layout:seq:ann')).toBe('1');
+      expect(await r.zrange('layout:expiry', '0', '-1')).toEqual(['1:ann']);
+      expect(await r.hgetall('layout:stats')).toEqual({ messages: '1', dead: '1' });
+      // Data written by an earlier version (no ids:{user} key yet): seqs go on from it.
+      await r.set('layout:seq:old', '41');
+      expect(
+        await store.append(['old'], { id: 'm1', type: 't', data: 1, createdAt: 1, expiresAt: 9e15 }),
+      ).toEqual([42]);
+    } finally {
+      r.disconnect();
+      await store.close();
+    }
   });
+});
 
-  it('stores each append once when Redis restarts while appends are in flight', async () => {
-    const store = await RedisStore.connect(redis.url, { prefix: `inflight${++n}:` });
-    const ids = Array.from({ length: 300 }, (_, i) => `m${i}`);
-    const results: Array<number | Error> = [];
-    const sending = (async () => {
-      for (const id of ids) {
-        // The caller retries a failed append with the same id, as a push with an idempotency key would.
-        for (let attempt = 0; ; attempt++) {
-          try {
-            results.push(
-              (
-                await store.append(['u'], { id, type: 't', data: id, createdAt: 1, expiresAt: 9e15 })
-              )[0] as number,
-            );
-            break;
-          } catch (err) {
-            if (attempt > 50) {
-              results.push(err as Error);
-              break;
-            }
-            await new Promise((r) => setTimeout(r, 100));
-          }
+describe('RedisStore when redis-server crashes', () => {
+  it('appends in flight across a SIGKILL and restart of Redis all resolve, each stored once', async () => {
+    const prefix = `inflight${++n}:`;
+    const store = await RedisStore.connect(redis.url, { prefix });
+    const users = Array.from({ length: 10 }, (_, i) => `u${i}`);
+    const appended = new Map<string, Array<{ id: string; seq: number }>>(users.map((u) => [u, []]));
+    const errors: string[] = [];
+    let next = 0;
+    let phase: 'before' | 'restarting' | 'after' = 'before';
+    let inFlight = 0;
+    let inFlightAtClose = -1;
+    let afterRestart = 0;
+    // When the client sees the connection drop, the appends in flight have not had their reply:
+    // ioredis must send them again (or they would hang until commandTimeout and reject).
+    store.redis.once('close', () => {
+      inFlightAtClose = inFlight;
+    });
+    // 16 appends in flight at all times, until 200 more have resolved after Redis is back.
+    const worker = async () => {
+      while (afterRestart < 200) {
+        const i = next++;
+        const user = users[i % users.length] as string;
+        inFlight++;
+        try {
+          const [seq] = await store.append([user], {
+            id: `m${i}`,
+            type: 't',
+            data: i,
+            createdAt: 1,
+            expiresAt: 9e15,
+          });
+          appended.get(user)?.push({ id: `m${i}`, seq: seq as number });
+          if (phase === 'after') afterRestart++;
+        } catch (err) {
+          errors.push(`m${i}: ${(err as Error).message}`);
+        } finally {
+          inFlight--;
         }
       }
-    })();
-    await new Promise((r) => setTimeout(r, 30));
-    await redis.restart();
-    await sending;
-    expect(results.every((x) => typeof x === 'number')).toBe(true);
-    const pending = await store.pending('u', 0, 1000, 0);
-    expect(pending.map((m) => m.id)).toEqual(ids);
-    expect(pending.map((m) => m.seq)).toEqual(ids.map((_, i) => i + 1));
+    };
+    const work = Promise.all(Array.from({ length: 16 }, worker));
+    while (next < 300) await new Promise((r) => setTimeout(r, 2));
+    phase = 'restarting';
+    await redis.restart({ kill: true });
+    phase = 'after';
+    await work;
+    expect(errors).toEqual([]);
+    expect(inFlightAtClose).toBeGreaterThan(0);
+    let total = 0;
+    for (const user of users) {
+      const mine = (appended.get(user) ?? []).sort((a, b) => a.seq - b.seq);
+      const pending = await store.pending(user, 0, 10_000, 0);
+      // Every resolved append once, under the seq it returned; nothing else; no seq skipped.
+      expect(pending.map((m) => [m.seq, m.id])).toEqual(mine.map((a) => [a.seq, a.id]));
+      expect(mine.map((a) => a.seq)).toEqual(mine.map((_, i) => i + 1));
+      expect(await store.lastSeq(user)).toBe(mine.length);
+      total += mine.length;
+    }
+    expect(total).toBe(next);
+    expect(await store.stats()).toEqual({ messages: total, deadLetters: 0 });
     await store.close();
   }, 30_000);
+});
+
+describe('RedisStore with waitReplicas', () => {
+  const m = (id: string) => ({ id, type: 't', data: id, createdAt: 1, expiresAt: 9e15 });
+
+  it('rejects an append no replica confirmed within waitTimeout; it was stored, once', async () => {
+    const prefix = `wait${++n}:`;
+    const store = await RedisStore.connect(redis.url, { prefix, waitReplicas: 1, waitTimeout: 200 });
+    const plain = await RedisStore.connect(redis.url, { prefix });
+    try {
+      const t = Date.now();
+      await expect(store.append(['u'], m('m1'))).rejects.toThrow(/reached 0 of 1 replicas within 200 ms/);
+      expect(Date.now() - t).toBeGreaterThanOrEqual(190);
+      // Retried with the same id: the same seq, one copy.
+      await expect(store.append(['u'], m('m1'))).rejects.toThrow(/0 of 1 replicas/);
+      expect(await plain.append(['u'], m('m1'))).toEqual([1]);
+      expect((await plain.pending('u', 0, 10, 0)).map((x) => [x.seq, x.id])).toEqual([[1, 'm1']]);
+      expect(await plain.stats()).toEqual({ messages: 1, deadLetters: 0 });
+    } finally {
+      await store.close();
+      await plain.close();
+    }
+  });
+
+  it('with a replica, every append that resolved is already on the replica', async () => {
+    const master = new Redis(redis.url);
+    await master.config('SET', 'repl-diskless-sync-delay', '0'); // sync the replica at once
+    master.disconnect();
+    const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] });
+    const prefix = `wait${++n}:`;
+    const r = new Redis(replica.url);
+    const store = await RedisStore.connect(redis.url, { prefix, waitReplicas: 1 });
+    try {
+      for (let i = 0; !(await r.info('replication')).includes('master_link_status:up'); i++) {
+        if (i > 200) throw new Error('the replica did not sync within 10 s');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      // A few in flight at a time; right after each append resolves, the replica has its seq.
+      let next = 0;
+      const behind: string[] = [];
+      const worker = async () => {
+        while (next < 400) {
+          const i = next++;
+          const user = `u${i % 4}`;
+          const [seq] = await store.append([user], m(`m${i}`));
+          const onReplica = Number(await r.get(`${prefix}seq:${user}`));
+          if (onReplica < (seq as number)) behind.push(`${user}: ${seq} resolved, replica at ${onReplica}`);
+        }
+      };
+      await Promise.all(Array.from({ length: 4 }, worker));
+      expect(behind).toEqual([]);
+    } finally {
+      r.disconnect();
+      await store.close();
+      await replica.stop();
+    }
+  });
 });

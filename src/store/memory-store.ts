@@ -10,6 +10,8 @@ import type {
 
 export const DEFAULT_MAX_PER_USER = 10_000;
 export const DEFAULT_MAX_DEAD_LETTERS = 100_000;
+/** Message ids remembered per user for idempotent appends. */
+export const DEFAULT_DEDUPE_WINDOW = 1000;
 
 /** The parts of a message shared by every user of one push (cloned once per `append`). */
 interface Body {
@@ -54,9 +56,11 @@ interface Inbox {
  *
  * `data` is cloned (structuredClone) once per `append`, so a caller changing its object later
  * does not change the store; messages returned by `pending` share it and must not be mutated.
+ *
+ * Idempotent appends: each user's inbox keeps a Map of the ids of its last `dedupeWindow`
+ * appends (insertion order; the oldest is dropped when a new one comes), so at most that many
+ * ids per user.
  */
-/** Message ids remembered per user for idempotent appends. */
-export const DEFAULT_DEDUPE_WINDOW = 1000;
 
 export class MemoryStore implements MessageStore {
   private readonly inboxes = new Map<string, Inbox>();

@@ -1,4 +1,4 @@
-import type { ChainableCommander } from 'ioredis';
+import { type ChainableCommander, Cluster } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisHost } from '../util/redis.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
@@ -20,27 +20,29 @@ import type {
  * - P expiry        sorted set over all users: member = "{seq}:{user}", score = expiresAt.
  * - P dead          list, newest first (LPUSH, LTRIM to maxDeadLetters): each entry is a JSON
  *                   header [user, seq, reason, deadAt] (strings), a newline, the encoded message.
- * - P stats         hash: messages (in inboxes), dead (moved aside, ever).
- * - P ids:{user}    sorted set: member = message id, score = seq, the user's last `dedupeWindow`
- *                   appends: an append of an id the user already got returns that seq and
- *                   stores nothing (so a command re-sent after a reconnection, or one push
- *                   appended by several gateways holding the user, gives one seq).
+ * - P stats         hash: messages (in inboxes), dead (moved aside, ever); with waitReplicas,
+ *                   also repeats (appends of an id the user already had).
+ * - P ids:{user}    sorted set: member = message id, score = seq, the ids of the user's last
+ *                   `dedupeWindow` appends (older ones are trimmed by the append script): an
+ *                   append of an id in it returns that seq and stores nothing.
  * A message is encoded once per push with msgpackr (useRecords: false) as
  * { id, type, data, createdAt, expiresAt }: JSON values and Uint8Array data (MessagePack bin)
  * round-trip; the seq lives in the keys. The Lua scripts never decode it.
  *
- * Every per-user step is one Lua script (atomic); the scripts of one `append` are pipelined, so a
- * batch is one round trip but not one transaction across users.
+ * Every per-user step is one Lua script (atomic); the scripts of one `append` are pipelined (one
+ * pipeline per bucket), so a batch is one round trip per bucket but not one transaction across
+ * users.
  *
- * On a Redis Cluster, users are spread over `buckets` buckets (FNV-1a of the user id, default
- * 64) and every key above is under a per-bucket prefix with a hash tag, P{b<n>}: (e.g.
- * pylon:{b17}:seq:alice): each bucket, with its own expiry, stats and dead keys, is one slot,
- * so every script touches one slot and the buckets spread over the shards. `expire`, `stats`
- * and `deadLetters` visit every bucket. The count is kept in P{b0}:buckets and a store opened
- * with another count is refused (users would move between buckets). A standalone Redis keeps
- * the layout above unchanged (one bucket, prefix P).
- * Durability is Redis's: with appendonly yes and appendfsync everysec, a crash of Redis (not of
- * this process) can lose the last second of appends.
+ * Standalone Redis: one bucket whose prefix is P itself, so the keys are exactly the ones above
+ * (pylon:seq:alice, pylon:expiry, …), as in every earlier version; `buckets` is ignored.
+ *
+ * Redis Cluster: users are spread over `buckets` buckets (fnv1a(user) % buckets, default 64), and
+ * every key of bucket b, its own expiry, stats and dead keys included, is under P{b<b>}: (e.g.
+ * pylon:{b17}:seq:alice, pylon:{b17}:expiry). The hash tag puts a bucket in one slot, so every
+ * script touches one slot, and the buckets spread over the masters. `expire`, `stats` and
+ * `deadLetters` visit every bucket. The count is kept in P{b0}:buckets; a store opened with
+ * another count is refused (users would move to other buckets and lose their seqs). The two
+ * layouts differ: data does not move between a standalone Redis and a cluster by itself.
  */
 
 /** moveAside(order, inbox, expiry, stats, dead, user, seq, reason, now, maxDead) -> 0 or 1 */
@@ -62,12 +64,20 @@ end
 `;
 
 const SCRIPTS = {
-  /** KEYS: seq order inbox expiry stats dead ids; ARGV: user packed expiresAt createdAt maxPerUser maxDead id window */
+  /**
+   * KEYS: seq order inbox expiry stats dead ids;
+   * ARGV: user packed expiresAt createdAt maxPerUser maxDead id window waiting -> the user's seq
+   */
   pylonAppend: {
     numberOfKeys: 7,
     lua: `${MOVE_ASIDE}
 local had = redis.call('ZSCORE', KEYS[7], ARGV[7])
-if had then return tonumber(had) end
+if had then
+  -- A write, so that a WAIT after this call also covers the first append of this id (WAIT
+  -- counts from the connection's last write; a read would let it return at once).
+  if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[5], 'repeats', 1) end
+  return tonumber(had)
+end
 local seq = tostring(redis.call('INCR', KEYS[1]))
 local user = ARGV[1]
 redis.call('ZADD', KEYS[7], seq, ARGV[7])
@@ -166,26 +176,64 @@ type ScriptPipeline = ChainableCommander & { pylonAppend(...args: Arg[]): Script
 
 const EXPIRE_BATCH = 1000;
 
+/**
+ * Replies after which an append's pipeline is sent again (appends are idempotent): the slot moved
+ * or is moving, the cluster is failing over or down, or the connection was lost with the reply.
+ * ioredis follows these by itself for single commands and for a pipeline whose commands all
+ * failed alike, not for the append pipeline with a WAIT at its end (WAIT answers where the
+ * scripts were redirected).
+ */
+const RETRIABLE =
+  /^(?:MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|READONLY|MASTERDOWN) |^Connection is closed|^Command aborted due to connection close/;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export interface RedisStoreOptions extends StoreOptions {
-  /** Key prefix. Default "pylon:". */
+  /** Key prefix. Default "pylon:". On a Redis Cluster it must not contain braces. */
   prefix?: string;
   /** Treat a single URL as a seed of a Redis Cluster (several comma-separated URLs always are). */
   cluster?: boolean;
-  /** Redis Cluster only: buckets users are spread over (fixed for the life of the data). Default 64. */
+  /**
+   * Redis Cluster only (ignored on a standalone Redis): buckets users are spread over, fixed for
+   * the life of the data (recorded in Redis; another count is refused). Default 64.
+   */
   buckets?: number;
   /**
-   * Replicas that must have an append before it resolves (WAIT after the append, on the same
-   * connection: the master of the user's bucket). Redis replicates asynchronously: without this,
-   * a master that fails right after acknowledging an append may lose it when its replica takes
-   * over. An append not confirmed by this many replicas within `waitTimeout` rejects (it may
-   * still have been stored; retrying it with the same id stores it once). Default 0.
+   * Replicas that must confirm an append before it resolves (WAIT on the master that ran it,
+   * after the append's scripts in the same pipeline). Default 0: no wait. See the class comment.
    */
   waitReplicas?: number;
-  /** ms for `waitReplicas`. Default 1000. */
+  /** ms WAIT may take for `waitReplicas`; fewer confirmations by then reject the append. Default 1000. */
   waitTimeout?: number;
+  /**
+   * ms one call may take, re-sends and retries included, before it rejects (plus `waitTimeout`
+   * for an append that waits for replicas). Default 5000.
+   */
+  commandTimeout?: number;
 }
 
-/** A MessageStore in Redis (ioredis), standalone or Redis Cluster; see the layout above. */
+/**
+ * A MessageStore in Redis (ioredis), standalone or Redis Cluster; see the layout above.
+ *
+ * Commands whose reply was lost in a reconnection are sent again (ioredis's
+ * autoResendUnfulfilledCommands on a standalone Redis; on a cluster ioredis follows MOVED and ASK
+ * and retries on CLUSTERDOWN, TRYAGAIN and lost connections, and an append retries its pipeline
+ * itself on those). That is safe because every write is idempotent: append by (user, message id),
+ * ack cumulative, bury by seq. No call waits longer than `commandTimeout` (+ `waitTimeout`).
+ *
+ * Durability: an append has resolved once its script ran on the master holding the user's
+ * bucket. Redis's persistence decides what a crash of that server loses (appendonly yes with
+ * appendfsync everysec: up to the last second). Redis replicates asynchronously: when a master
+ * fails and a replica takes over, the appends the replica had not received yet are gone although
+ * they resolved, and the user's next appends get their seqs again. With `waitReplicas: n`, an
+ * append resolves only after WAIT confirmed that n replicas of that master have it (in their
+ * memory, not necessarily on their disk), so a failover to one of those replicas keeps it; it
+ * rejects if fewer confirm within `waitTimeout` (it may have been stored all the same: retrying
+ * it with the same id stores it once and returns its seq). With more replicas than n, Redis may
+ * promote one that did not confirm. WAIT holds up the connection to that master: while fewer than
+ * n replicas are reachable, each append to it takes `waitTimeout` and the calls behind it on that
+ * connection wait their turn.
+ */
 export class RedisStore implements MessageStore {
   private readonly maxPerUser: number;
   private readonly maxDeadLetters: number;
@@ -193,6 +241,8 @@ export class RedisStore implements MessageStore {
   private readonly deadPerBucket: number;
   private readonly waitReplicas: number;
   private readonly waitTimeout: number;
+  /** ms a call may take (an append that waits for replicas: plus waitTimeout). */
+  private readonly timeout: number;
   private readonly packr = new Packr({ useRecords: false });
   private readonly cmd: ScriptCommands;
   /** The prefix of each bucket: [prefix] on a standalone Redis. */
@@ -206,7 +256,8 @@ export class RedisStore implements MessageStore {
     options: RedisStoreOptions,
   ) {
     this.waitReplicas = Math.max(0, Math.floor(options.waitReplicas ?? 0));
-    this.waitTimeout = Math.max(1, Math.floor(options.waitTimeout ?? 1000));
+    this.waitTimeout = waitTimeoutOf(options);
+    this.timeout = timeoutOf(options);
     this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
     this.maxDeadLetters = Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS);
     this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
@@ -219,16 +270,27 @@ export class RedisStore implements MessageStore {
   }
 
   /**
-   * Connects to `url`: redis://host:port[/db], or the comma-separated seeds of a Redis Cluster.
-   * Commands whose reply was lost in a reconnection are sent again: every write is idempotent
-   * (append by message id, ack cumulative, bury by seq), and a command timeout makes sure none
-   * waits forever.
+   * Connects to `url`: redis://host:port[/db] (standalone, or with `cluster: true` one seed of a
+   * Redis Cluster), or the comma-separated seeds of a Redis Cluster. Rejects with the host named
+   * if Redis does not answer, and on a cluster if the data there was written with another
+   * bucket count.
    */
   static async connect(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
     const spec = parseRedisSpec(url, options.cluster);
+    const prefix = options.prefix ?? 'pylon:';
+    if (spec.cluster && /[{}]/.test(prefix))
+      throw new Error(
+        `redis store: prefix "${prefix}" has a brace; on a Redis Cluster the store adds the hash tag`,
+      );
+    const waiting = Math.floor(options.waitReplicas ?? 0) > 0;
     const redis = createRedis(
       spec,
-      { autoResendUnfulfilledCommands: true, commandTimeout: 5000 },
+      {
+        autoResendUnfulfilledCommands: true,
+        // Also bounds a WAIT, which Redis ends after waitTimeout.
+        commandTimeout: timeoutOf(options) + (waiting ? waitTimeoutOf(options) : 0),
+      },
+      // About 6 s of retries while a master fails over (bounded by commandTimeout too).
       {
         retryDelayOnFailover: 200,
         retryDelayOnClusterDown: 200,
@@ -248,17 +310,22 @@ export class RedisStore implements MessageStore {
         { cause: err },
       );
     }
-    const prefix = options.prefix ?? 'pylon:';
     let buckets = 0;
     if (spec.cluster) {
       buckets = Math.max(1, Math.floor(options.buckets ?? 64));
       const key = `${prefix}{b0}:buckets`;
-      await redis.set(key, String(buckets), 'NX');
-      const had = Number(await redis.get(key));
+      let had: number;
+      try {
+        await redis.set(key, String(buckets), 'NX');
+        had = Number(await redis.get(key));
+      } catch (err) {
+        redis.disconnect();
+        throw new Error(`redis store at ${redisHost(url)}: ${(err as Error).message}`, { cause: err });
+      }
       if (had !== buckets) {
         redis.disconnect();
         throw new Error(
-          `redis store at ${redisHost(url)}: its data is spread over ${had} buckets, not ${buckets}; open it with buckets: ${had}`,
+          `redis store at ${redisHost(url)}: its data (prefix "${prefix}") is spread over ${had} buckets, not ${buckets}; open it with buckets: ${had}`,
         );
       }
     }
@@ -283,61 +350,91 @@ export class RedisStore implements MessageStore {
       else byBucket.set(b, [i]);
     });
     const seqs: number[] = new Array(users.length);
+    const deadline = Date.now() + this.timeout + (this.waitReplicas > 0 ? this.waitTimeout : 0);
     await Promise.all(
-      [...byBucket].map(async ([b, indexes]) => {
-        const p = this.redis.pipeline() as ScriptPipeline;
-        for (const i of indexes) {
-          const user = users[i] as string;
-          p.pylonAppend(
-            `${b}seq:${user}`,
-            `${b}order:${user}`,
-            `${b}inbox:${user}`,
-            `${b}expiry`,
-            `${b}stats`,
-            `${b}dead`,
-            `${b}ids:${user}`,
-            user,
-            packed,
-            message.expiresAt,
-            message.createdAt,
-            this.maxPerUser,
-            this.deadPerBucket,
-            message.id,
-            this.dedupeWindow,
-          );
-        }
-        if (this.waitReplicas > 0) p.call('WAIT', this.waitReplicas, this.waitTimeout);
-        const results = await p.exec();
-        if (results === null) throw new Error('redis store: append pipeline was discarded');
-        for (let j = 0; j < indexes.length; j++) {
-          const [err, seq] = results[j] as [Error | null, unknown];
-          if (err) throw err;
-          seqs[indexes[j] as number] = Number(seq);
-        }
-        if (this.waitReplicas > 0) {
-          const [err, acked] = results[indexes.length] as [Error | null, unknown];
-          if (err) throw err;
-          if (Number(acked) < this.waitReplicas)
-            throw new Error(
-              `redis store: append reached ${acked} of ${this.waitReplicas} replicas within ${this.waitTimeout} ms`,
-            );
-        }
-      }),
+      [...byBucket].map(([b, indexes]) =>
+        this.appendBucket(b, users, indexes, packed, message, seqs, deadline),
+      ),
     );
     return seqs;
+  }
+
+  /** The append's scripts for the users at `indexes`, all in bucket `b`, then WAIT if asked; fills `seqs`. */
+  private async appendBucket(
+    b: string,
+    users: readonly string[],
+    indexes: number[],
+    packed: Buffer,
+    message: NewMessage,
+    seqs: number[],
+    deadline: number,
+  ): Promise<void> {
+    const waiting = this.waitReplicas > 0;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 400)) {
+      const p = this.redis.pipeline() as ScriptPipeline;
+      for (const i of indexes) {
+        const user = users[i] as string;
+        p.pylonAppend(
+          `${b}seq:${user}`,
+          `${b}order:${user}`,
+          `${b}inbox:${user}`,
+          `${b}expiry`,
+          `${b}stats`,
+          `${b}dead`,
+          `${b}ids:${user}`,
+          user,
+          packed,
+          message.expiresAt,
+          message.createdAt,
+          this.maxPerUser,
+          this.deadPerBucket,
+          message.id,
+          this.dedupeWindow,
+          waiting ? 1 : 0,
+        );
+      }
+      // In the same pipeline, so on the connection that ran the scripts: WAIT counts from its last write.
+      if (waiting) p.call('WAIT', this.waitReplicas, this.waitTimeout);
+      let failed: Error | null = null;
+      let results: [Error | null, unknown][] | null = null;
+      try {
+        results = await this.within(p.exec(), deadline);
+        if (results === null) failed = new Error('redis store: append pipeline was discarded');
+        else failed = results.find((r) => r[0] !== null)?.[0] ?? null;
+      } catch (err) {
+        failed = err as Error;
+      }
+      if (failed === null && results !== null) {
+        for (let j = 0; j < indexes.length; j++) seqs[indexes[j] as number] = Number(results[j]?.[1]);
+        if (waiting) {
+          const acked = Number(results[indexes.length]?.[1]);
+          if (acked < this.waitReplicas)
+            throw new Error(
+              `redis store: append reached ${acked} of ${this.waitReplicas} replicas within ${this.waitTimeout} ms (it may be stored; appending the same id again stores it once)`,
+            );
+        }
+        return;
+      }
+      const err = failed as Error;
+      if (this.closed || !RETRIABLE.test(err.message) || Date.now() + delay >= deadline) throw err;
+      if (this.redis instanceof Cluster) this.redis.refreshSlotsCache();
+      await sleep(delay);
+    }
   }
 
   async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
     const b = this.bucketOf(user);
-    const flat = await this.cmd.pylonPendingBuffer(
-      `${b}order:${user}`,
-      `${b}inbox:${user}`,
-      `${b}expiry`,
-      user,
-      afterSeq,
-      Math.floor(limit),
-      now,
+    const flat = await this.within(
+      this.cmd.pylonPendingBuffer(
+        `${b}order:${user}`,
+        `${b}inbox:${user}`,
+        `${b}expiry`,
+        user,
+        afterSeq,
+        Math.floor(limit),
+        now,
+      ),
     );
     const out: StoredMessage[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
@@ -348,33 +445,30 @@ export class RedisStore implements MessageStore {
 
   async ack(user: string, uptoSeq: number): Promise<number> {
     const b = this.bucketOf(user);
-    return this.cmd.pylonAck(
-      `${b}order:${user}`,
-      `${b}inbox:${user}`,
-      `${b}expiry`,
-      `${b}stats`,
-      user,
-      uptoSeq,
+    return this.within(
+      this.cmd.pylonAck(`${b}order:${user}`, `${b}inbox:${user}`, `${b}expiry`, `${b}stats`, user, uptoSeq),
     );
   }
 
   async lastSeq(user: string): Promise<number> {
-    return Number((await this.redis.get(`${this.bucketOf(user)}seq:${user}`)) ?? 0);
+    return Number((await this.within(this.redis.get(`${this.bucketOf(user)}seq:${user}`))) ?? 0);
   }
 
   async bury(user: string, seq: number, reason: DeadReason, now: number): Promise<void> {
     const b = this.bucketOf(user);
-    await this.cmd.pylonBury(
-      `${b}order:${user}`,
-      `${b}inbox:${user}`,
-      `${b}expiry`,
-      `${b}stats`,
-      `${b}dead`,
-      user,
-      seq,
-      reason,
-      now,
-      this.deadPerBucket,
+    await this.within(
+      this.cmd.pylonBury(
+        `${b}order:${user}`,
+        `${b}inbox:${user}`,
+        `${b}expiry`,
+        `${b}stats`,
+        `${b}dead`,
+        user,
+        seq,
+        reason,
+        now,
+        this.deadPerBucket,
+      ),
     );
   }
 
@@ -386,14 +480,8 @@ export class RedisStore implements MessageStore {
   private async expireBucket(p: string, now: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const [seen, moved] = await this.cmd.pylonExpire(
-        `${p}expiry`,
-        `${p}stats`,
-        `${p}dead`,
-        p,
-        now,
-        this.deadPerBucket,
-        EXPIRE_BATCH,
+      const [seen, moved] = await this.within(
+        this.cmd.pylonExpire(`${p}expiry`, `${p}stats`, `${p}dead`, p, now, this.deadPerBucket, EXPIRE_BATCH),
       );
       total += moved;
       if (seen < EXPIRE_BATCH) return total;
@@ -404,7 +492,7 @@ export class RedisStore implements MessageStore {
     limit = Math.min(limit, this.maxDeadLetters);
     if (limit <= 0) return [];
     const lists = await Promise.all(
-      this.buckets.map((b) => this.redis.lrangeBuffer(`${b}dead`, 0, Math.floor(limit) - 1)),
+      this.buckets.map((b) => this.within(this.redis.lrangeBuffer(`${b}dead`, 0, Math.floor(limit) - 1))),
     );
     const out: DeadLetter[] = [];
     for (const entries of lists) {
@@ -425,7 +513,9 @@ export class RedisStore implements MessageStore {
   }
 
   async stats(): Promise<StoreStats> {
-    const all = await Promise.all(this.buckets.map((b) => this.redis.hmget(`${b}stats`, 'messages', 'dead')));
+    const all = await Promise.all(
+      this.buckets.map((b) => this.within(this.redis.hmget(`${b}stats`, 'messages', 'dead'))),
+    );
     let messages = 0;
     let deadLetters = 0;
     for (const [m, d] of all) {
@@ -441,6 +531,34 @@ export class RedisStore implements MessageStore {
     await quitRedis(this.redis);
   }
 
+  /**
+   * `p`, or a rejection at `deadline`. ioredis's commandTimeout bounds a command once it was
+   * handed to a node's connection; on a cluster a command can also wait before that (while the
+   * client reconnects to the cluster or between retries), which this bounds. Standalone: `p`.
+   */
+  private within<T>(p: Promise<T>, deadline = Date.now() + this.timeout): Promise<T> {
+    if (!(this.redis instanceof Cluster)) return p;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`redis store: no answer from the cluster in time (commandTimeout ${this.timeout} ms)`),
+          ),
+        Math.max(0, deadline - Date.now()),
+      );
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
   /** The key prefix of `user`'s bucket. */
   private bucketOf(user: string): string {
     const b = this.buckets;
@@ -453,4 +571,12 @@ export class RedisStore implements MessageStore {
     const data = m.data instanceof Uint8Array ? new Uint8Array(m.data) : m.data;
     return { seq, id: m.id, type: m.type, data, createdAt: m.createdAt, expiresAt: m.expiresAt };
   }
+}
+
+function timeoutOf(options: RedisStoreOptions): number {
+  return Math.max(1, Math.floor(options.commandTimeout ?? 5000));
+}
+
+function waitTimeoutOf(options: RedisStoreOptions): number {
+  return Math.max(1, Math.floor(options.waitTimeout ?? 1000));
 }

@@ -24,8 +24,10 @@ import type {
  *   n; trimmed to the newest maxDeadLetters by n.
  * - counters(name, value): 'messages' (rows in inbox) and 'dead_letters' (moved aside, ever).
  * - recent_ids(user, id, seq): the ids of each user's last `dedupeWindow` appends, so that an
- *   append of an id the user already got returns its seq (created in files of older versions
- *   on open).
+ *   append of an id the user already got returns its seq and stores nothing. Each new append
+ *   deletes the user's rows with seq <= its seq - dedupeWindow, so a user has at most
+ *   dedupeWindow rows. Created on open in files of older versions (which then remember nothing
+ *   yet).
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (

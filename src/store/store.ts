@@ -5,10 +5,15 @@
  * Guarantees every implementation gives:
  * - `append` assigns the user's next seq: strictly increasing per user, never reused, also
  *   across restarts of a durable store; a message is durable once `append` has resolved.
- * - `append` is idempotent by message id: appending an id the user already got (among the
- *   user's last `dedupeWindow` appends, even if acked or expired since) returns that seq and
- *   stores nothing. Nodes of a cluster that each append one push for a user connected to
- *   several of them, and a command re-sent across a reconnection, give one seq.
+ * - `append` is idempotent per (user, message id): appending an id the user already got returns
+ *   the seq it got then and stores nothing (no new seq, no second copy in `pending`, no overflow,
+ *   stats unchanged), also if that message was acked, expired or moved aside since, as long as
+ *   fewer than `dedupeWindow` newer messages were appended for that user after it. Past that
+ *   the id is forgotten and an append of it is a new message. One call may mix users for whom
+ *   the id is new with users for whom it is a repeat. So the gateways of a cluster that each
+ *   append one push for a user connected to several of them, and a command re-sent across a
+ *   reconnection or a failover, give the user one seq. Memory for this is bounded: at most
+ *   `dedupeWindow` ids per user.
  * - `pending` returns unacked, unexpired messages in seq order.
  * - acks are cumulative: `ack(user, n)` removes every message of that user with seq <= n.
  * - messages past their TTL, and the oldest messages of a user over the per-user cap, are moved
@@ -55,7 +60,9 @@ export interface StoreStats {
 export interface MessageStore {
   /**
    * Store one message for each user, in one atomic step per user (one transaction for the batch
-   * where the backend allows). Returns each user's new seq, in the order of `users`.
+   * where the backend allows). Returns each user's seq, in the order of `users`: a new one, or,
+   * for a user who already got `message.id` within the dedupe window (or who is listed twice),
+   * the seq of that first append, with nothing stored for them.
    * A user over `maxPerUser` has its oldest messages moved aside as "overflow".
    */
   append(users: readonly string[], message: NewMessage): Promise<number[]>;
@@ -80,6 +87,10 @@ export interface StoreOptions {
   maxPerUser?: number;
   /** Most dead letters kept (oldest are deleted, still counted). Default 100,000. */
   maxDeadLetters?: number;
-  /** Message ids remembered per user to make `append` idempotent. Default 1,000. */
+  /**
+   * Message ids remembered per user to make `append` idempotent: a repeat is recognised while
+   * fewer than this many newer messages were appended for that user. Memory: this many ids per
+   * user at most. Default 1,000.
+   */
   dedupeWindow?: number;
 }

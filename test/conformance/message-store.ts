@@ -122,11 +122,48 @@ export function describeMessageStore(name: string, factory: StoreFactory): void 
         await store.expire(T0 + 11);
         expect(await store.append(['a'], msg(3))).toEqual([3]);
         expect(await store.stats()).toEqual({ messages: 0, deadLetters: 1 });
-        // Past the window the oldest id is forgotten: appended again, it is a new message.
+        // b: m1..m4. m2 has 2 newer appends (fewer than 3): remembered. m1 has 3: forgotten, so
+        // appended again it is a new message (seq 5), which in turn pushes m2 out of the window.
         await fill(store, 'b', 4);
+        expect(await store.append(['b'], msg(2))).toEqual([2]);
         expect(await store.append(['b'], msg(1))).toEqual([5]);
+        expect(await store.append(['b'], msg(2))).toEqual([6]);
         expect(await store.append(['b'], msg(4))).toEqual([4]);
+        expect((await store.pending('b', 0, 10, T0)).map((m) => [m.seq, m.id])).toEqual([
+          [1, 'm1'],
+          [2, 'm2'],
+          [3, 'm3'],
+          [4, 'm4'],
+          [5, 'm1'],
+          [6, 'm2'],
+        ]);
+        expect(await store.stats()).toEqual({ messages: 6, deadLetters: 1 });
       });
+
+      it('a repeat stores nothing: no overflow, no dead letter, the first copy stays as it was', async () => {
+        const { store } = await make({ maxPerUser: 2 });
+        await store.append(['a'], msg(1));
+        await store.append(['a'], msg(2));
+        // Another body under the same id: still the first message, and a is not over its cap.
+        expect(await store.append(['a'], msg(1, { type: 'other', data: 'changed' }))).toEqual([1]);
+        expect(await store.pending('a', 0, 10, T0)).toStrictEqual([
+          { ...msg(1), seq: 1 },
+          { ...msg(2), seq: 2 },
+        ]);
+        expect(await store.stats()).toEqual({ messages: 2, deadLetters: 0 });
+        expect(await store.deadLetters(10)).toEqual([]);
+        expect(await store.lastSeq('a')).toBe(2);
+      });
+
+      it('the default window remembers the last 1,000 ids of a user', async () => {
+        const { store } = await make();
+        const users = ['a'];
+        for (let i = 1; i <= 1001; i++) await store.append(users, msg(i));
+        // m2 has 999 newer appends: remembered; m1 has 1,000: forgotten.
+        expect(await store.append(users, msg(2))).toEqual([2]);
+        expect(await store.append(users, msg(1))).toEqual([1002]);
+        expect(await store.lastSeq('a')).toBe(1002);
+      }, 60_000);
 
       it('concurrent appends of one id to one user store it once', async () => {
         const { store } = await make();
@@ -419,7 +456,7 @@ export function describeMessageStore(name: string, factory: StoreFactory): void 
     it('behaves like a simple model under random append/ack/pending/bury/expire', async () => {
       await fc.assert(
         fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 40 }), async (ops) => {
-          const t = await factory({ maxPerUser: 4 });
+          const t = await factory({ maxPerUser: 4, dedupeWindow: 3 });
           try {
             await runAgainstModel(t.store, ops);
           } finally {
@@ -446,6 +483,8 @@ async function snapshot(s: MessageStore) {
 
 type Op =
   | { op: 'append'; users: string[]; ttl: number; bin: boolean }
+  /** Appends an earlier message again (the `back`-th newest), as a re-sent command would. */
+  | { op: 'again'; users: string[]; back: number }
   | { op: 'ack'; user: string; rel: number }
   | { op: 'pending'; user: string; rel: number; limit: number }
   | { op: 'bury'; user: string; rel: number }
@@ -461,6 +500,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       users: fc.array(userArb, { maxLength: 4 }),
       ttl: fc.integer({ min: 0, max: 60 }),
       bin: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('again' as const),
+      users: fc.array(userArb, { minLength: 1, maxLength: 3 }),
+      back: fc.integer({ min: 0, max: 6 }),
     }),
   },
   {
@@ -501,10 +548,15 @@ interface ModelMsg {
   expiresAt: number;
 }
 
+/** The model of a store with maxPerUser 4 and dedupeWindow 3. */
 async function runAgainstModel(s: MessageStore, ops: readonly Op[]): Promise<void> {
   const max = 4;
+  const window = 3;
   const inbox = new Map<string, ModelMsg[]>();
   const last = new Map<string, number>();
+  /** Each user's appends, oldest first: an id among the last `window` of them is a repeat. */
+  const history = new Map<string, Array<{ id: string; seq: number }>>();
+  const sent: NewMessage[] = [];
   const dead: string[] = [];
   let now = T0;
   let n = 0;
@@ -528,22 +580,34 @@ async function runAgainstModel(s: MessageStore, ops: readonly Op[]): Promise<voi
   for (const o of ops) {
     const lastOf = (u: string) => last.get(u) ?? 0;
     switch (o.op) {
-      case 'append': {
-        const id = `m${++n}`;
-        const data = o.bin ? new Uint8Array([n & 255, 7]) : { n };
-        const m = { id, type: 't', data, createdAt: now, expiresAt: now + o.ttl };
-        const once = new Map<string, number>(); // append is idempotent by id: a repeated user gets one seq
+      case 'append':
+      case 'again': {
+        let m: NewMessage;
+        if (o.op === 'append') {
+          const id = `m${++n}`;
+          const data = o.bin ? new Uint8Array([n & 255, 7]) : { n };
+          m = { id, type: 't', data, createdAt: now, expiresAt: now + o.ttl };
+          sent.push(m);
+        } else {
+          const earlier = sent[sent.length - 1 - o.back];
+          if (earlier === undefined) break;
+          m = earlier;
+        }
+        // Idempotent by id: a user listed twice, or who got this id among their last `window`
+        // appends, gets that seq and nothing is stored.
         const want = o.users.map((u) => {
-          const had = once.get(u);
-          if (had !== undefined) return had;
+          const h = history.get(u) ?? [];
+          history.set(u, h);
+          const had = h.slice(-window).find((x) => x.id === m.id);
+          if (had !== undefined) return had.seq;
           const seq = lastOf(u) + 1;
-          once.set(u, seq);
           last.set(u, seq);
-          box(u).push({ seq, id, expiresAt: m.expiresAt });
+          h.push({ id: m.id, seq });
+          box(u).push({ seq, id: m.id, expiresAt: m.expiresAt });
           const over = box(u).length - max;
           if (over > 0) {
             const cut = (box(u)[over - 1] as ModelMsg).seq;
-            moveAside(u, (x) => x.seq <= cut, 'overflow', now);
+            moveAside(u, (x) => x.seq <= cut, 'overflow', m.createdAt);
           }
           return seq;
         });

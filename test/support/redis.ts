@@ -9,15 +9,20 @@ export interface TestRedis {
   port: number;
   /** Stops the server (SIGTERM, waits for it to exit) and removes its data directory. */
   stop(): Promise<void>;
-  /** Stops the server and starts it again on the same port and directory; the AOF keeps the data. */
-  restart(): Promise<void>;
+  /**
+   * Stops the server (SIGTERM; with `kill`, SIGKILL, as in a crash) and starts it again on the
+   * same port and directory; the AOF keeps the data (what Redis had acknowledged is in the file:
+   * it writes the AOF before replying, so only a crash of the OS could lose it).
+   */
+  restart(options?: { kill?: boolean }): Promise<void>;
 }
 
 /**
  * Starts a real redis-server on a free loopback port, with an append-only file in a fresh temp
- * directory (no RDB snapshots), and waits until it answers PING.
+ * directory (no RDB snapshots), and waits until it answers PING. `args` are added to its command
+ * line (e.g. ['--replicaof', '127.0.0.1', '6379']).
  */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: { args?: string[] } = {}): Promise<TestRedis> {
   const bin = findOnPath('redis-server');
   if (bin === undefined) {
     throw new Error(
@@ -39,6 +44,7 @@ export async function startRedis(): Promise<TestRedis> {
     '127.0.0.1',
     '--port',
     String(port),
+    ...(options.args ?? []),
   ];
   let server = await launch(bin, args, port);
   // A crashed test process must not leave servers behind.
@@ -53,7 +59,8 @@ export async function startRedis(): Promise<TestRedis> {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
     },
-    async restart() {
+    async restart(o: { kill?: boolean } = {}) {
+      if (o.kill) server.child.kill('SIGKILL');
       await server.stop();
       server = await launch(bin, args, port);
     },
@@ -62,6 +69,8 @@ export async function startRedis(): Promise<TestRedis> {
 
 export interface Running {
   child: ChildProcess;
+  /** The last 4,000 characters the server wrote (stdout and stderr). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -94,6 +103,7 @@ export async function launch(bin: string, args: string[], port: number): Promise
   }
   return {
     child,
+    output: () => output,
     async stop() {
       if (!exited) child.kill('SIGTERM');
       await exit;
@@ -102,7 +112,7 @@ export async function launch(bin: string, args: string[], port: number): Promise
 }
 
 /** True if a Redis on 127.0.0.1:`port` answers PING with PONG. */
-function ping(port: number): Promise<boolean> {
+export function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = createConnection({ host: '127.0.0.1', port });
     let reply = '';
