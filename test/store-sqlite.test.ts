@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../src/store/sqlite-store.js';
 import type { MessageStore } from '../src/store/store.js';
 import { describeMessageStore } from './conformance/message-store.js';
@@ -21,4 +23,62 @@ describeMessageStore('sqlite', async (options) => {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+});
+
+// The workers of `pylon start --workers N` (and, during a reload, two generations of them) share
+// one SQLite file. Each write must wait its turn (busy_timeout), never fail on a lock.
+describe('SqliteStore shared by several processes', () => {
+  it('4 processes appending, acking and expiring on one file at once: no write fails, every seq once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pylon-sqlite-shared-'));
+    const path = join(dir, 'shared.db');
+    const store = resolve('dist/store/sqlite-store.js');
+    // Each writer appends 300 messages (ids its own) to 5 shared users in batches, acks and
+    // expires between them, and prints the seqs it got.
+    const writer = `
+      const { SqliteStore } = await import(${JSON.stringify(store)});
+      const s = SqliteStore.open(${JSON.stringify(path)}, { integrityCheck: false });
+      const w = process.argv[1];
+      const users = ['a', 'b', 'c', 'd', 'e'];
+      const got = [];
+      for (let i = 0; i < 300; i++) {
+        const seqs = await s.append(users, { id: w + '-' + i, type: 't', data: i, createdAt: 1, expiresAt: i % 7 === 0 ? 2 : 9e15 });
+        got.push(seqs);
+        if (i % 10 === 0) await s.ack(users[i % 5], seqs[i % 5] - 20);
+        if (i % 25 === 0) await s.expire(3);
+      }
+      await s.close();
+      process.stdout.write(JSON.stringify(got));
+    `;
+    try {
+      const runs = await Promise.all(
+        ['w0', 'w1', 'w2', 'w3'].map(
+          (w) =>
+            new Promise<{ code: number | null; out: string; err: string }>((done) => {
+              const child = spawn(process.execPath, ['--input-type=module', '-e', writer, w], {
+                stdio: ['ignore', 'pipe', 'pipe'],
+              });
+              let out = '';
+              let err = '';
+              child.stdout.on('data', (c: Buffer) => {
+                out += c;
+              });
+              child.stderr.on('data', (c: Buffer) => {
+                err += c;
+              });
+              child.on('exit', (code) => done({ code, out, err }));
+            }),
+        ),
+      );
+      for (const r of runs) expect(r.err).toBe('');
+      for (const r of runs) expect(r.code).toBe(0);
+      // Every user got 1,200 seqs, 1..1200, each from exactly one append.
+      const all = runs.map((r) => JSON.parse(r.out) as number[][]);
+      for (let u = 0; u < 5; u++) {
+        const seqs = all.flatMap((got) => got.map((seqs) => seqs[u] as number)).sort((x, y) => x - y);
+        expect(seqs).toEqual(Array.from({ length: 1200 }, (_, i) => i + 1));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

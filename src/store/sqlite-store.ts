@@ -121,6 +121,12 @@ interface DeadRow extends Row {
  * returned promise's executor, each write in one transaction (one per `append` batch, covering
  * all its users), so the file is always consistent.
  *
+ * Several processes may share the file (the workers of `pylon start --workers N`, and two
+ * generations of them during a reload): every write transaction is BEGIN IMMEDIATE, so it takes
+ * the write lock first and waits for it (busy_timeout, 5 s). A deferred one that reads before it
+ * writes (append looks up recent ids first) fails at once with "database is locked" when another
+ * process committed in between: SQLite cannot upgrade a stale read snapshot, and does not wait.
+ *
  * WAL with synchronous = NORMAL: a committed transaction is in the WAL before `append` resolves,
  * so it survives a crash or SIGKILL of this process; only a crash of the OS or a power loss
  * before the next checkpoint can lose the last transactions (FULL would fsync every commit).
@@ -145,7 +151,7 @@ export class SqliteStore implements MessageStore {
     const s = prepare(db);
     this.s = s;
 
-    this.appendTx = db.transaction((users: readonly string[], m: NewMessage): number[] => {
+    this.appendTx = immediate(db, (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;
       const data = encodeData(m.data);
       const seqs: number[] = [];
@@ -180,7 +186,7 @@ export class SqliteStore implements MessageStore {
       return seqs;
     });
 
-    this.ackTx = db.transaction((user: string, uptoSeq: number): number => {
+    this.ackTx = immediate(db, (user: string, uptoSeq: number): number => {
       const n = s.deleteUpTo.run(user, uptoSeq).changes;
       if (n > 0) {
         s.addPending.run(-n, user);
@@ -189,7 +195,7 @@ export class SqliteStore implements MessageStore {
       return n;
     });
 
-    this.buryTx = db.transaction((user: string, seq: number, reason: DeadReason, now: number): void => {
+    this.buryTx = immediate(db, (user: string, seq: number, reason: DeadReason, now: number): void => {
       const info = s.buryOne.run(reason, now, user, seq);
       if (info.changes === 0) return;
       s.deleteOne.run(user, seq);
@@ -198,7 +204,7 @@ export class SqliteStore implements MessageStore {
       this.movedAside(1, Number(info.lastInsertRowid));
     });
 
-    this.expireTx = db.transaction((now: number): number => {
+    this.expireTx = immediate(db, (now: number): number => {
       const perUser = s.expiredPerUser.all(now) as { user: string; n: number }[];
       if (perUser.length === 0) return 0;
       const info = s.buryExpired.run(now, now);
@@ -351,4 +357,10 @@ function toStored(r: Row): StoredMessage {
     createdAt: r.created_at,
     expiresAt: r.expires_at,
   };
+}
+
+/** `fn` as a transaction that begins with BEGIN IMMEDIATE (see the class comment). */
+function immediate<A extends unknown[], R>(db: Database.Database, fn: (...args: A) => R): (...args: A) => R {
+  const tx = db.transaction(fn);
+  return (...args: A) => tx.immediate(...args);
 }
