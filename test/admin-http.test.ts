@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AdminServer, startAdmin } from '../src/api/index.js';
 import { connect, type PylonClient } from '../src/client/index.js';
-import type { Gateway } from '../src/index.js';
+import { type Gateway, MemoryStore, type NewMessage } from '../src/index.js';
 import { startGateway, stopAll } from './support/gateway.js';
 
 const KEY = 'test-admin-key-0123456789';
@@ -20,9 +20,10 @@ const validate = (token: unknown) => {
   return { user: user as string, labels: labels ? labels.split(',') : [] };
 };
 
-async function setup(options: { openHealth?: boolean; maxBody?: number } = {}) {
-  const { gateway, tcpUrl, wsUrl } = await startGateway({ validate });
-  const admin = await startAdmin(gateway, { httpPort: 0, grpcPort: false, keys: [KEY], ...options });
+async function setup(options: { openHealth?: boolean; maxBody?: number; store?: MemoryStore } = {}) {
+  const { store, ...adminOptions } = options;
+  const { gateway, tcpUrl, wsUrl } = await startGateway(store ? { validate, store } : { validate });
+  const admin = await startAdmin(gateway, { httpPort: 0, grpcPort: false, keys: [KEY], ...adminOptions });
   admins.push(admin);
   const base = `http://127.0.0.1:${admin.http.port}`;
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
@@ -85,6 +86,35 @@ describe('admin HTTP API', () => {
     await until(() => ann.got.length >= 1);
     await new Promise((r) => setTimeout(r, 100));
     expect(types(ann.got)).toEqual(['order']);
+  });
+
+  it('a qos-1 push that failed after its store write, retried with its Idempotency-Key: stored and delivered once', async () => {
+    // A store that applies a write and then cannot confirm it (as the Redis store does when WAIT
+    // finds too few replicas during a failover): the push fails although the message is stored.
+    class Unconfirmed extends MemoryStore {
+      failNext = true;
+      override async append(users: readonly string[], m: NewMessage): Promise<number[]> {
+        const seqs = await super.append(users, m);
+        if (this.failNext) {
+          this.failNext = false;
+          throw new Error('append stored but not confirmed');
+        }
+        return seqs;
+      }
+    }
+    const store = new Unconfirmed();
+    const { tcpUrl, call } = await setup({ store });
+    const ann = await client(tcpUrl, 'ann');
+    const body = { to: { user: 'ann' }, type: 'order', data: { n: 18 }, qos: 1 };
+    const first = await call('POST', '/v1/push', body, { 'idempotency-key': 'order-18' });
+    expect(first.status).toBe(500);
+    const retry = await call('POST', '/v1/push', body, { 'idempotency-key': 'order-18' });
+    expect(retry.status).toBe(200);
+    expect(retry.json).toMatchObject({ targeted: 1, stored: 1 });
+    await until(() => ann.got.length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(types(ann.got)).toEqual(['order']);
+    expect(await store.lastSeq('ann')).toBe(1);
   });
 
   it('pushes to users, a connection, labels (all/any/not), everyone, with variants, and qos 1', async () => {

@@ -1,10 +1,13 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Broker, LocalBroker, LocalBus } from '../src/cluster/broker.js';
 import type { ClusterMessage } from '../src/cluster/messages.js';
 import { RedisBroker } from '../src/cluster/redis-broker.js';
 import { RedisRegistry } from '../src/cluster/redis-registry.js';
 import { LocalRegistry, type NodeInfo, type Registry } from '../src/cluster/registry.js';
+import { fnv1a } from '../src/util/redis.js';
 import { startRedis, type TestRedis } from './support/redis.js';
+import { startRedisCluster, type TestRedisCluster } from './support/redis-cluster.js';
 
 // One suite for every Registry and every Broker: the in-memory ones and the Redis ones must
 // behave the same (STYLE 3).
@@ -13,8 +16,15 @@ let n = 0;
 beforeAll(async () => {
   redis = await startRedis();
 });
+let rc: TestRedisCluster | undefined;
+/** A 3-master Redis Cluster, started by the first test that needs it. */
+async function redisClusterSpec(): Promise<string> {
+  rc ??= await startRedisCluster({ masters: 3 });
+  return rc.spec;
+}
 afterAll(async () => {
   await redis?.stop();
+  await rc?.stop();
 });
 
 const node = (id: string): NodeInfo => ({
@@ -96,6 +106,94 @@ function describeRegistry(name: string, make: () => Promise<Registry>) {
 
 describeRegistry('local', async () => new LocalRegistry());
 describeRegistry('redis', async () => RedisRegistry.connect(redis.url, { prefix: `t${++n}:` }));
+describeRegistry('redis cluster', async () =>
+  RedisRegistry.connect(await redisClusterSpec(), { prefix: `t${++n}:` }),
+);
+
+describe('redis registry layout', () => {
+  it('on a standalone Redis: the keys of earlier versions, P nodes, P u:{user}, P online', async () => {
+    const r = await RedisRegistry.connect(redis.url, { prefix: 'lay:' });
+    await r.join(node('a'), 10_000);
+    await r.setOnline('a', [{ user: 'alice', online: true }], 1);
+    const raw = new Redis(redis.url);
+    expect((await raw.keys('lay:*')).sort()).toEqual(
+      ['lay:last:alice', 'lay:node:a', 'lay:nodes', 'lay:online', 'lay:u:alice', 'lay:users:a'].sort(),
+    );
+    raw.disconnect();
+    await r.leave('a');
+    await r.close();
+  });
+
+  it('on a Redis Cluster: users over 64 hash-tagged buckets on every master, counters summed', async () => {
+    const spec = await redisClusterSpec();
+    const r = await RedisRegistry.connect(spec, { prefix: 'spread:' });
+    await r.join(node('a'), 10_000);
+    await r.join(node('b'), 10_000);
+    const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
+    await r.setOnline(
+      'a',
+      users.map((user) => ({ user, online: true })),
+      60,
+    );
+    await r.setOnline(
+      'b',
+      users.slice(0, 10).map((user) => ({ user, online: true })),
+      10,
+    );
+    const perMaster: number[] = [];
+    for (const port of (await rc?.masterPorts()) ?? []) {
+      const raw = new Redis(port, '127.0.0.1');
+      const keys = await raw.keys('spread:*');
+      raw.disconnect();
+      perMaster.push(keys.filter((k) => /:u:/.test(k)).length);
+      for (const k of keys) {
+        const user = /^spread:\{u(\d+)\}:(?:u|last):(.+)$/.exec(k);
+        if (user) expect(Number(user[1])).toBe(fnv1a(user[2] as string) % 64);
+        else expect(k).toMatch(/^spread:\{(nodes|u\d+)\}:/);
+      }
+    }
+    expect(perMaster.reduce((a, b) => a + b, 0)).toBe(60);
+    for (const c of perMaster) expect(c).toBeGreaterThan(0); // every master holds users
+    expect((await r.stats()).online).toBe(60);
+    const where = await r.locate(users);
+    expect(where.get('a')?.length).toBe(60);
+    expect(where.get('b')?.sort()).toEqual(users.slice(0, 10).sort());
+    expect((await r.usersOn('b')).sort()).toEqual(users.slice(0, 10).sort());
+    await r.leave('a');
+    expect((await r.stats()).online).toBe(10);
+    expect(await r.nodesOf('user-20')).toEqual([]);
+    await r.leave('b');
+    await expect(RedisRegistry.connect(spec, { prefix: 'x{y}:' })).rejects.toThrow(/must not contain braces/);
+    await r.close();
+  });
+
+  for (const where of ['standalone', 'cluster'] as const) {
+    it(`${where}: a node found registered again while it is swept keeps its users and is told to resync`, async () => {
+      const spec = where === 'cluster' ? await redisClusterSpec() : redis.url;
+      const prefix = `back${where}:`;
+      const r = await RedisRegistry.connect(spec, { prefix });
+      await r.join(node('x'), 10_000);
+      await r.join(node('y'), 10_000);
+      await r.setOnline('x', [{ user: 'u1', online: true }]);
+      // As a sweeper sees it after x was declared dead and heartbeated again: x is in `gone`
+      // and in `nodes` at once.
+      const raw =
+        where === 'cluster'
+          ? new Redis.Cluster([{ host: '127.0.0.1', port: (await rc?.masterPorts())?.[0] as number }])
+          : new Redis(redis.url);
+      await raw.sadd(where === 'cluster' ? `${prefix}{nodes}:gone` : `${prefix}gone`, 'x');
+      expect(await r.heartbeat('y', { connections: 0 })).toBe(true); // y's heartbeat sweeps
+      expect(await r.nodesOf('u1')).toEqual(['x']);
+      // x's next heartbeat says "forgotten" once, so it sends its users again; then it is known.
+      expect(await r.heartbeat('x', { connections: 1 })).toBe(false);
+      expect(await r.heartbeat('x', { connections: 1 })).toBe(true);
+      raw.disconnect();
+      await r.leave('x');
+      await r.leave('y');
+      await r.close();
+    });
+  }
+});
 
 function describeBroker(name: string, make: () => Promise<Broker>) {
   describe(`${name} broker`, () => {

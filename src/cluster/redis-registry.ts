@@ -1,5 +1,5 @@
 import type { RedisOptions } from 'ioredis';
-import { createRedis, parseRedisSpec, quitRedis, type RedisClient } from '../util/redis.js';
+import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient } from '../util/redis.js';
 import { type Health, HealthState } from './health.js';
 import { clusterClientOptions, clusterRedisOptions } from './redis-broker.js';
 import {
@@ -14,53 +14,84 @@ import {
 } from './registry.js';
 
 /*
- * Layout (P = the prefix, default "pylon:cluster:"); times are Redis's own clock (TIME), so the
- * nodes' clocks do not have to agree:
- * - P nodes          sorted set: node id -> expiresAt (ms). Alive while expiresAt >= now.
- * - P node:{id}      hash: info (JSON NodeInfo), ttl, load (JSON NodeLoad), conns, seen.
- * - P users:{id}     set: the users with a connection on the node.
- * - P u:{user}       set: the nodes the user has connections on (dead ones included until swept).
- * - P last:{user}    string: the node the user was last seen on, expiring (PX).
- * - P online         counter: users whose u:{user} set is not empty.
- * - P gone           set: nodes found dead (or leaving) whose users are being removed.
- * Readers filter u:{user} by `nodes`, so a dead node is never answered even before it is swept.
- * Every heartbeat sweeps: nodes past their expiry move to `gone` (atomically), then their users
- * are removed in batches (SPOP from users:{id}); a batch stops if the node came back meanwhile.
- * The scripts derive per-user key names. On a Redis Cluster the prefix carries a hash tag
- * (default "pylon:{cluster}:"), so every key of the registry is in one slot and every script
- * runs on one shard: the registry is then as fast as one Redis core (docs/scaling.md has what
- * that carries), while the store and the pub/sub channels spread over every shard.
- * Idempotency keys of pushes: P idem:{key}, a string with a PX expiry (SET NX GET).
+ * Layout. Times are Redis's own clock (TIME), so the nodes' clocks do not have to agree.
+ *
+ * The nodes, under N:
+ * - N nodes          sorted set: node id -> expiresAt (ms). Alive while expiresAt >= now.
+ * - N node:{id}      hash: info (JSON NodeInfo), ttl, load (JSON NodeLoad), conns, seen, and
+ *                    resync (set when the node must send all its users again, see below).
+ * - N gone           set: nodes found dead (or leaving) whose users are being removed.
+ * The users, each in the bucket B of fnv1a(user) % 64:
+ * - B u:{user}       set: the nodes the user has connections on (dead ones until swept).
+ * - B last:{user}    string: the node the user was last seen on, expiring (PX).
+ * - B users:{id}     set: the users of this bucket with a connection on node id.
+ * - B online         counter: users of this bucket whose u:{user} set is not empty.
+ * - B idem:{key}     string with a PX expiry: an idempotency key of a push (SET NX GET), in the
+ *                    bucket of fnv1a(key).
+ *
+ * Standalone Redis: one bucket, and N and B are both the prefix P (default "pylon:cluster:"),
+ * so the keys are P nodes, P u:alice, P online, … as in earlier versions. Redis Cluster: N is
+ * P{nodes}: and bucket b is P{u<b>}: (hash tags), so each bucket is one slot and the buckets
+ * spread over the masters: connects, disconnects and lookups (the bulk of the registry's work)
+ * scale with the shards; only joins, heartbeats and sweeps go to the nodes' slot. Every script
+ * touches one slot.
+ *
+ * A lookup reads u:{user} in its bucket and leaves out the nodes this process knows to be dead:
+ * each heartbeat returns the live nodes with the ms they have left, kept as `live`; a node not
+ * in it (newer than the last heartbeat) is answered. Every heartbeat sweeps: nodes past their
+ * expiry move to `gone` (atomically), then their users are removed bucket by bucket in batches
+ * (SPOP from users:{id}). A node that came back while it was being swept (it heartbeated in
+ * time after all, or joined again) may have re-added users the sweep then removed: the sweep
+ * stops, sets its resync flag, and its next heartbeat answers "forgotten", so it sends all its
+ * users again (Membership.resync).
  */
+
+/** Buckets users are spread over on a Redis Cluster. Every node of a cluster must agree. */
+export const REGISTRY_BUCKETS = 64;
 
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 const SCRIPTS = {
-  /** KEYS: nodes node:{id}; ARGV: id ttl info|'' load|'' -> 1, or 0 when unknown and not joining */
+  /**
+   * KEYS: nodes node:{id}; ARGV: id ttl info|'' load|''
+   * -> [1 or 0 (unknown and not joining, or told to resync), id, ms left, id, ms left, ...] of the live nodes
+   */
   pylonRegBeat: {
     numberOfKeys: 2,
     lua: `${NOW}
 local joining = ARGV[3] ~= ''
+local known = 1
 if not joining and (not redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('EXISTS', KEYS[2]) == 0) then
-  return 0
+  known = 0
+elseif joining then
+  local ttl = tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  redis.call('HSET', KEYS[2], 'info', ARGV[3], 'ttl', ttl, 'seen', now)
+  redis.call('PEXPIRE', KEYS[2], ttl * 4)
+else
+  local ttl = tonumber(redis.call('HGET', KEYS[2], 'ttl')) or 15000
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'load', ARGV[4]) end
+  redis.call('HSET', KEYS[2], 'seen', now)
+  redis.call('PEXPIRE', KEYS[2], ttl * 4)
+  if redis.call('HDEL', KEYS[2], 'resync') == 1 then known = 0 end
 end
-local ttl = tonumber(ARGV[2])
-if not joining then ttl = tonumber(redis.call('HGET', KEYS[2], 'ttl')) or 15000 end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-if joining then redis.call('HSET', KEYS[2], 'info', ARGV[3], 'ttl', ttl) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'load', ARGV[4]) end
-redis.call('HSET', KEYS[2], 'seen', now)
-redis.call('PEXPIRE', KEYS[2], ttl * 4)
-return 1`,
+local out = { known }
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES')
+for i = 1, #live, 2 do
+  out[#out + 1] = live[i]
+  out[#out + 1] = tostring(tonumber(live[i + 1]) - now)
+end
+return out`,
   },
-  /** KEYS: online users:{id} node:{id}; ARGV: prefix id lastTtl conns user flag ... -> delta */
+  /** KEYS: online users:{id} (one bucket); ARGV: bucket prefix, id, lastTtl, user, flag, ... -> delta */
   pylonRegOnline: {
-    numberOfKeys: 3,
+    numberOfKeys: 2,
     lua: `
 local p, id, lastTtl = ARGV[1], ARGV[2], ARGV[3]
 local delta = 0
-for i = 5, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local u = ARGV[i]
   local uk = p .. 'u:' .. u
   if ARGV[i + 1] == '1' then
@@ -73,29 +104,23 @@ for i = 5, #ARGV, 2 do
   redis.call('SET', p .. 'last:' .. u, id, 'PX', lastTtl)
 end
 if delta ~= 0 then redis.call('INCRBY', KEYS[1], delta) end
-if ARGV[4] ~= '-1' and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HSET', KEYS[3], 'conns', ARGV[4]) end
 return delta`,
   },
-  /** KEYS: nodes; ARGV: prefix user ... -> per user, its live nodes */
+  /** KEYS: node:{id}; ARGV: conns -> sets the node's connection count if it is registered */
+  pylonRegConns: {
+    numberOfKeys: 1,
+    lua: `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'conns', ARGV[1]) end
+return 0`,
+  },
+  /** KEYS: online (one bucket, for routing); ARGV: bucket prefix, user, ... -> per user, its nodes */
   pylonRegLocate: {
     numberOfKeys: 1,
     readOnly: true,
-    lua: `${NOW}
-local alive, out = {}, {}
-for i = 2, #ARGV do
-  local live = {}
-  for _, n in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'u:' .. ARGV[i])) do
-    if alive[n] == nil then
-      local s = redis.call('ZSCORE', KEYS[1], n)
-      alive[n] = (s and tonumber(s) >= now) and 1 or 0
-    end
-    if alive[n] == 1 then live[#live + 1] = n end
-  end
-  out[#out + 1] = live
-end
+    lua: `local out = {}
+for i = 2, #ARGV do out[#out + 1] = redis.call('SMEMBERS', ARGV[1] .. 'u:' .. ARGV[i]) end
 return out`,
   },
-  /** KEYS: nodes; ARGV: prefix -> [id, info, load, conns, seen, ...] of live nodes */
+  /** KEYS: nodes; ARGV: nodes prefix -> [id, info, load, conns, seen, ...] of live nodes */
   pylonRegLive: {
     numberOfKeys: 1,
     readOnly: true,
@@ -118,32 +143,42 @@ return out`,
     numberOfKeys: 2,
     lua: `${NOW}
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
-if ARGV[1] ~= '' then dead[#dead + 1] = ARGV[1] end
+if ARGV[1] ~= '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
 for _, n in ipairs(dead) do
   redis.call('ZREM', KEYS[1], n)
   redis.call('SADD', KEYS[2], n)
 end
 return redis.call('SMEMBERS', KEYS[2])`,
   },
-  /** KEYS: nodes gone online; ARGV: prefix id batch -> 1 while more to do */
+  /** KEYS: users:{id} online (one bucket); ARGV: bucket prefix, id, batch -> 1 while more to do */
   pylonRegClean: {
-    numberOfKeys: 3,
+    numberOfKeys: 2,
     lua: `
 local p, id = ARGV[1], ARGV[2]
-local uset = p .. 'users:' .. id
-if redis.call('ZSCORE', KEYS[1], id) then
-  redis.call('SREM', KEYS[2], id)
-  return 0
-end
 local delta = 0
-for _, u in ipairs(redis.call('SPOP', uset, tonumber(ARGV[3]))) do
+for _, u in ipairs(redis.call('SPOP', KEYS[1], tonumber(ARGV[3]))) do
   local uk = p .. 'u:' .. u
   if redis.call('SREM', uk, id) == 1 and redis.call('EXISTS', uk) == 0 then delta = delta - 1 end
 end
-if delta ~= 0 then redis.call('INCRBY', KEYS[3], delta) end
-if redis.call('EXISTS', uset) == 1 then return 1 end
-redis.call('DEL', p .. 'node:' .. id)
-redis.call('SREM', KEYS[2], id)
+if delta ~= 0 then redis.call('INCRBY', KEYS[2], delta) end
+return redis.call('EXISTS', KEYS[1])`,
+  },
+  /**
+   * KEYS: nodes gone node:{id}; ARGV: id -> 1 if the node is registered again (then told to
+   * resync), 0 when it is forgotten
+   */
+  pylonRegForget: {
+    numberOfKeys: 3,
+    lua: `
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[3], 'resync', '1')
+  return 1
+end
+redis.call('DEL', KEYS[3])
 return 0`,
   },
 } as const;
@@ -151,16 +186,18 @@ return 0`,
 type Arg = string | number;
 
 interface ScriptCommands {
-  pylonRegBeat(...args: Arg[]): Promise<number>;
+  pylonRegBeat(...args: Arg[]): Promise<Array<number | string>>;
   pylonRegOnline(...args: Arg[]): Promise<number>;
+  pylonRegConns(...args: Arg[]): Promise<number>;
   pylonRegLocate(...args: Arg[]): Promise<string[][]>;
   pylonRegLive(...args: Arg[]): Promise<string[]>;
   pylonRegClaim(...args: Arg[]): Promise<string[]>;
   pylonRegClean(...args: Arg[]): Promise<number>;
+  pylonRegForget(...args: Arg[]): Promise<number>;
 }
 
 export interface RedisRegistryOptions {
-  /** Key prefix. Default "pylon:cluster:" ("pylon:{cluster}:" on a Redis Cluster: one slot). */
+  /** Key prefix. Default "pylon:cluster:". On a Redis Cluster it must not contain braces. */
   prefix?: string;
   /** Treat a single URL as a seed of a Redis Cluster (several comma-separated URLs always are). */
   cluster?: boolean;
@@ -176,8 +213,13 @@ const BATCH = 500;
 export class RedisRegistry implements Registry {
   private readonly state = new HealthState(true);
   private readonly cmd: ScriptCommands;
-  private readonly p: string;
+  /** The prefix of the nodes' keys. */
+  private readonly n: string;
+  /** The prefix of each bucket of users: [P] on a standalone Redis. */
+  private readonly buckets: string[];
   private readonly lastTtl: number;
+  /** Live nodes as of this process's last heartbeat: id -> Date.now() when its registration ends. */
+  private live = new Map<string, number>();
   private closed = false;
 
   private constructor(
@@ -185,9 +227,13 @@ export class RedisRegistry implements Registry {
     options: RedisRegistryOptions,
     sharded: boolean,
   ) {
-    this.p = options.prefix ?? (sharded ? 'pylon:{cluster}:' : 'pylon:cluster:');
-    if (sharded && !/\{[^}]+\}/.test(this.p))
-      throw new Error(`redis registry: on a Redis Cluster the prefix needs a hash tag, e.g. "{${this.p}}"`);
+    const p = options.prefix ?? 'pylon:cluster:';
+    if (sharded && /[{}]/.test(p))
+      throw new Error(
+        `redis registry: on a Redis Cluster the prefix "${p}" must not contain braces (the registry adds its own hash tags)`,
+      );
+    this.n = sharded ? `${p}{nodes}:` : p;
+    this.buckets = sharded ? Array.from({ length: REGISTRY_BUCKETS }, (_, b) => `${p}{u${b}}:`) : [p];
     this.lastTtl = options.lastNodeTtl ?? DEFAULT_LAST_NODE_TTL;
     for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
     this.cmd = redis as unknown as ScriptCommands;
@@ -218,7 +264,12 @@ export class RedisRegistry implements Registry {
       throw err;
     }
     redis.off('error', ignore);
-    return new RedisRegistry(redis, options, spec.cluster);
+    try {
+      return new RedisRegistry(redis, options, spec.cluster);
+    } catch (err) {
+      redis.disconnect();
+      throw err;
+    }
   }
 
   get health(): Health {
@@ -227,85 +278,100 @@ export class RedisRegistry implements Registry {
 
   async join(node: NodeInfo, ttlMs: number): Promise<void> {
     const ttl = Math.max(1, Math.round(ttlMs));
-    await this.cmd.pylonRegBeat(
-      this.key('nodes'),
-      this.key(`node:${node.id}`),
-      node.id,
-      ttl,
-      JSON.stringify(node),
-      '',
+    this.learn(
+      await this.cmd.pylonRegBeat(
+        `${this.n}nodes`,
+        this.nodeKey(node.id),
+        node.id,
+        ttl,
+        JSON.stringify(node),
+        '',
+      ),
     );
   }
 
   async heartbeat(node: string, load: NodeLoad): Promise<boolean> {
-    const ok = await this.cmd.pylonRegBeat(
-      this.key('nodes'),
-      this.key(`node:${node}`),
+    const reply = await this.cmd.pylonRegBeat(
+      `${this.n}nodes`,
+      this.nodeKey(node),
       node,
       0,
       '',
       JSON.stringify(load),
     );
+    this.learn(reply);
     await this.sweep();
-    return ok === 1;
+    return Number(reply[0]) === 1;
   }
 
   async leave(node: string): Promise<void> {
+    this.live.delete(node);
     await this.sweep(node);
   }
 
   async setOnline(node: string, changes: readonly OnlineChange[], connections?: number): Promise<void> {
-    if (changes.length === 0 && connections === undefined) return;
-    let i = 0;
-    do {
-      const args: Arg[] = [this.key('online'), this.key(`users:${node}`), this.key(`node:${node}`)];
-      args.push(this.p, node, this.lastTtl, connections ?? -1);
-      for (const c of changes.slice(i, i + BATCH)) args.push(c.user, c.online ? '1' : '0');
-      await this.cmd.pylonRegOnline(...args);
-      i += BATCH;
-    } while (i < changes.length);
+    const work: Promise<unknown>[] = [];
+    for (const [b, mine] of this.byBucket(changes, (c) => c.user)) {
+      for (let i = 0; i < mine.length; i += BATCH) {
+        const args: Arg[] = [`${b}online`, `${b}users:${node}`, b, node, this.lastTtl];
+        for (const c of mine.slice(i, i + BATCH)) args.push(c.user, c.online ? '1' : '0');
+        work.push(this.cmd.pylonRegOnline(...args));
+      }
+    }
+    if (connections !== undefined) work.push(this.cmd.pylonRegConns(this.nodeKey(node), connections));
+    await Promise.all(work);
   }
 
   async nodesOf(user: string): Promise<string[]> {
-    const [live] = await this.cmd.pylonRegLocate(this.key('nodes'), this.p, user);
-    return live ?? [];
+    const b = this.bucketOf(user);
+    const [nodes] = await this.cmd.pylonRegLocate(`${b}online`, b, user);
+    return (nodes ?? []).filter((n) => this.alive(n));
   }
 
   async locate(users: readonly string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
-    const unique = [...new Set(users)];
-    for (let i = 0; i < unique.length; i += BATCH) {
-      const batch = unique.slice(i, i + BATCH);
-      const replies = await this.cmd.pylonRegLocate(this.key('nodes'), this.p, ...batch);
-      replies.forEach((nodes, j) => {
-        const user = batch[j] as string;
-        for (const n of nodes) {
-          const list = out.get(n);
-          if (list) list.push(user);
-          else out.set(n, [user]);
-        }
-      });
+    const work: Promise<void>[] = [];
+    for (const [b, mine] of this.byBucket([...new Set(users)], (u) => u)) {
+      for (let i = 0; i < mine.length; i += BATCH) {
+        const batch = mine.slice(i, i + BATCH);
+        work.push(
+          this.cmd.pylonRegLocate(`${b}online`, b, ...batch).then((replies) => {
+            replies.forEach((nodes, j) => {
+              const user = batch[j] as string;
+              for (const n of nodes) {
+                if (!this.alive(n)) continue;
+                const list = out.get(n);
+                if (list) list.push(user);
+                else out.set(n, [user]);
+              }
+            });
+          }),
+        );
+      }
     }
+    await Promise.all(work);
     return out;
   }
 
   async lastNodeOf(user: string): Promise<string | undefined> {
-    return (await this.redis.get(this.key(`last:${user}`))) ?? undefined;
+    return (await this.redis.get(`${this.bucketOf(user)}last:${user}`)) ?? undefined;
   }
 
   async usersOn(node: string): Promise<string[]> {
-    const out: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, members] = await this.redis.sscan(this.key(`users:${node}`), cursor, 'COUNT', 1000);
-      cursor = next;
-      out.push(...members);
-    } while (cursor !== '0');
-    return [...new Set(out)];
+    const out = new Set<string>();
+    for (const b of this.buckets) {
+      let cursor = '0';
+      do {
+        const [next, members] = await this.redis.sscan(`${b}users:${node}`, cursor, 'COUNT', 1000);
+        cursor = next;
+        for (const m of members) out.add(m);
+      } while (cursor !== '0');
+    }
+    return [...out];
   }
 
   async nodes(): Promise<LiveNode[]> {
-    const flat = await this.cmd.pylonRegLive(this.key('nodes'), this.p);
+    const flat = await this.cmd.pylonRegLive(`${this.n}nodes`, this.n);
     const out: LiveNode[] = [];
     for (let i = 0; i + 4 < flat.length; i += 5) {
       const info = JSON.parse(flat[i + 1] as string) as NodeInfo;
@@ -319,22 +385,26 @@ export class RedisRegistry implements Registry {
 
   async stats(): Promise<ClusterStats> {
     await this.sweep();
-    const [nodes, online] = await Promise.all([this.nodes(), this.redis.get(this.key('online'))]);
-    return summarize(nodes, Math.max(0, Number(online ?? 0)));
+    const [nodes, counts] = await Promise.all([
+      this.nodes(),
+      Promise.all(this.buckets.map((b) => this.redis.get(`${b}online`))),
+    ]);
+    const online = counts.reduce((sum: number, c) => sum + Math.max(0, Number(c ?? 0)), 0);
+    return summarize(nodes, online);
   }
 
   async claim(key: string, value: string, ttlMs: number): Promise<string | undefined> {
     const px = Math.max(1, Math.round(ttlMs));
-    const had = await this.redis.set(this.key(`idem:${key}`), value, 'PX', px, 'NX', 'GET');
+    const had = await this.redis.set(this.idemKey(key), value, 'PX', px, 'NX', 'GET');
     return had ?? undefined;
   }
 
   async settle(key: string, value: string, ttlMs: number): Promise<void> {
-    await this.redis.set(this.key(`idem:${key}`), value, 'PX', Math.max(1, Math.round(ttlMs)), 'XX');
+    await this.redis.set(this.idemKey(key), value, 'PX', Math.max(1, Math.round(ttlMs)), 'XX');
   }
 
   async release(key: string): Promise<void> {
-    await this.redis.del(this.key(`idem:${key}`));
+    await this.redis.del(this.idemKey(key));
   }
 
   async close(): Promise<void> {
@@ -343,24 +413,57 @@ export class RedisRegistry implements Registry {
     await quitRedis(this.redis);
   }
 
-  /** Moves dead nodes (and `leaving`) to `gone` and removes their users. */
+  /** Keeps the live nodes a heartbeat (or join) answered, with when each registration ends here. */
+  private learn(reply: Array<number | string>): void {
+    const now = Date.now();
+    const live = new Map<string, number>();
+    for (let i = 1; i + 1 < reply.length; i += 2) live.set(String(reply[i]), now + Number(reply[i + 1]));
+    this.live = live;
+  }
+
+  /** False for a node whose registration had ended when last heard of; a node not yet heard of is answered. */
+  private alive(node: string): boolean {
+    const until = this.live.get(node);
+    return until === undefined || until >= Date.now();
+  }
+
+  /**
+   * Moves dead nodes (and `leaving`) to `gone` and removes their users, bucket by bucket. A node
+   * registered again meanwhile stops its sweep and is told to resync (see the layout).
+   */
   private async sweep(leaving?: string): Promise<void> {
-    const gone = await this.cmd.pylonRegClaim(this.key('nodes'), this.key('gone'), leaving ?? '');
+    const gone = await this.cmd.pylonRegClaim(`${this.n}nodes`, `${this.n}gone`, leaving ?? '');
     for (const id of gone) {
-      while (
-        (await this.cmd.pylonRegClean(
-          this.key('nodes'),
-          this.key('gone'),
-          this.key('online'),
-          this.p,
-          id,
-          BATCH,
-        )) === 1
-      );
+      this.live.delete(id);
+      for (const b of this.buckets) {
+        if ((await this.redis.zscore(`${this.n}nodes`, id)) !== null) break;
+        while ((await this.cmd.pylonRegClean(`${b}users:${id}`, `${b}online`, b, id, BATCH)) === 1);
+      }
+      await this.cmd.pylonRegForget(`${this.n}nodes`, `${this.n}gone`, this.nodeKey(id), id);
     }
   }
 
-  private key(k: string): string {
-    return this.p + k;
+  private byBucket<T>(items: readonly T[], userOf: (item: T) => string): Map<string, T[]> {
+    const out = new Map<string, T[]>();
+    for (const item of items) {
+      const b = this.bucketOf(userOf(item));
+      const list = out.get(b);
+      if (list) list.push(item);
+      else out.set(b, [item]);
+    }
+    return out;
+  }
+
+  private bucketOf(user: string): string {
+    const b = this.buckets;
+    return (b.length === 1 ? b[0] : b[fnv1a(user) % b.length]) as string;
+  }
+
+  private nodeKey(id: string): string {
+    return `${this.n}node:${id}`;
+  }
+
+  private idemKey(key: string): string {
+    return `${this.bucketOf(key)}idem:${key}`;
   }
 }

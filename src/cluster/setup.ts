@@ -12,7 +12,7 @@ type Rest = Omit<ClusterOptions, 'broker' | 'registry'>;
  * A cluster over Redis at `url`: RedisBroker + RedisRegistry (keys and channels under `prefix`,
  * default "pylon:"). `url` is one redis:// URL, or the comma-separated seeds of a Redis Cluster
  * (`redisCluster: true` makes a single URL a seed): then sharded pub/sub (ShardedBroker) and a
- * registry in one hash slot. Pass it as the gateway's `cluster` option. Rejects if Redis is not
+ * registry whose users are spread over 64 hash slots. Pass it as the gateway's `cluster` option. Rejects if Redis is not
  * reachable.
  */
 export async function redisCluster(
@@ -25,7 +25,7 @@ export async function redisCluster(
   const broker: Broker = sharded ? await ShardedBroker.connect(url) : await RedisBroker.connect(url);
   try {
     const registry = await RedisRegistry.connect(url, {
-      prefix: sharded ? `${prefix}{cluster}:` : `${prefix}cluster:`,
+      prefix: `${prefix}cluster:`,
       cluster: sharded,
     });
     return new Cluster({ ...rest, prefix, broker, registry });

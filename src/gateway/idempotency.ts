@@ -55,12 +55,14 @@ interface Outcome {
 
 /**
  * Runs `push` once per `key` within `windowMs` across every node sharing `keys`: a repeat gets
- * the first push's id, targeted and stored, with `duplicate: true`. A push that fails releases
- * its key, so that a retry goes through. A qos-1 repeat that finds the key claimed but not
- * settled (the first is still running, or failed and could not release the key, e.g. while
- * Redis fails over) runs the push again under the first one's id: the store appends an id once
- * per user, so nothing is stored twice and nothing claimed is lost. A qos-0 repeat in that
- * state is answered as a duplicate (its id, targeted 0).
+ * the first push's id, targeted and stored, with `duplicate: true`. A qos-0 push that fails
+ * releases its key, so that a retry goes through. A qos-1 push that fails keeps its key
+ * unsettled: it may have been stored all the same (a store that could not confirm a write, e.g.
+ * WAIT short of replicas during a failover, rejects although the write was applied), so a retry
+ * must reuse its message id. A qos-1 repeat that finds the key claimed but not settled (the
+ * first is still running, or failed) runs the push again under the first one's id: the store
+ * appends an id once per user, so nothing is stored twice and nothing claimed is lost. A qos-0
+ * repeat in that state is answered as a duplicate (its id, targeted 0).
  */
 export async function pushOnce(
   keys: IdempotencyKeys,
@@ -76,7 +78,7 @@ export async function pushOnce(
   const prior = await keys.claim(k, JSON.stringify({ id } satisfies Outcome), windowMs);
   if (prior !== undefined) {
     const o = JSON.parse(prior) as Outcome;
-    if (o.targeted === undefined && qos === 1) return settle(keys, k, windowMs, () => push(o.id));
+    if (o.targeted === undefined && qos === 1) return settle(keys, k, windowMs, qos, () => push(o.id));
     const r: PushResult = {
       id: o.id,
       targeted: o.targeted ?? 0,
@@ -86,21 +88,22 @@ export async function pushOnce(
     if (o.stored !== undefined) r.stored = o.stored;
     return r;
   }
-  return settle(keys, k, windowMs, () => push(id));
+  return settle(keys, k, windowMs, qos, () => push(id));
 }
 
-/** Runs the push; records its outcome under `k`, or releases `k` if it failed. */
+/** Runs the push; records its outcome under `k`, or, for qos 0, releases `k` if it failed. */
 async function settle(
   keys: IdempotencyKeys,
   k: string,
   windowMs: number,
+  qos: 0 | 1,
   push: () => Promise<PushResult>,
 ): Promise<PushResult> {
   let result: PushResult;
   try {
     result = await push();
   } catch (err) {
-    await keys.release(k).catch(() => {});
+    if (qos === 0) await keys.release(k).catch(() => {});
     throw err;
   }
   const outcome: Outcome = { id: result.id, targeted: result.targeted };
