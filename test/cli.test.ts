@@ -266,4 +266,38 @@ describe('pylon start webhooks', () => {
       .toEqual(['connect:hooked', 'disconnect:hooked']);
     hook.close();
   });
+
+  it('posts a qos-1 push to an offline user as undelivered after --undelivered-after, then delivered', async () => {
+    const { createServer } = await import('node:http');
+    const events: Array<{ event: string; user: string; type: string; data?: unknown }> = [];
+    const hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        events.push(JSON.parse(body));
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(hook.address() as { port: number }).port}/push`;
+    const cli = startCli(['--webhook-undelivered', url, '--undelivered-after', '1']);
+    const admin = (await cli.waitFor(/admin API on (http:\/\/\S+)\/v1\//))[1]!;
+    const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+    const res = await fetch(`${admin}/v1/push`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ to: { user: 'away' }, type: 'order', data: { n: 7 }, qos: 1 }),
+    });
+    expect(res.status).toBe(200);
+    await expect.poll(() => events.length, { timeout: 5000 }).toBe(1);
+    expect(events[0]).toMatchObject({ event: 'undelivered', user: 'away', type: 'order', data: { n: 7 } });
+    const client = await connect(tcp, { token: 'away', reconnect: false });
+    await expect
+      .poll(() => events.map((e) => e.event), { timeout: 5000 })
+      .toEqual(['undelivered', 'delivered']);
+    await client.close();
+    hook.close();
+  });
 });

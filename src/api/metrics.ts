@@ -49,6 +49,16 @@ const COUNTERS: Array<[name: string, help: string, pick: Pick]> = [
   ['pylon_qos1_redelivered_total', 'qos-1 messages re-sent for want of an ack.', (s) => s.qos1.redelivered],
   ['pylon_qos1_acked_total', 'qos-1 messages acked.', (s) => s.qos1.acked],
   [
+    'pylon_qos1_undelivered_total',
+    'qos-1 messages reported undelivered (not acked within delivery.undeliveredAfter).',
+    (s) => s.qos1.undelivered,
+  ],
+  [
+    'pylon_qos1_delivered_after_notify_total',
+    'qos-1 messages reported undelivered and acknowledged later.',
+    (s) => s.qos1.deliveredAfterNotify,
+  ],
+  [
     'pylon_qos1_dead_letters_total',
     'qos-1 messages moved aside (expired, over the redelivery cap).',
     (s) => s.qos1.deadLetters,

@@ -41,8 +41,26 @@ const pageParams = (what: string) => [
 
 const qos1 = {
   type: 'object',
-  properties: { stored: int, sent: int, redelivered: int, acked: int, deadLetters: int },
-  required: ['stored', 'sent', 'redelivered', 'acked', 'deadLetters'],
+  properties: {
+    stored: int,
+    sent: int,
+    redelivered: int,
+    acked: int,
+    deadLetters: int,
+    undelivered: int,
+    deliveredAfterNotify: int,
+    unwatched: int,
+  },
+  required: [
+    'stored',
+    'sent',
+    'redelivered',
+    'acked',
+    'deadLetters',
+    'undelivered',
+    'deliveredAfterNotify',
+    'unwatched',
+  ],
 };
 
 const nodeStatsProps = {

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { Agent, type ClientRequest, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { DeliveredEvent, UndeliveredEvent } from '../delivery/undelivered.js';
 import type { Connection } from '../gateway/connection.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { Context } from '../gateway/router.js';
@@ -13,6 +14,10 @@ import type { WheelTimer } from '../timer/wheel.js';
  * How the gateway calls the business over HTTP(S); every endpoint is optional.
  * - connect: POSTed `{event:'connect', connection, user, transport, remoteAddress, labels, at}`.
  * - disconnect: POSTed `{event:'disconnect', connection, user, code, name, reason, at}`.
+ * - undelivered: POSTed `{event:'undelivered', user, id, seq, type, data, createdAt, age, attempts, at}` for
+ *   a qos-1 message not acknowledged `delivery.undeliveredAfter` ms after it was stored (once across the
+ *   cluster), and `{event:'delivered', user, id, seq, type, notifiedAt, after, at}` when such a message is
+ *   acknowledged after all. Binary data is sent as base64 with `binary: true`.
  * - upstream: handlers for `types` that POST `{event:'message', type, connection, user, kind, data, at}`
  *   to `url`; a request ('req') is answered with the reply's JSON body. `idempotent`: request types that
  *   may be retried (`true`: all); `timeoutMs`: of a request call (default: `timeoutMs`).
@@ -26,6 +31,7 @@ import type { WheelTimer } from '../timer/wheel.js';
 export interface WebhookOptions {
   connect?: string;
   disconnect?: string;
+  undelivered?: string;
   upstream?: { url: string; types: string[]; idempotent?: string[] | boolean; timeoutMs?: number };
   secret?: string;
   headers?: Record<string, string>;
@@ -47,7 +53,7 @@ export interface WebhookOptions {
  */
 export type WebhookStats = Record<'sent' | 'failed' | 'retried' | 'dropped' | 'queued' | 'inFlight', number>;
 
-type Endpoint = 'connect' | 'disconnect' | 'upstream';
+type Endpoint = 'connect' | 'disconnect' | 'undelivered' | 'upstream';
 type Pending = {
   endpoint: Endpoint;
   url: string;
@@ -70,7 +76,9 @@ export function signBody(secret: string, body: string): string {
  * requests of the upstream types are sent at once and answered with the business's reply.
  */
 export class Webhooks {
-  private readonly o: Required<Omit<WebhookOptions, 'connect' | 'disconnect' | 'upstream' | 'secret'>>;
+  private readonly o: Required<
+    Omit<WebhookOptions, 'connect' | 'disconnect' | 'undelivered' | 'upstream' | 'secret'>
+  >;
   private ready: Ring<Pending>;
   /** Events waiting for their retry, oldest first. */
   private readonly waiting = new Set<Pending>();
@@ -108,7 +116,7 @@ export class Webhooks {
       logIntervalMs: num('logIntervalMs', options.logIntervalMs, 10_000, 0),
       random: options.random ?? Math.random,
     };
-    for (const url of [options.connect, options.disconnect, options.upstream?.url]) {
+    for (const url of [options.connect, options.disconnect, options.undelivered, options.upstream?.url]) {
       if (url !== undefined && !/^https?:$/.test(new URL(url).protocol))
         throw new TypeError(`not http(s): ${url}`);
     }
@@ -122,6 +130,10 @@ export class Webhooks {
     this.started = true;
     if (this.options.connect) this.gateway.on('connect', this.onConnect);
     if (this.options.disconnect) this.gateway.on('disconnect', this.onDisconnect);
+    if (this.options.undelivered) {
+      this.gateway.on('undelivered', this.onUndelivered);
+      this.gateway.on('delivered', this.onDelivered);
+    }
     for (const type of this.options.upstream?.types ?? []) {
       this.gateway.handle(type, (data, ctx) =>
         ctx.kind === 'req' ? this.request(type, data, ctx) : this.message(type, data, ctx),
@@ -148,6 +160,8 @@ export class Webhooks {
   private async shutdown(drainMs: number): Promise<void> {
     this.gateway.off('connect', this.onConnect);
     this.gateway.off('disconnect', this.onDisconnect);
+    this.gateway.off('undelivered', this.onUndelivered);
+    this.gateway.off('delivered', this.onDelivered);
     if (drainMs > 0 && !this.idle()) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
@@ -180,6 +194,30 @@ export class Webhooks {
   private readonly onDisconnect = (c: Connection, { code, name, reason }: DisconnectInfo): void => {
     const body = { ...who('disconnect', c), code, name, reason, at: new Date().toISOString() };
     this.enqueue('disconnect', this.options.disconnect as string, body);
+  };
+
+  private readonly onUndelivered = (e: UndeliveredEvent): void => {
+    const body =
+      e.data instanceof Uint8Array
+        ? {
+            ...e,
+            data: Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64'),
+            binary: true,
+          }
+        : e;
+    this.enqueue('undelivered', this.options.undelivered as string, {
+      event: 'undelivered',
+      ...body,
+      at: new Date().toISOString(),
+    });
+  };
+
+  private readonly onDelivered = (e: DeliveredEvent): void => {
+    this.enqueue('undelivered', this.options.undelivered as string, {
+      event: 'delivered',
+      ...e,
+      at: new Date().toISOString(),
+    });
   };
 
   private message(type: string, data: unknown, ctx: Context): void {

@@ -270,6 +270,23 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'POST disconnect events here',
   },
   {
+    key: 'webhook-undelivered',
+    kind: 'string',
+    section: 'webhooks',
+    arg: 'url',
+    help: 'POST qos-1 messages unacknowledged after undelivered-after (and their later acks) here',
+  },
+  {
+    key: 'undelivered-after',
+    kind: 'int',
+    section: 'webhooks',
+    default: 30,
+    min: 1,
+    max: 86_400,
+    arg: 'seconds',
+    help: 'a qos-1 message still unacknowledged this long after it was stored is reported undelivered',
+  },
+  {
     key: 'webhook-upstream',
     kind: 'string',
     section: 'webhooks',

@@ -40,6 +40,9 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   adminOpenHealth: boolean;
   webhookConnect?: string;
   webhookDisconnect?: string;
+  webhookUndelivered?: string;
+  /** Seconds. */
+  undeliveredAfter: number;
   webhookUpstream?: string;
   webhookTypes: string[];
   webhookSecret?: string;
@@ -111,6 +114,7 @@ export async function start(flags: StartFlags): Promise<void> {
     frameTimeout: flags.frameTimeout * 1000,
     maxOutboundBytes: flags.maxOutboundBytes,
     trustedProxies: flags.trustedProxies,
+    delivery: { undeliveredAfter: flags.undeliveredAfter * 1000 },
     keepalive:
       flags.keepaliveInterval > 0
         ? { interval: flags.keepaliveInterval * 1000, timeout: flags.keepaliveTimeout * 1000 }
@@ -122,10 +126,11 @@ export async function start(flags: StartFlags): Promise<void> {
   installEcho(gateway);
   installChat(gateway);
   const webhooks =
-    flags.webhookConnect || flags.webhookDisconnect || flags.webhookUpstream
+    flags.webhookConnect || flags.webhookDisconnect || flags.webhookUndelivered || flags.webhookUpstream
       ? new Webhooks(gateway, {
           connect: flags.webhookConnect,
           disconnect: flags.webhookDisconnect,
+          undelivered: flags.webhookUndelivered,
           upstream: flags.webhookUpstream
             ? { url: flags.webhookUpstream, types: flags.webhookTypes }
             : undefined,

@@ -4,6 +4,7 @@ import type { Envelope } from '../protocol/envelope.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/store.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import { StoreHealth } from './store-health.js';
+import type { UndeliveredWatch } from './undelivered.js';
 
 /** A connection as qos-1 delivery sees it (the gateway's Connection implements it). */
 export interface Recipient {
@@ -44,6 +45,13 @@ export interface DeliveryOptions {
    * process. Default 1000.
    */
   batch: number;
+  /**
+   * A qos-1 message still unacknowledged this long after its store write is reported once
+   * (`undelivered` event and webhook), while someone listens. Default 30 s.
+   */
+  undeliveredAfter: number;
+  /** Messages watched for that at once in the process; more are not watched (counted). Default 200,000. */
+  maxWatched: number;
 }
 
 export const DEFAULT_DELIVERY: DeliveryOptions = {
@@ -54,6 +62,8 @@ export const DEFAULT_DELIVERY: DeliveryOptions = {
   window: 64,
   expireEvery: 60_000,
   batch: 1000,
+  undeliveredAfter: 30_000,
+  maxWatched: 200_000,
 };
 
 export interface DeliveryCounters {
@@ -107,6 +117,8 @@ export class Delivery {
   /** Pushes being stored batch by batch, in call order. */
   private readonly queue: QueuedPush[] = [];
   private readonly sweeper: WheelTimer;
+  /** Acked-or-notify (set by the gateway). */
+  watch: UndeliveredWatch | undefined;
 
   constructor(
     readonly store: MessageStore,
@@ -150,6 +162,7 @@ export class Delivery {
       throw err;
     }
     this.counters.stored += seqs.length;
+    this.watch?.track(m.id, users, seqs);
     for (let i = 0; i < users.length; i++) {
       const seq = seqs[i] as number;
       const stored: StoredMessage = { ...m, seq };
@@ -235,6 +248,7 @@ export class Delivery {
     this.store.ack(user, upto).then(
       (n) => {
         this.counters.acked += n;
+        this.watch?.acked(user, upto);
       },
       (err) => this.failed(err, 'store ack'),
     );
@@ -255,6 +269,17 @@ export class Delivery {
 
   close(): void {
     this.sweeper.cancel();
+    this.watch?.close();
+  }
+
+  /** Times `seq` was written to this gateway's connections of `user` that hold it unacked. */
+  attempts(user: string, seq: number): number {
+    let n = 0;
+    for (const r of this.host.recipientsOf(user)) {
+      const c = r.qos1;
+      if (c?.inflight.includes(seq)) n = Math.max(n, c.inflight[0] === seq ? c.attempts + 1 : 1);
+    }
+    return n;
   }
 
   private offer(r: Recipient, m: StoredMessage): void {

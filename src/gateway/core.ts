@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { Delivery } from '../delivery/delivery.js';
+import { UndeliveredWatch } from '../delivery/undelivered.js';
 import { Fanout } from '../hub/fanout.js';
 import { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
@@ -162,6 +163,19 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       this.wheel,
       o.delivery,
     );
+    this.delivery.watch = new UndeliveredWatch(
+      this.delivery.store,
+      this.wheel,
+      {
+        enabled: () => events.listenerCount('undelivered') > 0,
+        undelivered: (e) => events.emit('undelivered', e),
+        delivered: (e) => events.emit('delivered', e),
+        attempts: (user, seq) => this.delivery.attempts(user, seq),
+        keys: o.cluster?.keys ?? new MemoryKeys(o.delivery.maxWatched),
+        onError: (err, what) => this.logger.error({ err }, `qos 1: ${what} failed`),
+      },
+      { after: o.delivery.undeliveredAfter, maxWatched: o.delivery.maxWatched },
+    );
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
     this.servers = new Listeners(o, this);
     this.admission = new AdmissionControl({
@@ -296,13 +310,19 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   stats(): GatewayStats {
     const hub = this.hub.stats();
+    const watch = (this.delivery.watch as UndeliveredWatch).counters;
     return {
       connections: hub.connections,
       users: hub.users,
       labels: hub.labels,
       ...this.counters,
       refused: this.admission.refused,
-      qos1: { ...this.delivery.counters },
+      qos1: {
+        ...this.delivery.counters,
+        undelivered: watch.reported,
+        deliveredAfterNotify: watch.deliveredAfter,
+        unwatched: watch.unwatched,
+      },
       resumable: this.resumes?.size ?? 0,
       store: this.delivery.health.status(),
       history: this.history.stats(),

@@ -327,6 +327,8 @@ function resolveDelivery(d: Partial<DeliveryOptions>): DeliveryOptions {
     window: Math.floor(positive('delivery.window', d.window, D.window)),
     expireEvery: positive('delivery.expireEvery', d.expireEvery, D.expireEvery),
     batch: Math.floor(positive('delivery.batch', d.batch, D.batch)),
+    undeliveredAfter: positive('delivery.undeliveredAfter', d.undeliveredAfter, D.undeliveredAfter),
+    maxWatched: Math.floor(positive('delivery.maxWatched', d.maxWatched, D.maxWatched)),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { StoreHealthStatus } from '../delivery/store-health.js';
+import type { DeliveredEvent, UndeliveredEvent } from '../delivery/undelivered.js';
 import type { DisconnectInfo } from '../protocol/disconnect.js';
 import type { Connection } from './connection.js';
 
@@ -10,6 +11,13 @@ export interface GatewayEvents {
   disconnect: [connection: Connection, info: DisconnectInfo];
   /** A handler threw something that is not a PylonError (the client got INTERNAL). */
   error: [error: Error, connection: Connection | undefined];
+  /**
+   * A qos-1 message was not acknowledged `delivery.undeliveredAfter` ms after it was stored (the
+   * user is offline, or did not ack): reported once across the cluster, for a mobile or web push.
+   */
+  undelivered: [event: UndeliveredEvent];
+  /** A message reported `undelivered` was acknowledged after all. */
+  delivered: [event: DeliveredEvent];
 }
 
 export interface GatewayAddresses {
@@ -32,7 +40,19 @@ export interface GatewayStats {
   /** Connections refused before they were accepted (limits, origin, verify). */
   refused: number;
   /** qos 1: messages stored, sent, re-sent, acked, and moved aside (expired, over the cap). */
-  qos1: { stored: number; sent: number; redelivered: number; acked: number; deadLetters: number };
+  qos1: {
+    stored: number;
+    sent: number;
+    redelivered: number;
+    acked: number;
+    deadLetters: number;
+    /** Reported `undelivered` by this gateway. */
+    undelivered: number;
+    /** Of them, acknowledged later (`delivered`). */
+    deliveredAfterNotify: number;
+    /** Not watched for `undelivered`: the process already watched `delivery.maxWatched`. */
+    unwatched: number;
+  };
   /** Dropped sessions waiting to be resumed. */
   resumable: number;
   /** The qos-1 store: failing while one of its calls failed in the last 30 s (then /healthz answers 503). */

@@ -1,0 +1,256 @@
+import type { MessageStore, StoredMessage } from '../store/store.js';
+import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
+
+/** A qos-1 message still not acknowledged `undeliveredAfter` ms after it was stored. */
+export interface UndeliveredEvent {
+  user: string;
+  /** The push's id (the same for every user of one push). */
+  id: string;
+  seq: number;
+  type: string;
+  data: unknown;
+  /** ms since the epoch, when it was stored. */
+  createdAt: number;
+  /** ms between createdAt and now. */
+  age: number;
+  /**
+   * Times this gateway wrote it to a connection of the user (first send and redeliveries);
+   * 0 when the user had no connection here that it was sent to (offline, or on another node).
+   */
+  attempts: number;
+}
+
+/** A message reported undelivered was acknowledged after all (the business may withdraw its notification). */
+export interface DeliveredEvent {
+  user: string;
+  id: string;
+  seq: number;
+  type: string;
+  /** ms since the epoch, when `undelivered` was emitted. */
+  notifiedAt: number;
+  /** ms between the notification and when this gateway saw the message gone from the inbox. */
+  after: number;
+}
+
+export interface UndeliveredOptions {
+  /** ms after its store write an unacknowledged message is reported. */
+  after: number;
+  /** Messages watched at once by this process (waiting for their check, or reported and not yet acked). */
+  maxWatched: number;
+}
+
+export interface UndeliveredHost {
+  /** Someone listens (the gateway has `undelivered` listeners): watch new messages. */
+  enabled(): boolean;
+  undelivered(e: UndeliveredEvent): void;
+  delivered(e: DeliveredEvent): void;
+  /** Times `seq` was written to this gateway's connections of `user` (0 if none holds it). */
+  attempts(user: string, seq: number): number;
+  /**
+   * Keys claimed once across every node that shares them (the cluster's idempotency keys):
+   * resolves the value already held, or undefined when this call claimed the key.
+   */
+  readonly keys: { claim(key: string, value: string, ttlMs: number): Promise<string | undefined> };
+  onError(err: unknown, what: string): void;
+}
+
+/** The messages of one store write, checked together. */
+interface Group {
+  watch: UndeliveredWatch;
+  id: string;
+  users: readonly string[];
+  seqs: readonly number[];
+}
+
+interface Reported {
+  id: string;
+  seq: number;
+  type: string;
+  notifiedAt: number;
+  expiresAt: number;
+}
+
+/** Checks read from the store per event-loop turn. */
+const BATCH = 500;
+
+/**
+ * Acked-or-notify: every qos-1 message stored while someone listens is checked `after` ms later;
+ * if it is still in the user's inbox (not acknowledged, not expired), `undelivered` is emitted
+ * once for it across the cluster (a key claimed per user and message id: nodes that each stored a
+ * label push for a user connected to both report it once), so the business can hand it to a
+ * mobile or web push service. A reported message that leaves the inbox before it expires is
+ * reported `delivered`: at once when the ack reaches this gateway, otherwise when the next check
+ * (every `after` ms) finds it gone — which is also what a message moved aside by overflow or the
+ * redelivery cap on another node looks like (rare; counted as delivered).
+ *
+ * What is held: a user reference and a seq per watched message, at most `maxWatched` in the
+ * process (messages past it are not watched, and counted). The checks live in this process: a
+ * restart before a check runs loses that report (the message itself stays in the store).
+ */
+export class UndeliveredWatch {
+  readonly counters = { watched: 0, reported: 0, deliveredAfter: 0, unwatched: 0 };
+  /** Reported messages per user, waiting to be acknowledged. */
+  private readonly reported = new Map<string, Reported[]>();
+  private reportedCount = 0;
+  private poll: WheelTimer | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly store: MessageStore,
+    private readonly wheel: TimingWheel,
+    private readonly host: UndeliveredHost,
+    private readonly o: UndeliveredOptions,
+  ) {}
+
+  /** Messages waiting for a check or an ack. */
+  get size(): number {
+    return this.counters.watched + this.reportedCount;
+  }
+
+  /** `users[i]` got `seqs[i]` for the push `id`: check each `after` ms from now. */
+  track(id: string, users: readonly string[], seqs: readonly number[]): void {
+    if (this.closed || users.length === 0 || !this.host.enabled()) return;
+    if (this.size + users.length > this.o.maxWatched) {
+      this.counters.unwatched += users.length;
+      return;
+    }
+    this.counters.watched += users.length;
+    const g: Group = { watch: this, id, users, seqs };
+    this.wheel.schedule(this.o.after, fire, g);
+  }
+
+  /** The user acknowledged everything up to `upto` on this gateway. */
+  acked(user: string, upto: number): void {
+    const list = this.reported.get(user);
+    if (list === undefined) return;
+    const now = Date.now();
+    const left = list.filter((r) => {
+      if (r.seq > upto) return true;
+      this.deliveredAfter(user, r, now);
+      return false;
+    });
+    this.setReported(user, left);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.poll?.cancel();
+  }
+
+  /** @internal The group's time came: report what is still in the inboxes. */
+  async check(g: Group): Promise<void> {
+    try {
+      for (let i = 0; i < g.users.length && !this.closed; i += BATCH) {
+        const end = Math.min(i + BATCH, g.users.length);
+        await Promise.all(
+          g.users.slice(i, end).map((user, k) => this.checkOne(g.id, user, g.seqs[i + k] as number)),
+        );
+        if (end < g.users.length) await new Promise<void>((r) => setImmediate(r));
+      }
+    } finally {
+      this.counters.watched -= g.users.length;
+    }
+  }
+
+  private async checkOne(id: string, user: string, seq: number): Promise<void> {
+    let m: StoredMessage | undefined;
+    const now = Date.now();
+    try {
+      [m] = await this.store.pending(user, seq - 1, 1, now);
+    } catch (err) {
+      this.host.onError(err, 'undelivered check');
+      return;
+    }
+    if (m === undefined || m.seq !== seq || m.id !== id || this.closed) return;
+    // Once across the nodes: those that stored it for this user check it at about the same time.
+    const hold = Math.max(this.o.after * 4, 60_000);
+    let prior: string | undefined;
+    try {
+      prior = await this.host.keys.claim(`undelivered:${user}:${id}`, '1', hold);
+    } catch (err) {
+      this.host.onError(err, 'undelivered claim');
+      return;
+    }
+    if (prior !== undefined) return;
+    this.counters.reported++;
+    this.remember(user, { id, seq, type: m.type, notifiedAt: now, expiresAt: m.expiresAt });
+    this.host.undelivered({
+      user,
+      id,
+      seq,
+      type: m.type,
+      data: m.data,
+      createdAt: m.createdAt,
+      age: now - m.createdAt,
+      attempts: this.host.attempts(user, seq),
+    });
+  }
+
+  private remember(user: string, r: Reported): void {
+    this.setReported(user, [...(this.reported.get(user) ?? []), r]);
+    if (this.poll === undefined) this.poll = this.wheel.every(this.o.after, pollReported, this);
+  }
+
+  private setReported(user: string, after: Reported[]): void {
+    this.reportedCount += after.length - (this.reported.get(user)?.length ?? 0);
+    if (after.length === 0) this.reported.delete(user);
+    else this.reported.set(user, after);
+    if (this.reportedCount === 0 && this.poll !== undefined) {
+      this.poll.cancel();
+      this.poll = undefined;
+    }
+  }
+
+  private deliveredAfter(user: string, r: Reported, now: number): void {
+    this.counters.deliveredAfter++;
+    this.host.delivered({
+      user,
+      id: r.id,
+      seq: r.seq,
+      type: r.type,
+      notifiedAt: r.notifiedAt,
+      after: now - r.notifiedAt,
+    });
+  }
+
+  /** @internal Reported messages acknowledged on other nodes: gone from the inbox before they expired. */
+  async pollReported(): Promise<void> {
+    const users = [...this.reported.keys()];
+    for (let i = 0; i < users.length && !this.closed; i += BATCH) {
+      await Promise.all(users.slice(i, i + BATCH).map((user) => this.recheck(user)));
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  private async recheck(user: string): Promise<void> {
+    const list = this.reported.get(user);
+    if (list === undefined) return;
+    const now = Date.now();
+    const still = new Set<number>();
+    try {
+      for (const r of list) {
+        const [m] = await this.store.pending(user, r.seq - 1, 1, now);
+        if (m !== undefined && m.seq === r.seq) still.add(r.seq);
+      }
+    } catch (err) {
+      this.host.onError(err, 'undelivered recheck');
+      return;
+    }
+    const current = this.reported.get(user);
+    if (current === undefined) return;
+    const left = current.filter((r) => {
+      if (still.has(r.seq) || !list.includes(r)) return true;
+      if (r.expiresAt > now) this.deliveredAfter(user, r, now);
+      return false;
+    });
+    this.setReported(user, left);
+  }
+}
+
+function fire(g: Group): void {
+  void g.watch.check(g);
+}
+
+function pollReported(w: UndeliveredWatch): void {
+  void w.pollReported();
+}
