@@ -307,6 +307,12 @@ export class Server<In = unknown, Out = In> implements LinkSink, ConnectionHost<
     if (fn) this.call(c, fn, undefined);
   }
 
+  /** A WebSocket ping or pong counts as life for the idle timeout. */
+  onLife(link: Link): void {
+    const c = link.owner as Connection<In, Out>;
+    if (c.state === 'open' && this.idleTimeout > 0) c.lastRecv = this.clock.now();
+  }
+
   onPacket(link: Link, packet: Uint8Array, text: boolean): void {
     const c = link.owner as Connection<In, Out>;
     if (c.state !== 'open') return;

@@ -429,6 +429,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
   }
 
+  /** A WebSocket ping or pong: life, like any frame (PROTOCOL.md, section 5). */
+  onLife(link: Link): void {
+    const conn = link.owner as Connection;
+    if (conn.state === 'open') conn.lastRecv = Math.floor(this.clock.now());
+  }
+
   onPacket(link: Link, payload: Uint8Array): void {
     const conn = link.owner as Connection;
     const state = conn.state;
@@ -452,7 +458,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     try {
       env = conn.codec.decode(payload);
     } catch (err) {
-      this.protocolError(conn, err);
+      // Before the hello, anything that is not a hello is a bad hello (PROTOCOL.md, section 4).
+      if (state === 'handshake')
+        this.disconnect(conn, 'bad_hello', `the first frame must be a JSON hello: ${(err as Error).message}`);
+      else this.protocolError(conn, err);
       return;
     }
     if (state === 'handshake') {

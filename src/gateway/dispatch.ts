@@ -20,6 +20,10 @@ export interface DispatchHost {
  */
 export function dispatchRequest(host: DispatchHost, conn: Connection, env: Envelope): void {
   const id = env.id as number;
+  if (env.type === undefined) {
+    reply(host, conn, id, undefined, new PylonError('BAD_REQUEST', 'req needs a type'));
+    return;
+  }
   if (conn.pending >= host.maxPendingRequests) {
     reply(host, conn, id, undefined, new PylonError('TOO_MANY_REQUESTS', 'too many requests in flight'));
     return;

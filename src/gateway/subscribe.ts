@@ -67,6 +67,12 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
       return;
     }
   }
+  // Leaving a label the connection does not hold changes nothing: not asked of the policy.
+  const wanted = action === 'unsub' ? (labels as string[]).filter((l) => conn.has(l)) : (labels as string[]);
+  if (wanted.length === 0) {
+    reply(host, conn, id, { labels: conn.labels ? [...conn.labels] : [] }, undefined);
+    return;
+  }
   if (authorizeSub === undefined) {
     reply(
       host,
@@ -77,7 +83,7 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
     );
     return;
   }
-  Promise.all((labels as string[]).map(async (l) => [l, await authorizeSub(conn, l, action)] as const)).then(
+  Promise.all(wanted.map(async (l) => [l, await authorizeSub(conn, l, action)] as const)).then(
     (answers) => {
       const refused = answers.find(([, ok]) => ok !== true);
       if (refused) {

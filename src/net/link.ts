@@ -85,6 +85,8 @@ export interface LinkSink {
   onOpen(link: Link, info: LinkInfo): void;
   /** One whole packet (a view valid during the call). `text`: a WebSocket text message. */
   onPacket(link: Link, packet: Uint8Array, text: boolean): void;
+  /** A sign of life that carries no packet (a WebSocket ping or pong): counts for keepalive. */
+  onLife?(link: Link): void;
   /**
    * The link cannot go on: bytes that are not the protocol, a packet over the maximum, a limit
    * (LinkError: its `disconnect` names the code). The link stops reading; the sink closes it.

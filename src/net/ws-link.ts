@@ -111,10 +111,17 @@ export class WsLink extends SocketLink {
 
   private control(op: number, payload: Uint8Array): boolean {
     if (op === OP_PING) {
-      if (this.state === OPEN) this.write(wsFrameOf(OP_PONG, payload));
+      if (this.state === OPEN) {
+        this.write(wsFrameOf(OP_PONG, payload));
+        this.options.sink.onLife?.(this);
+      }
       return true;
     }
-    if (op === OP_PONG || this.state === CLOSED) return true;
+    if (op === OP_PONG) {
+      if (this.state === OPEN) this.options.sink.onLife?.(this);
+      return true;
+    }
+    if (this.state === CLOSED) return true;
     // Close.
     let code = 1005;
     let reason = '';

@@ -103,8 +103,8 @@ export function toEnvelope(raw: unknown, opts?: ToEnvelopeOptions): Envelope {
 
   switch (env.kind) {
     case 'req':
+      // A req without a type is answered BAD_REQUEST (it has an id to answer to).
       if (env.id === undefined) bad('req needs an id');
-      if (env.type === undefined) bad('req needs a type');
       break;
     case 'res':
       if (env.id === undefined) bad('res needs an id');
