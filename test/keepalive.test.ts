@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { installEcho } from '../src/cli/echo.js';
 import { backoffDelay, connect } from '../src/client/index.js';
-import { FakeClock, type Logger } from '../src/index.js';
+import { devValidator, FakeClock, type Gateway, type Logger, PylonError } from '../src/index.js';
 import { frame, frameLength } from '../src/protocol/framing.js';
 import { Reassembler } from '../src/protocol/reassembly.js';
 import { once, RawTcp, startGateway, stopAll } from './support/gateway.js';
@@ -295,5 +295,41 @@ describe('keepalive and reconnection with real sockets and real time', () => {
     await expect(waiting).resolves.toBe('later');
     await queued.close();
     await failing.close();
+  });
+
+  it('on a new session, what was queued offline goes out only after the labels are joined again', async () => {
+    // The server's handler needs the room: a request that overtook the re-subscription would be refused.
+    const inRoom = (g: Gateway) =>
+      g.handle('room.say', (data, ctx) => {
+        if (!ctx.connection.has('room:a')) throw new PylonError('FORBIDDEN', 'join room "a" first');
+        return data;
+      });
+    const slowPolicy = async () => {
+      await new Promise((r) => setTimeout(r, 50)); // an authorizeSub that takes its time
+      return true;
+    };
+    const first = await startGateway({ validate: devValidator(), authorizeSub: slowPolicy });
+    inRoom(first.gateway);
+    const tcpPort = Number(new URL(first.tcpUrl).port);
+    const client = await connect(first.tcpUrl, { token: 'ann', reconnect: { base: 50, max: 100 } });
+    await client.subscribe(['room:a']);
+    await expect(client.request('room.say', 'before')).resolves.toBe('before');
+    const down = once<unknown>((resolve) => client.on('close', resolve));
+    await first.gateway.close();
+    await down;
+    const said = [
+      client.request('room.say', 'queued 1', { timeout: 5000 }),
+      client.request('room.say', 'queued 2', { timeout: 5000 }),
+    ];
+    const second = await startGateway({
+      validate: devValidator(),
+      authorizeSub: slowPolicy,
+      tcp: { port: tcpPort },
+      ws: undefined,
+    });
+    inRoom(second.gateway);
+    await expect(Promise.all(said)).resolves.toEqual(['queued 1', 'queued 2']);
+    expect(client.welcome?.resumed).not.toBe(true); // a new server: a new session
+    await client.close();
   });
 });

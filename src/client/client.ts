@@ -54,6 +54,13 @@ export class PylonClient {
   /** Labels asked for with subscribe() (and not unsubscribed): asked for again on a new session. */
   private readonly subscribed = new Set<string>();
   private readonly queue: Pending[] = [];
+  /**
+   * On a new session after a reconnect, while the labels are asked for again: requests and
+   * messages wait in the queue, so that none reaches the server before its labels are back.
+   */
+  private restoring = false;
+  /** Counts restores, so a late end of an older one does not end a newer one. */
+  private restores = 0;
   private nextId = 0;
   private lastSent = 0;
   private lastRecv = 0;
@@ -152,6 +159,8 @@ export class PylonClient {
     type: string | undefined,
     data: unknown,
     options: RequestOptions,
+    /** Sent even while the session is being restored (the restoring `sub` itself). */
+    first = false,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (this.state === 'closed') {
@@ -181,7 +190,7 @@ export class PylonClient {
         options.signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      if (this.state === 'open') {
+      if (this.state === 'open' && (!this.restoring || first)) {
         p.sent = true;
         this.write(p.env);
       } else if (!this.enqueue(p)) {
@@ -193,7 +202,7 @@ export class PylonClient {
   /** Send a one-way message (at most once). Queued while disconnected, unless offline is "fail". */
   send(type: string, data?: unknown): void {
     const env: Envelope = data === undefined ? { kind: 'msg', type } : { kind: 'msg', type, data };
-    if (this.state === 'open') {
+    if (this.state === 'open' && !this.restoring) {
       this.write(env);
       return;
     }
@@ -350,18 +359,27 @@ export class PylonClient {
     this.deadAfterMs = this.options.heartbeatTimeout ?? (server ? server.timeout : 2 * this.heartbeatMs);
     this.timer?.cancel();
     this.timer = this.wheel.schedule(this.nextCheck(), onHeartbeat, this);
-    this.flushQueue();
+    // A new session (the old one expired, or its node went away in a reload or a stop): the
+    // labels this client subscribed to are asked for again before what waited in the queue goes
+    // out (a message to a room must not arrive before the room is joined again).
+    const restore = reconnected && welcome.resumed !== true && this.subscribed.size > 0;
+    if (restore) {
+      this.restoring = true;
+      const n = ++this.restores;
+      this.ask<{ labels: string[] }>('sub', undefined, { labels: [...this.subscribed] }, {}, true)
+        .catch((err: unknown) => this.emit('error', err as Error))
+        .finally(() => {
+          if (n !== this.restores) return;
+          this.restoring = false;
+          if (this.state === 'open') this.flushQueue();
+        });
+    } else this.flushQueue();
     if (this.connectWaiter) {
       this.connectWaiter.resolve();
       this.connectWaiter = undefined;
     }
     this.emit('open', welcome);
     if (reconnected) this.emit('reconnected', welcome);
-    // A new session (the old one expired, or its node went away in a reload or a stop): the
-    // labels this client subscribed to are asked for again.
-    if (reconnected && welcome.resumed !== true && this.subscribed.size > 0) {
-      this.subscribe([...this.subscribed]).catch((err: unknown) => this.emit('error', err as Error));
-    }
   }
 
   private onResponse(env: Envelope): void {
