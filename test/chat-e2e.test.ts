@@ -1,5 +1,7 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -226,7 +228,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
   const sockets = new Map<string, Array<{ opened: number; closed: number | undefined }>>();
 
   /** A user in its own browser context: opens the page, picks a name, lands in #general. */
-  async function open(name: string): Promise<{ context: BrowserContext; page: Page }> {
+  async function open(name: string, url = pageUrl): Promise<{ context: BrowserContext; page: Page }> {
     const context = await browser.newContext({ viewport: { width: 760, height: 560 } });
     contexts.push(context);
     const page = await context.newPage();
@@ -240,7 +242,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
         s.closed = Date.now();
       });
     });
-    await page.goto(pageUrl);
+    await page.goto(url);
     await page.fill('#name', name);
     await page.press('#name', 'Enter');
     await page.waitForSelector('#status[data-status="connected"]');
@@ -394,6 +396,85 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
     );
   }, 120_000);
 
+  it('a restart: a message typed while the server is down arrives once after it is back, each page lists itself; a kick stops the page', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pylon-chat-restart-'));
+    const ports = { ws: await freePort(), tcp: await freePort(), admin: await freePort() };
+    const start = () =>
+      new Child(
+        process.execPath,
+        [
+          'dist/cli/main.js',
+          'start',
+          '--ws-port',
+          String(ports.ws),
+          '--tcp-port',
+          String(ports.tcp),
+          '--admin-port',
+          String(ports.admin),
+          '--grpc-port',
+          '-1',
+          '--store',
+          `sqlite:${join(dir, 'pylon.db')}`,
+          '--keepalive-interval',
+          '1',
+          '--keepalive-timeout',
+          '3',
+        ],
+        { PYLON_LOG_LEVEL: 'warn' },
+      );
+    let server = start();
+    try {
+      const url = (await server.waitFor(/chat on (http:\/\/\S+)/))[1]!;
+      await server.waitFor(/ready/);
+      const cat = await open('cat', url);
+      const dan = await open('dan', url);
+      await cat.page.waitForSelector('#online li[data-user="dan"]');
+
+      // Down: cat types a message meanwhile (shown as sending).
+      server.kill('SIGKILL');
+      await server.exited;
+      await cat.page.waitForSelector('#status[data-status="reconnecting"]');
+      await say(cat.page, 'typed while the server was down');
+      await message(cat.page, 'cat', 'typed while the server was down').locator('.tick.pending').waitFor();
+
+      // Back (a new process: new sessions, the pages join #general again first).
+      server = start();
+      await server.waitFor(/ready/);
+      await message(dan.page, 'cat', 'typed while the server was down').waitFor({ timeout: 30_000 });
+      await message(cat.page, 'cat', 'typed while the server was down')
+        .locator('.tick', { hasText: '✓' })
+        .waitFor({ timeout: 30_000 });
+      for (const p of [cat.page, dan.page]) {
+        await p.waitForSelector('#online li[data-user="cat"]', { timeout: 15_000 });
+        await p.waitForSelector('#online li[data-user="dan"]', { timeout: 15_000 });
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const danSees = (await shown(dan.page)).filter((m) => m.text === 'typed while the server was down');
+      expect(danSees).toHaveLength(1); // once
+      expect(
+        (await shown(cat.page)).filter((m) => m.text === 'typed while the server was down'),
+      ).toHaveLength(1);
+
+      // A kick: the page says why, stops the composer and offers to sign in again.
+      const res = await fetch(`http://127.0.0.1:${ports.admin}/v1/kick`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: 'dan', reason: 'spam' }),
+      });
+      expect(res.status).toBe(200);
+      await dan.page.waitForSelector('#closed:not([hidden])');
+      expect(await dan.page.textContent('#closed')).toMatch(/removed from the chat: spam \(kicked\)/);
+      expect(await dan.page.isDisabled('#text')).toBe(true);
+      expect(await dan.page.isDisabled('#send')).toBe(true);
+      await dan.page.click('#sign-in-again');
+      await dan.page.waitForSelector('#login:not([hidden])');
+    } finally {
+      server.kill('SIGKILL');
+      await server.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   /** Screenshots of two pages, side by side in one picture. */
   async function sideBySide(left: Page, right: Page, path: string): Promise<void> {
     for (const p of [left, right]) await p.mouse.move(700, 300); // no hover effects
@@ -411,3 +492,12 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
     await page.screenshot({ path });
   }
 });
+
+function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => done(port));
+    });
+  });
+}

@@ -75,7 +75,7 @@ function listen(c) {
   });
   c.on('close', (e) => {
     if (e.willReconnect) setStatus('reconnecting', 'reconnecting…');
-    else setStatus('closed', `disconnected (${e.name})`);
+    else closed(e);
   });
   c.on('reconnecting', ({ attempt }) => setStatus('reconnecting', `reconnecting… (${attempt})`));
   c.on('reconnected', (welcome) => {
@@ -83,21 +83,25 @@ function listen(c) {
       // Labels are back and what was pushed meanwhile comes now (qos 1 from the inbox).
       state.resumes++;
       setStatus('resumed', 'resumed');
+      // Who came and went while this page was away.
+      for (const name of state.rooms.keys()) loadPresence(name);
     } else {
-      // A new session: join the rooms again and fill the gap from their history.
+      // A new session: the SDK joins the rooms again before anything queued goes out; once they
+      // are joined, fill the gap from their history and read who is there (this page included).
       setStatus('connected', 'connected');
       const labels = [...state.rooms.keys()].map(label);
       if (labels.length > 0) {
         client
           .subscribe(labels)
           .then(() => {
-            for (const name of state.rooms.keys()) loadHistory(name);
+            for (const name of state.rooms.keys()) {
+              loadHistory(name);
+              loadPresence(name);
+            }
           })
           .catch(showError);
       }
     }
-    // Who came and went while this page was away.
-    for (const name of state.rooms.keys()) loadPresence(name);
   });
 }
 
@@ -114,6 +118,22 @@ addEventListener('online', () => {
     else setStatus('reconnecting', 'reconnecting…');
   }
 });
+
+/** Closed for good (kicked, replaced, refused): say why, stop the composer, offer to sign in again. */
+function closed(e) {
+  setStatus('closed', `disconnected (${e.name})`);
+  const why = { kicked: 'You were removed from the chat', replaced: 'You signed in somewhere else' }[e.name];
+  const banner = $('closed');
+  banner.replaceChildren(
+    el('span', {}, `${why ?? 'Disconnected'}${e.reason ? `: ${e.reason}` : ''} (${e.name}).`),
+  );
+  const again = el('button', { type: 'button', id: 'sign-in-again' }, 'Sign in again');
+  again.addEventListener('click', () => location.reload());
+  banner.append(again);
+  banner.hidden = false;
+  $('text').disabled = true;
+  $('send').disabled = true;
+}
 
 function setStatus(status, text) {
   state.status = status;
@@ -175,6 +195,7 @@ function loadPresence(name) {
       const room = state.rooms.get(name);
       if (room === undefined) return;
       room.online = new Set(p.users);
+      room.online.add(state.user); // a member of its own rooms, whatever the order of events
       renderOnline();
     })
     .catch(showError);
@@ -230,8 +251,8 @@ function sortMessages(room) {
   }
 }
 
-function send(text) {
-  const room = state.rooms.get(state.current);
+function send(text, into = state.rooms.get(state.current)) {
+  const room = into;
   if (room === undefined) return;
   if ([...text].length > MAX_TEXT) {
     showError(new Error(`a message is at most ${MAX_TEXT} characters`));
@@ -340,8 +361,18 @@ function renderMessages(forceScroll) {
 
 function tick(m) {
   if (m.status === 'sent') return el('span', { class: 'tick', title: 'stored and sent' }, '✓');
-  if (m.status === 'failed')
-    return el('span', { class: 'tick failed', title: `not confirmed: ${m.error}` }, '!');
+  if (m.status === 'failed') {
+    const box = el('span', { class: 'failed-note', role: 'alert' }, `Not sent (${m.error}). `);
+    const retry = el('button', { type: 'button', class: 'retry' }, 'Retry');
+    retry.addEventListener('click', () => {
+      const room = state.rooms.get(m.room);
+      if (room === undefined) return;
+      room.messages = room.messages.filter((x) => x !== m);
+      send(m.text, room);
+    });
+    box.append(retry);
+    return box;
+  }
   return el('span', { class: 'tick pending', title: 'sending' }, '…');
 }
 
