@@ -131,6 +131,26 @@ describe('cluster of three gateways in one process', () => {
     expect(outsider).toEqual([{ n: 2 }]);
   });
 
+  it('pushes accepted by one node reach every member, on every node, in call order (qos 0 and qos 1)', async () => {
+    const { nodes } = await threeNodes();
+    const got: unknown[][] = [];
+    for (const node of nodes)
+      got.push(collect(await client(node, `o-${node.gateway.nodeId}`, ['room']), 'n'));
+    const mine: unknown[][] = [];
+    for (const node of nodes) mine.push(collect(await client(node, 'one-user'), 'q'));
+    const a = nodes[0] as Node;
+    // Not awaited one by one: a business system fires them.
+    const sent = [];
+    for (let i = 0; i < 50; i++) sent.push(a.gateway.push({ labels: { any: ['room'] } }, 'n', i));
+    for (let i = 0; i < 20; i++) sent.push(a.gateway.push({ user: 'one-user' }, 'q', i, { qos: 1 }));
+    await Promise.all(sent);
+    const labelOrder = Array.from({ length: 50 }, (_, i) => i);
+    for (const g of got) await expect.poll(() => g).toEqual(labelOrder);
+    // qos 1: each of the user's three connections (one per node) sees 0..19 in order.
+    const userOrder = Array.from({ length: 20 }, (_, i) => i);
+    for (const m of mine) await expect.poll(() => m).toEqual(userOrder);
+  });
+
   it('kicks across nodes, by user and by connection', async () => {
     const { registry, nodes } = await threeNodes();
     const [a, b, c] = nodes as [Node, Node, Node];

@@ -48,6 +48,34 @@ describe('flow control', () => {
     for (const c of clients) c.raw.destroy();
   }, 30_000);
 
+  it('unpaced fan-outs keep call order on every connection: a later push never overtakes an earlier broadcast', async () => {
+    // A chunk of 50: a broadcast to 300 connections takes 6 turns of the event loop.
+    const { gateway, tcpUrl } = await startGateway({ validate: devValidator(), fanoutChunk: 50 });
+    const clients = await crowd(tcpUrl, 300);
+    const last = clients.at(-1) as { raw: RawTcp };
+    const a = await gateway.push({ all: true }, 'n', 'broadcast 1');
+    const b = await gateway.push({ all: true }, 'n', 'broadcast 2');
+    const c = await gateway.push({ user: 'u299' }, 'n', 'to the last one'); // small, made meanwhile
+    expect([a.targeted, b.targeted, c.targeted]).toEqual([300, 300, 1]);
+    await Promise.all([a.done, b.done, c.done]);
+    await last.raw.until((r) => r.json().filter((m) => m.kind === 'push').length === 3);
+    expect(
+      last.raw
+        .json()
+        .filter((m) => m.kind === 'push')
+        .map((m) => m.data),
+    ).toEqual(['broadcast 1', 'broadcast 2', 'to the last one']);
+    for (const cl of clients) {
+      await cl.raw.until((r) => r.json().filter((m) => m.kind === 'push').length >= 2);
+      const got = cl.raw
+        .json()
+        .filter((m) => m.kind === 'push')
+        .map((m) => m.data);
+      expect(got.slice(0, 2)).toEqual(['broadcast 1', 'broadcast 2']);
+    }
+    for (const cl of clients) cl.raw.destroy();
+  }, 30_000);
+
   it('a process-wide ceiling bounds fan-outs together', async () => {
     const { gateway, tcpUrl } = await startGateway({ validate: devValidator(), fanoutCeiling: 500 });
     const clients = await crowd(tcpUrl, 400);

@@ -58,6 +58,11 @@ export const MAX_PACED_DURATION = 3_600_000;
  * chunk are written a chunk per event-loop turn (setImmediate), so a broadcast to every
  * connection of a busy process never stalls its heartbeats and requests for long.
  *
+ * Unpaced fan-outs run one after the other, in call order (a FIFO; each turn writes at most a
+ * chunk of members in all): a push never overtakes an earlier one on a connection, and with k
+ * broadcasts in flight each finishes as soon as it can instead of k times later (interleaved
+ * chunks). A small push made while a large fan-out is under way waits for it.
+ *
  * Flow control (the 360 system's paced send queue, goim's speed): a push may carry a rate in
  * connections per second, and a process-wide ceiling bounds all fan-outs together; a paced
  * fan-out writes a slice every 10 ms and the caller does not wait for it.
@@ -68,6 +73,9 @@ export class Fanout {
   /** Paced fan-outs still going out. */
   private waiting = 0;
   private closed = false;
+  /** Unpaced fan-outs not finished yet, in call order; the head is being written. */
+  private readonly fifo: Array<{ run: Run; finish: () => void }> = [];
+  private pumping = false;
 
   constructor(private readonly options: FanoutOptions) {
     this.tokens = options.ceiling ?? 0;
@@ -99,9 +107,24 @@ export class Fanout {
       dropped: 0,
       error: undefined,
     };
-    if (!paced && targeted <= this.options.chunk) {
+    if (!paced && targeted <= this.options.chunk && this.fifo.length === 0) {
       if (!this.write(run, targeted)) throw run.error;
       return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
+    }
+    if (!paced) {
+      // Refused now, to its caller, if it cannot be encoded for its first member.
+      if (targeted > 0) run.frames.for(members[0] as Member);
+      const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
+        this.fifo.push({
+          run,
+          finish: () => {
+            if (run.error !== undefined) this.options.onError?.(run.error);
+            resolve({ delivered: run.delivered, dropped: run.dropped });
+          },
+        });
+      });
+      if (!this.pumping) this.pump();
+      return { targeted, done };
     }
     // A push that cannot be encoded stops its run; the error goes to onError (the caller has its answer).
     const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
@@ -109,14 +132,6 @@ export class Fanout {
         if (run.error !== undefined) this.options.onError?.(run.error);
         resolve({ delivered: run.delivered, dropped: run.dropped });
       };
-      if (!paced) {
-        const step = () => {
-          if (!this.write(run, this.options.chunk) || run.index >= targeted) finish();
-          else setImmediate(step);
-        };
-        step();
-        return;
-      }
       const started = performance.now();
       this.waiting++;
       const step = () => {
@@ -139,6 +154,24 @@ export class Fanout {
       step();
     });
     return { targeted, done };
+  }
+
+  /** Writes a chunk of members from the head of the FIFO on, then again next turn while any is left. */
+  private pump(): void {
+    this.pumping = true;
+    let budget = this.options.chunk;
+    while (budget > 0 && this.fifo.length > 0) {
+      const head = this.fifo[0] as { run: Run; finish: () => void };
+      const before = head.run.index;
+      const ok = this.write(head.run, budget);
+      budget -= head.run.index - before;
+      if (!ok || head.run.index >= head.run.members.length) {
+        this.fifo.shift();
+        head.finish();
+      }
+    }
+    if (this.fifo.length > 0) setImmediate(() => this.pump());
+    else this.pumping = false;
   }
 
   /** Takes up to `n` tokens from the process-wide bucket (refilled at `ceiling` per second, burst of 100 ms). */
