@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A Pylon TCP client in Python 3, standard library only, written from PROTOCOL.md alone.
 
-It speaks protocol v1 with the JSON codec: every frame is a 4-byte big-endian body length,
-then one JSON envelope. It sends `hello` (with a token), reads `welcome`, makes an `echo`
-request and prints the answer, then (with --expect-push) waits for a push, acks it when it
-is qos 1, and says `bye`.
+It speaks protocol v1: every frame is a 4-byte big-endian body length, then one envelope.
+The `hello` is JSON; later frames use the codec it names: JSON, or (--codec proto) Protocol
+Buffers, encoded by hand below from the schema in PROTOCOL.md's appendix (no protobuf library).
+It sends `hello` (with a token), reads `welcome`, makes an `echo` request and prints the
+answer, then (with --expect-push) waits for a push, acks it when it is qos 1, and says `bye`.
 
     python3 examples/python-client/client.py --host 127.0.0.1 --port 8081 --token alice --expect-push
+    python3 examples/python-client/client.py --codec proto --token alice
 """
 
 import argparse
@@ -19,6 +21,104 @@ import time
 MAX_FRAME = 1024 * 1024  # the server announces its own in welcome.maxFrame
 
 
+# ---- Protobuf (PROTOCOL.md, appendix: message pylon.v1.Envelope) ----
+
+KINDS = ["", "hello", "welcome", "req", "res", "msg", "push", "ack", "ping", "pong", "sub", "unsub", "kick", "bye"]
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(buf, i):
+    shift = result = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, i
+        shift += 7
+
+
+def _field(number, wire_type):
+    return _varint((number << 3) | wire_type)
+
+
+def _bytes_field(number, data):
+    return _field(number, 2) + _varint(len(data)) + data
+
+
+def proto_encode(envelope):
+    """The dict envelope as the bytes of pylon.v1.Envelope (data as UTF-8 JSON text, field 6)."""
+    out = _field(1, 0) + _varint(KINDS.index(envelope["kind"]))
+    if "id" in envelope:
+        out += _field(2, 0) + _varint(envelope["id"])
+    if "seq" in envelope:
+        out += _field(3, 0) + _varint(envelope["seq"])
+    if "type" in envelope:
+        out += _bytes_field(4, envelope["type"].encode("utf-8"))
+    if "qos" in envelope:
+        out += _field(5, 0) + _varint(envelope["qos"])
+    if "data" in envelope:
+        out += _bytes_field(6, json.dumps(envelope["data"], separators=(",", ":")).encode("utf-8"))
+    return out
+
+
+def _proto_fields(buf):
+    i = 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, i = _read_varint(buf, i)
+        elif wire_type == 2:
+            length, i = _read_varint(buf, i)
+            value, i = buf[i : i + length], i + length
+        elif wire_type == 1:
+            value, i = buf[i : i + 8], i + 8
+        elif wire_type == 5:
+            value, i = buf[i : i + 4], i + 4
+        else:
+            raise ConnectionError(f"protobuf wire type {wire_type} is not in the schema")
+        yield number, value
+
+
+def proto_decode(buf):
+    """pylon.v1.Envelope bytes as the same dict the JSON codec gives (unknown fields ignored)."""
+    envelope = {}
+    for number, value in _proto_fields(buf):
+        if number == 1:
+            envelope["kind"] = KINDS[value] if 0 < value < len(KINDS) else "unknown"
+        elif number == 2:
+            envelope["id"] = value
+        elif number == 3:
+            envelope["seq"] = value
+        elif number == 4:
+            envelope["type"] = value.decode("utf-8")
+        elif number == 5:
+            envelope["qos"] = value
+        elif number == 6:
+            envelope["data"] = json.loads(value.decode("utf-8"))
+        elif number == 7:
+            envelope["data"] = bytes(value)
+        elif number == 8:
+            error = dict(_proto_fields(value))
+            envelope["error"] = {
+                "code": error.get(1, b"").decode("utf-8"),
+                "message": error.get(2, b"").decode("utf-8"),
+            }
+    return envelope
+
+
 class PylonError(Exception):
     def __init__(self, code, message):
         super().__init__(f"{code}: {message}")
@@ -26,7 +126,9 @@ class PylonError(Exception):
 
 
 class Client:
-    def __init__(self, host, port, timeout):
+    def __init__(self, host, port, timeout, codec="json"):
+        self.codec = codec
+        self.json_frames = True  # the hello is JSON whatever the codec (section 2)
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.max_frame = MAX_FRAME
@@ -35,7 +137,10 @@ class Client:
     # ---- framing (PROTOCOL.md section 1) ----
 
     def send(self, envelope):
-        body = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
+        if self.json_frames:
+            body = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
+        else:
+            body = proto_encode(envelope)
         self.sock.sendall(struct.pack(">I", len(body)) + body)
 
     def _read_exactly(self, n):
@@ -54,7 +159,8 @@ class Client:
             (length,) = struct.unpack(">I", self._read_exactly(4))
             if length > self.max_frame:
                 raise ConnectionError(f"frame of {length} bytes is over the maximum")
-            envelope = json.loads(self._read_exactly(length).decode("utf-8"))
+            body = self._read_exactly(length)
+            envelope = json.loads(body.decode("utf-8")) if self.json_frames else proto_decode(body)
             kind = envelope.get("kind")
             if kind == "ping":  # section 5: answer every ping, echoing its data
                 pong = {"kind": "pong"}
@@ -72,10 +178,11 @@ class Client:
     # ---- session (sections 4 and 6) ----
 
     def hello(self, token):
-        data = {"codec": "json", "client": "pylon-python-example/1.0"}
+        data = {"codec": self.codec, "client": "pylon-python-example/1.0"}
         if token:
             data["token"] = token
         self.send({"kind": "hello", "data": data})
+        self.json_frames = self.codec == "json"  # from the welcome on, the chosen codec
         welcome = self.receive()
         if welcome.get("kind") != "welcome":
             raise ConnectionError(f"expected welcome, got {welcome.get('kind')}")
@@ -131,12 +238,13 @@ def main():
     parser.add_argument("--message", default="hello from python", help="data of the echo request")
     parser.add_argument("--expect-push", action="store_true", help="wait for one push (acked if qos 1)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+    parser.add_argument("--codec", choices=["json", "proto"], default="json", help="codec after the hello")
     args = parser.parse_args()
 
-    client = Client(args.host, args.port, args.timeout)
+    client = Client(args.host, args.port, args.timeout, args.codec)
     try:
         welcome = client.hello(args.token)
-        print(f"welcome: connection {welcome.get('connection')} user {welcome.get('user')} server {welcome.get('server')}", flush=True)
+        print(f"welcome: connection {welcome.get('connection')} user {welcome.get('user')} server {welcome.get('server')} codec {welcome.get('codec')}", flush=True)
         started = time.perf_counter()
         answer = client.request("echo", {"text": args.message})
         print(f"echo: {json.dumps(answer)} in {(time.perf_counter() - started) * 1000:.1f} ms", flush=True)
