@@ -73,6 +73,6 @@ describe('history', () => {
     expect(h.messages.every((m) => m.type === 'chat' && m.at <= Date.now())).toBe(true);
     await expect(late.history('room_1', 1)).resolves.toMatchObject({ messages: [{ data: { i: 6 } }] });
     await expect(late.history('room_1', 0)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
-    expect(gateway.history.of('other', 10)).toEqual([]);
+    expect((await gateway.history.read('other', 10)).messages).toEqual([]);
   });
 });

@@ -138,13 +138,24 @@ export class PylonClient {
     return this.request('$presence', { label }, options);
   }
 
-  /** The last `limit` pushes to `label`, oldest first (labels with a history on the server). */
+  /**
+   * The last `limit` pushes to `label` after position `since` (default 0: all kept), oldest first,
+   * for labels with a history on the server. `epoch` changes when the history started again: a
+   * client that kept `epoch` and the last `pos` it saw knows it missed nothing when the epoch is
+   * the same and the first message's `pos` is its own + 1 (or none came and `last` is its own).
+   */
   history(
     label: string,
     limit = 50,
-    options: RequestOptions = {},
-  ): Promise<{ label: string; messages: Array<{ type: string; data: unknown; at: number }> }> {
-    return this.request('$history', { label, limit }, options);
+    options: RequestOptions & { since?: number } = {},
+  ): Promise<{
+    label: string;
+    epoch: string;
+    last: number;
+    messages: Array<{ type: string; data: unknown; at: number; pos: number }>;
+  }> {
+    const { since, ...rest } = options;
+    return this.request('$history', since === undefined ? { label, limit } : { label, limit, since }, rest);
   }
 
   /** Ask the server to remove labels from this connection. Resolves to the labels left. */

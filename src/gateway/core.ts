@@ -193,7 +193,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       },
       () => this.clock.now(),
     );
-    this.history = new History(o.history, o.historyLimits, (label) => this.hub.ofLabel(label).size);
+    this.history = new History(
+      o.history,
+      o.historyLimits,
+      (label) => this.hub.ofLabel(label).size,
+      this.delivery.store.history,
+      (err) => this.logger.error({ err }, 'history: store write failed'),
+    );
     if (this.history.enabled) {
       const every = Math.min(60_000, Math.max(1000, o.historyLimits.idleTtl / 4));
       this.timers.every(every, () => this.history.sweep());

@@ -6,7 +6,7 @@ import type { WheelTimer } from '../timer/wheel.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
 import { GatewayCore } from './core.js';
-import type { HistoryEntry } from './history.js';
+import type { HistoryPage } from './history.js';
 import type { GatewayOptions } from './options.js';
 import type { Handler, Middleware } from './router.js';
 import type {
@@ -78,7 +78,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** The last pushes of labels that keep a history, as clients read them with `$history`. */
   readonly history = {
-    of: (label: string, limit: number): HistoryEntry[] => this.#core.history.of(label, limit),
+    read: (label: string, limit: number, since = 0): Promise<HistoryPage> =>
+      this.#core.history.read(label, limit, since),
   };
 
   /** Register the handler of requests and one-way messages of `type`. */

@@ -1,3 +1,5 @@
+import { type HistoryLog, newEpoch } from '../store/history-log.js';
+
 /** Which labels keep a history, and how much. */
 export interface HistoryRule {
   /** A label, a prefix ending in "*" (e.g. "room_*"), or a regular expression. */
@@ -29,9 +31,24 @@ export interface HistoryEntry {
   data: unknown;
   /** ms since the epoch. */
   at: number;
+  /** Position in the label's history (1, 2, …) within its epoch. */
+  pos: number;
+}
+
+/** What `$history` answers. */
+export interface HistoryPage {
+  label: string;
+  /** Changes when the label's history started again (lost, dropped, or a restart of a gateway that keeps it in memory). */
+  epoch: string;
+  /** Position of the newest entry the label has had in this epoch (0: none). */
+  last: number;
+  /** Oldest first. */
+  messages: HistoryEntry[];
 }
 
 interface Ring {
+  epoch: string;
+  last: number;
   size: number;
   maxAge: number | undefined;
   entries: HistoryEntry[];
@@ -52,6 +69,11 @@ const ENTRY_OVERHEAD = 64;
  * age) and for the whole process by HistoryLimits: label count and bytes, evicting the least
  * recently used history, and histories of labels nobody holds after idleTtl. Labels without a
  * rule cost nothing.
+ *
+ * With a HistoryLog (the store's: SQLite, Redis), histories are written to it and read from it
+ * instead: they survive restarts, every gateway of the store reads the same one, and a push
+ * recorded by several gateways is kept once (by its id). Bounds there: the rule's size per label,
+ * and the log's count of labels.
  */
 export class History {
   /** In least-recently-used order (a Map keeps insertion order; a touch re-inserts). */
@@ -63,6 +85,8 @@ export class History {
     private readonly limits: HistoryLimits = DEFAULT_HISTORY_LIMITS,
     /** How many connections hold a label (the hub's count). */
     private readonly holders: (label: string) => number = () => 0,
+    private readonly log?: HistoryLog,
+    private readonly onError: (err: unknown) => void = () => {},
   ) {}
 
   get enabled(): boolean {
@@ -74,20 +98,33 @@ export class History {
     return { labels: this.rings.size, bytes: this.totalBytes };
   }
 
-  /** Record a push that went to `labels`. */
-  record(labels: Iterable<string>, entry: HistoryEntry): void {
+  /** Record the push `id` that went to `labels`. */
+  record(labels: Iterable<string>, entry: Omit<HistoryEntry, 'pos'>, id: string): void {
+    if (this.log !== undefined) {
+      this.logAppend(labels, entry, id);
+      return;
+    }
     let size = -1;
     for (const label of labels) {
       let ring = this.rings.get(label);
       if (ring === undefined) {
         const rule = this.rules.find((r) => matches(r.match, label));
         if (rule === undefined) continue;
-        ring = { size: rule.size, maxAge: rule.maxAge, entries: [], sizes: [], bytes: 0, touched: entry.at };
+        ring = {
+          epoch: newEpoch(),
+          last: 0,
+          size: rule.size,
+          maxAge: rule.maxAge,
+          entries: [],
+          sizes: [],
+          bytes: 0,
+          touched: entry.at,
+        };
       } else this.rings.delete(label);
       this.rings.set(label, ring);
       ring.touched = entry.at;
       if (size < 0) size = entrySize(entry);
-      ring.entries.push(entry);
+      ring.entries.push({ ...entry, pos: ++ring.last });
       ring.sizes.push(size);
       ring.bytes += size;
       this.totalBytes += size;
@@ -96,10 +133,19 @@ export class History {
     if (size >= 0) this.evict();
   }
 
-  /** The last `limit` entries of `label`, oldest first. */
-  of(label: string, limit: number, now = Date.now()): HistoryEntry[] {
+  /** The last `limit` entries of `label` after position `since`, oldest first, with its epoch. */
+  async read(label: string, limit: number, since = 0, now = Date.now()): Promise<HistoryPage> {
+    if (this.log !== undefined) {
+      const h = await this.log.read(label, limit, since);
+      const maxAge = this.rules.find((r) => matches(r.match, label))?.maxAge;
+      const cutoff = maxAge === undefined ? -Infinity : now - maxAge;
+      const messages = h.entries
+        .filter((e) => e.at >= cutoff)
+        .map(({ type, data, at, pos }) => ({ type, data, at, pos }));
+      return { label, epoch: h.epoch, last: h.last, messages };
+    }
     const ring = this.rings.get(label);
-    if (ring === undefined) return [];
+    if (ring === undefined) return { label, epoch: '', last: 0, messages: [] };
     this.rings.delete(label);
     this.rings.set(label, ring);
     ring.touched = now;
@@ -107,7 +153,23 @@ export class History {
       const cutoff = now - ring.maxAge;
       while (ring.entries.length > 0 && (ring.entries[0] as HistoryEntry).at < cutoff) this.shift(ring);
     }
-    return ring.entries.slice(-limit);
+    const after = since > 0 ? ring.entries.filter((e) => e.pos > since) : ring.entries;
+    return { label, epoch: ring.epoch, last: ring.last, messages: after.slice(-limit) };
+  }
+
+  /** The log's appends, grouped by the size of the labels' rules (usually one group). */
+  private logAppend(labels: Iterable<string>, entry: Omit<HistoryEntry, 'pos'>, id: string): void {
+    const bySize = new Map<number, string[]>();
+    for (const label of labels) {
+      const rule = this.rules.find((r) => matches(r.match, label));
+      if (rule === undefined) continue;
+      const list = bySize.get(rule.size);
+      if (list) list.push(label);
+      else bySize.set(rule.size, [label]);
+    }
+    for (const [size, list] of bySize) {
+      (this.log as HistoryLog).append(list, size, { id, ...entry }).catch(this.onError);
+    }
   }
 
   /** Drops the histories of labels nobody holds that were not used for idleTtl. Call now and then. */
@@ -147,7 +209,7 @@ export class History {
 }
 
 /** An entry's size: its data as JSON text (the common case: chat messages), plus the type and a fixed overhead. */
-function entrySize(e: HistoryEntry): number {
+function entrySize(e: Omit<HistoryEntry, 'pos'>): number {
   let data = 0;
   if (e.data instanceof Uint8Array) data = e.data.length;
   else if (e.data !== undefined) {

@@ -59,7 +59,7 @@ export async function pushTo(
     );
   }
   if (p.history.enabled && 'labels' in t) {
-    p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() });
+    p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() }, id);
   }
   if (qos === 1) {
     if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');

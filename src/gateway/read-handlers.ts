@@ -30,12 +30,15 @@ export function installReadHandlers(core: ReadHost): void {
     return core.presence.of(label);
   });
   core.router.handle('$history', async (data, ctx) => {
-    const d = data as { label?: unknown; limit?: unknown } | undefined;
+    const d = data as { label?: unknown; limit?: unknown; since?: unknown } | undefined;
     const label = await mayRead(ctx.connection, d?.label);
     const limit = d?.limit === undefined ? 50 : d.limit;
     if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) {
       throw new PylonError('BAD_REQUEST', 'limit: must be an integer from 1 to 1000');
     }
-    return { label, messages: core.history.of(label, limit as number) };
+    const since = d?.since === undefined ? 0 : d.since;
+    if (!Number.isInteger(since) || (since as number) < 0)
+      throw new PylonError('BAD_REQUEST', 'since: must be a position (an integer from 0)');
+    return core.history.read(label, limit as number, since as number);
   });
 }

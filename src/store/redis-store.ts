@@ -1,7 +1,9 @@
 import { type ChainableCommander, Cluster } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisHost } from '../util/redis.js';
+import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import { RedisHistory } from './redis-history.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -244,6 +246,8 @@ export class RedisStore implements MessageStore {
   /** ms a call may take (an append that waits for replicas: plus waitTimeout). */
   private readonly timeout: number;
   private readonly packr = new Packr({ useRecords: false });
+  /** Label histories, in the same Redis. */
+  readonly history: HistoryLog;
   private readonly cmd: ScriptCommands;
   /** The prefix of each bucket: [prefix] on a standalone Redis. */
   private readonly buckets: string[];
@@ -264,6 +268,7 @@ export class RedisStore implements MessageStore {
     for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
     this.cmd = redis as unknown as ScriptCommands;
     this.buckets = buckets === 0 ? [prefix] : Array.from({ length: buckets }, (_, i) => `${prefix}{b${i}}:`);
+    this.history = new RedisHistory(redis, prefix, buckets !== 0);
     // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
     // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
     this.deadPerBucket = this.maxDeadLetters;

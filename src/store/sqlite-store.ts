@@ -1,7 +1,9 @@
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeDir } from '../util/make-dir.js';
+import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import { SqliteHistory } from './sqlite-history.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -136,6 +138,8 @@ export class SqliteStore implements MessageStore {
   private readonly maxDeadLetters: number;
   private readonly s: ReturnType<typeof prepare>;
   private readonly dedupeWindow: number;
+  /** Label histories, in the same file. */
+  readonly history: HistoryLog;
   private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
   private readonly ackTx: (user: string, uptoSeq: number) => number;
   private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
@@ -150,6 +154,7 @@ export class SqliteStore implements MessageStore {
     this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
     const s = prepare(db);
     this.s = s;
+    this.history = new SqliteHistory(db);
 
     this.appendTx = immediate(db, (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;

@@ -1,3 +1,4 @@
+import type { HistoryLog } from './history-log.js';
 /**
  * Durable per-user inboxes for qos-1 pushes (store-then-send). One interface, several backends
  * (memory, sqlite, redis) that pass one conformance suite (test/conformance/).
@@ -58,6 +59,11 @@ export interface StoreStats {
 }
 
 export interface MessageStore {
+  /**
+   * Label histories kept in this store (SQLite and Redis): then `$history` survives restarts and
+   * is shared by the gateways of the store. Absent: histories live in each gateway's memory.
+   */
+  readonly history?: HistoryLog;
   /**
    * Store one message for each user, in one atomic step per user (one transaction for the batch
    * where the backend allows). Returns each user's seq, in the order of `users`: a new one, or,
