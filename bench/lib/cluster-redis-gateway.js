@@ -6,7 +6,9 @@
 //   info      -> { id, tcp, admin, nodeChannel }
 //   counters  -> { status: cluster.status(), sent: { store|broker|registry: { command: n } }, connections }
 // `sent` counts the commands this process hands to each ioredis client (what goes on the wire,
-// before Redis runs the commands inside a script), to attribute the server's counts.
+// before Redis runs the commands inside a script), to attribute the server's counts. A script
+// call (EVALSHA, or the EVAL ioredis sends the first time on a connection) is counted under the
+// script's name (pylonRegLocate, pylonAppend, …), found by its sha among the client's scripts.
 import { pino } from 'pino';
 import { redisCluster } from '../../dist/cluster/index.js';
 import { createGateway, devValidator, RedisStore, startAdmin } from '../../dist/index.js';
@@ -18,12 +20,23 @@ const ttl = process.env.TTL ? Number(process.env.TTL) : undefined;
 
 const sent = { store: {}, broker: {}, registry: {} };
 
-/** Counts every command handed to an ioredis client (Redis or Cluster), by name. */
+/**
+ * Counts every command handed to an ioredis client (Redis or Cluster), by name; a script call by
+ * its script's name (ioredis's scriptsSet: name -> Script with its sha; the sha is args[0]).
+ */
 function count(client, into) {
   if (!client || typeof client.sendCommand !== 'function') return false;
   const send = client.sendCommand.bind(client);
+  let byScript = new Map();
+  const scriptOf = (sha) => {
+    if (!byScript.has(sha)) {
+      byScript = new Map(Object.entries(client.scriptsSet ?? {}).map(([n, s]) => [s.sha, n]));
+    }
+    return byScript.get(sha);
+  };
   client.sendCommand = (command, ...rest) => {
-    const name = command?.name ?? '?';
+    let name = command?.name ?? '?';
+    if (name === 'evalsha' || name === 'eval') name = scriptOf(command.args?.[0]) ?? name;
     into[name] = (into[name] ?? 0) + 1;
     return send(command, ...rest);
   };

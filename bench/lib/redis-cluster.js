@@ -203,6 +203,18 @@ const SENT = new Set([
 ]);
 
 /**
+ * Commands of ioredis's slot-map refreshes (each Redis Cluster client, every 2 s, on a refresher
+ * connection to any master): background that is not the registry's, wherever it lands.
+ */
+export const REFRESH = new Set([
+  'cluster|slots',
+  'cluster|shards',
+  'cluster|nodes',
+  'client|setname',
+  'command',
+]);
+
+/**
  * @param {{ masters?: number, timeoutMs?: number, log?: (s: string) => void }} [o]
  */
 export async function startRedisCluster(o = {}) {
@@ -309,7 +321,7 @@ export async function startRedisCluster(o = {}) {
     }
     const ownerOf = (slot) => ranges.find((r) => slot >= r.from && slot <= r.to)?.port;
     // Check this file's slot function against Redis's.
-    for (const k of ['pylon:{cluster}:nodes', 'abc', 'x{b17}:seq:u']) {
+    for (const k of ['pylon:cluster:{nodes}:nodes', 'pylon:cluster:{u17}:online', 'abc', 'x{b17}:seq:u']) {
       const {
         replies: [s],
       } = await conns[0].send([['CLUSTER', 'KEYSLOT', k]]);
