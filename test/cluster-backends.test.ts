@@ -167,6 +167,29 @@ describe('redis registry layout', () => {
     await r.close();
   });
 
+  it('a node seen live and then gone is never answered again, not even from entries left behind', async () => {
+    const prefix = 'orphan:';
+    const a = await RedisRegistry.connect(redis.url, { prefix });
+    const b = await RedisRegistry.connect(redis.url, { prefix });
+    await a.join(node('x'), 300);
+    await a.setOnline('x', [{ user: 'u', online: true }]);
+    await b.join(node('y'), 10_000);
+    expect(await b.heartbeat('y', { connections: 0 })).toBe(true); // b learns x is live
+    expect(await b.nodesOf('u')).toEqual(['x']);
+    await sleep(400); // x stops heartbeating; its TTL passes
+    expect(await b.heartbeat('y', { connections: 0 })).toBe(true); // sweeps x
+    expect(await b.nodesOf('u')).toEqual([]);
+    // A late write of x (e.g. a re-sent setOnline after a partition) leaves an entry behind.
+    const raw = new Redis(redis.url);
+    await raw.sadd(`${prefix}u:u`, 'x');
+    raw.disconnect();
+    expect(await b.nodesOf('u')).toEqual([]);
+    expect(await b.locate(['u'])).toEqual(new Map());
+    await a.close();
+    await b.leave('y');
+    await b.close();
+  });
+
   for (const where of ['standalone', 'cluster'] as const) {
     it(`${where}: a node found registered again while it is swept keeps its users and is told to resync`, async () => {
       const spec = where === 'cluster' ? await redisClusterSpec() : redis.url;

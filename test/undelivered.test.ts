@@ -127,6 +127,10 @@ describe('undelivered: acked-or-notify', () => {
     await expect.poll(() => seen.undelivered.length).toBe(4);
     await sleep(AFTER * 2);
     expect(seen.undelivered.map((e) => e.data)).toEqual([2, 2, 2, 2]);
+    expect(gateway.stats().qos1.unwatched).toBe(7);
+    // Reported messages waiting for their ack do not use up the checks: new ones are still watched.
+    await gateway.push({ users: ['v1', 'v2', 'v3', 'v4', 'v5'] }, 'n', 3, { qos: 1 });
+    await expect.poll(() => seen.undelivered.length).toBe(9);
   });
 
   it('a qos-1 label push stored by two nodes for a user on both: reported once across the cluster', async () => {

@@ -204,6 +204,8 @@ export class PylonClient {
       if (this.state === 'open' && (!this.restoring || first)) {
         p.sent = true;
         this.write(p.env);
+      } else if (this.state === 'open') {
+        this.queue.push(p); // connected, its labels being restored: not offline, so queued whatever `offline` says
       } else if (!this.enqueue(p)) {
         this.settle(p, this.offlineError());
       }
@@ -218,6 +220,7 @@ export class PylonClient {
       return;
     }
     if (this.state === 'closed') throw new PylonError('UNAVAILABLE', 'client is closed');
+    const restoring = this.state === 'open';
     const p: Pending = {
       id: 0,
       env,
@@ -229,7 +232,8 @@ export class PylonClient {
       signal: undefined,
       onAbort: undefined,
     };
-    if (!this.enqueue(p)) throw this.offlineError();
+    if (restoring) this.queue.push(p);
+    else if (!this.enqueue(p)) throw this.offlineError();
   }
 
   /**
@@ -378,7 +382,10 @@ export class PylonClient {
       this.restoring = true;
       const n = ++this.restores;
       this.ask<{ labels: string[] }>('sub', undefined, { labels: [...this.subscribed] }, {}, true)
-        .catch((err: unknown) => this.emit('error', err as Error))
+        .catch((err: unknown) => {
+          // A link lost meanwhile (or close()) is not worth an error: the next session restores again.
+          if ((err as PylonError).code !== 'UNAVAILABLE') this.emit('error', err as Error);
+        })
         .finally(() => {
           if (n !== this.restores) return;
           this.restoring = false;

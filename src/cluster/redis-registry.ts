@@ -208,6 +208,10 @@ export interface RedisRegistryOptions {
 }
 
 const BATCH = 500;
+/** How long a node known dead stays known (ms): past any sweep of it. */
+const FORGET_DEAD = 10 * 60_000;
+/** How long a node no heartbeat listed is answered (ms): several heartbeat intervals. */
+const UNKNOWN_GRACE = 30_000;
 
 /** The registry in Redis; see the layout above. One connection, failing fast while Redis is away. */
 export class RedisRegistry implements Registry {
@@ -220,6 +224,13 @@ export class RedisRegistry implements Registry {
   private readonly lastTtl: number;
   /** Live nodes as of this process's last heartbeat: id -> Date.now() when its registration ends. */
   private live = new Map<string, number>();
+  /** Nodes known dead here (left the live list, or found in `gone`): id -> until when to remember it. */
+  private readonly dead = new Map<string, number>();
+  /** Nodes answered by a lookup before any heartbeat listed them: id -> when first seen. */
+  private readonly unknown = new Map<string, number>();
+  /** When this process last heartbeated, and how long a node not yet listed is answered. */
+  private lastBeat = 0;
+  private grace = UNKNOWN_GRACE;
   private closed = false;
 
   private constructor(
@@ -299,8 +310,12 @@ export class RedisRegistry implements Registry {
       '',
       JSON.stringify(load),
     );
+    const now = Date.now();
+    if (this.lastBeat > 0) this.grace = Math.max(UNKNOWN_GRACE, 3 * (now - this.lastBeat));
+    this.lastBeat = now;
     this.learn(reply);
-    await this.sweep();
+    // The beat itself counted: a sweep that fails (a bucket's shard away) is retried next time.
+    await this.sweep().catch(() => {});
     return Number(reply[0]) === 1;
   }
 
@@ -418,13 +433,34 @@ export class RedisRegistry implements Registry {
     const now = Date.now();
     const live = new Map<string, number>();
     for (let i = 1; i + 1 < reply.length; i += 2) live.set(String(reply[i]), now + Number(reply[i + 1]));
+    // A node that was live and is no longer listed is dead (its sweep may still be under way).
+    for (const id of this.live.keys()) if (!live.has(id)) this.dead.set(id, now + FORGET_DEAD);
+    for (const id of live.keys()) {
+      this.dead.delete(id);
+      this.unknown.delete(id);
+    }
+    for (const [id, until] of this.dead) if (until < now) this.dead.delete(id);
+    for (const [id, since] of this.unknown) if (now - since > this.grace) this.unknown.delete(id);
     this.live = live;
   }
 
-  /** False for a node whose registration had ended when last heard of; a node not yet heard of is answered. */
+  /**
+   * Whether to answer `node` in a lookup: a live node until the expiry its last heartbeat gave;
+   * never one known dead; one not heard of yet (it joined after this process's last heartbeat)
+   * for a grace (30 s, or three of this process's heartbeat intervals) after it was first seen, so entries left behind by a node forgotten for good
+   * are not answered for ever.
+   */
   private alive(node: string): boolean {
+    const now = Date.now();
     const until = this.live.get(node);
-    return until === undefined || until >= Date.now();
+    if (until !== undefined) return until >= now;
+    if (this.dead.has(node)) return false;
+    const since = this.unknown.get(node);
+    if (since === undefined) {
+      if (this.unknown.size < 10_000) this.unknown.set(node, now);
+      return true;
+    }
+    return now - since <= this.grace;
   }
 
   /**
@@ -434,12 +470,19 @@ export class RedisRegistry implements Registry {
   private async sweep(leaving?: string): Promise<void> {
     const gone = await this.cmd.pylonRegClaim(`${this.n}nodes`, `${this.n}gone`, leaving ?? '');
     for (const id of gone) {
+      // Dead while its sweep runs, unless it turns out to be registered again.
+      const wasLive = this.live.get(id);
       this.live.delete(id);
+      this.dead.set(id, Date.now() + FORGET_DEAD);
       for (const b of this.buckets) {
         if ((await this.redis.zscore(`${this.n}nodes`, id)) !== null) break;
         while ((await this.cmd.pylonRegClean(`${b}users:${id}`, `${b}online`, b, id, BATCH)) === 1);
       }
-      await this.cmd.pylonRegForget(`${this.n}nodes`, `${this.n}gone`, this.nodeKey(id), id);
+      const back = await this.cmd.pylonRegForget(`${this.n}nodes`, `${this.n}gone`, this.nodeKey(id), id);
+      if (back === 1) {
+        this.dead.delete(id);
+        if (wasLive !== undefined) this.live.set(id, wasLive);
+      }
     }
   }
 

@@ -123,24 +123,32 @@ export class LocalRegistry implements Registry {
   private readonly last = new Map<string, { node: string; until: number }>();
   private readonly lastTtl: number;
   private readonly now: () => number;
+  /** Idempotency keys of pushes ("push:…"). */
   private readonly keys: MemoryKeys;
+  /** Every other key (e.g. "undelivered:…" claims): their own bound, so they never push out push keys. */
+  private readonly otherKeys: MemoryKeys;
 
   constructor(options: { lastNodeTtl?: number; now?: () => number } = {}) {
     this.lastTtl = options.lastNodeTtl ?? DEFAULT_LAST_NODE_TTL;
     this.now = options.now ?? Date.now;
     this.keys = new MemoryKeys(100_000, this.now);
+    this.otherKeys = new MemoryKeys(200_000, this.now);
   }
 
   claim(key: string, value: string, ttlMs: number): Promise<string | undefined> {
-    return this.keys.claim(key, value, ttlMs);
+    return this.keysOf(key).claim(key, value, ttlMs);
   }
 
   settle(key: string, value: string, ttlMs: number): Promise<void> {
-    return this.keys.settle(key, value, ttlMs);
+    return this.keysOf(key).settle(key, value, ttlMs);
   }
 
   release(key: string): Promise<void> {
-    return this.keys.release(key);
+    return this.keysOf(key).release(key);
+  }
+
+  private keysOf(key: string): MemoryKeys {
+    return key.startsWith('push:') ? this.keys : this.otherKeys;
   }
 
   async join(node: NodeInfo, ttlMs: number): Promise<void> {

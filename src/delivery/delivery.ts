@@ -368,6 +368,7 @@ export class Delivery {
       cur.attempts = 0;
       this.counters.deadLetters++;
       await this.store.bury(user, seq, 'redelivery_cap', Date.now());
+      this.watch?.buried(user, seq);
     }
     this.arm(cur);
     if (cur.inflight.length === 0) return;

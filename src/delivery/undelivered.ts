@@ -35,7 +35,10 @@ export interface DeliveredEvent {
 export interface UndeliveredOptions {
   /** ms after its store write an unacknowledged message is reported. */
   after: number;
-  /** Messages watched at once by this process (waiting for their check, or reported and not yet acked). */
+  /**
+   * Messages waiting for their check, at most, in this process; the same number of reported
+   * messages are remembered for their `delivered` (the oldest forgotten first).
+   */
   maxWatched: number;
 }
 
@@ -93,6 +96,7 @@ export class UndeliveredWatch {
   private readonly reported = new Map<string, Reported[]>();
   private reportedCount = 0;
   private poll: WheelTimer | undefined;
+  private polling = false;
   private closed = false;
 
   constructor(
@@ -102,7 +106,7 @@ export class UndeliveredWatch {
     private readonly o: UndeliveredOptions,
   ) {}
 
-  /** Messages waiting for a check or an ack. */
+  /** Messages waiting for a check, and reported ones waiting for their ack. */
   get size(): number {
     return this.counters.watched + this.reportedCount;
   }
@@ -110,7 +114,7 @@ export class UndeliveredWatch {
   /** `users[i]` got `seqs[i]` for the push `id`: check each `after` ms from now. */
   track(id: string, users: readonly string[], seqs: readonly number[]): void {
     if (this.closed || users.length === 0 || !this.host.enabled()) return;
-    if (this.size + users.length > this.o.maxWatched) {
+    if (this.counters.watched + users.length > this.o.maxWatched) {
       this.counters.unwatched += users.length;
       return;
     }
@@ -130,6 +134,16 @@ export class UndeliveredWatch {
       return false;
     });
     this.setReported(user, left);
+  }
+
+  /** `seq` of `user` was moved aside here (the redelivery cap): not delivered, so no `delivered` for it. */
+  buried(user: string, seq: number): void {
+    const list = this.reported.get(user);
+    if (list !== undefined)
+      this.setReported(
+        user,
+        list.filter((r) => r.seq !== seq),
+      );
   }
 
   close(): void {
@@ -187,7 +201,19 @@ export class UndeliveredWatch {
   }
 
   private remember(user: string, r: Reported): void {
-    this.setReported(user, [...(this.reported.get(user) ?? []), r]);
+    // Bounded: past maxWatched, the user reported longest ago is forgotten (no `delivered` for them).
+    while (this.reportedCount >= this.o.maxWatched && this.reported.size > 0) {
+      const [oldest] = this.reported.keys();
+      this.setReported(oldest as string, []);
+    }
+    const list = this.reported.get(user);
+    if (list === undefined) {
+      this.reported.set(user, [r]);
+      this.reportedCount++;
+    } else {
+      list.push(r);
+      this.reportedCount++;
+    }
     if (this.poll === undefined) this.poll = this.wheel.every(this.o.after, pollReported, this);
   }
 
@@ -215,10 +241,16 @@ export class UndeliveredWatch {
 
   /** @internal Reported messages acknowledged on other nodes: gone from the inbox before they expired. */
   async pollReported(): Promise<void> {
-    const users = [...this.reported.keys()];
-    for (let i = 0; i < users.length && !this.closed; i += BATCH) {
-      await Promise.all(users.slice(i, i + BATCH).map((user) => this.recheck(user)));
-      await new Promise<void>((r) => setImmediate(r));
+    if (this.polling) return; // the previous poll is still reading
+    this.polling = true;
+    try {
+      const users = [...this.reported.keys()];
+      for (let i = 0; i < users.length && !this.closed; i += BATCH) {
+        await Promise.all(users.slice(i, i + BATCH).map((user) => this.recheck(user)));
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    } finally {
+      this.polling = false;
     }
   }
 
@@ -228,10 +260,11 @@ export class UndeliveredWatch {
     const now = Date.now();
     const still = new Set<number>();
     try {
-      for (const r of list) {
-        const [m] = await this.store.pending(user, r.seq - 1, 1, now);
-        if (m !== undefined && m.seq === r.seq) still.add(r.seq);
-      }
+      // One read from the oldest reported seq on (the inbox is in seq order).
+      const first = Math.min(...list.map((r) => r.seq));
+      const last = Math.max(...list.map((r) => r.seq));
+      const pending = await this.store.pending(user, first - 1, Math.min(last - first + 1, 10_000), now);
+      for (const m of pending) still.add(m.seq);
     } catch (err) {
       this.host.onError(err, 'undelivered recheck');
       return;

@@ -257,7 +257,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   async run(op: Operation): Promise<void> {
     switch (op.op) {
       case 'push': {
-        const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id);
+        const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id, false);
         await r.done;
         return;
       }
@@ -466,7 +466,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     } catch (err) {
       // Before the hello, anything that is not a hello is a bad hello (PROTOCOL.md, section 4).
       if (state === 'handshake')
-        this.disconnect(conn, 'bad_hello', `the first frame must be a JSON hello: ${(err as Error).message}`);
+        this.disconnect(conn, 'bad_hello', `the first frame must be a hello: ${(err as Error).message}`);
       else this.protocolError(conn, err);
       return;
     }

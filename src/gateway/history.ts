@@ -93,6 +93,11 @@ export class History {
     return this.rules.length > 0;
   }
 
+  /** Kept in the store, shared by every gateway of it (then written once, by the accepting one). */
+  get shared(): boolean {
+    return this.log !== undefined;
+  }
+
   /** Labels with a history, and their bytes. */
   stats(): { labels: number; bytes: number } {
     return { labels: this.rings.size, bytes: this.totalBytes };

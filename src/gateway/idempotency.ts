@@ -103,11 +103,17 @@ async function settle(
   try {
     result = await push();
   } catch (err) {
-    if (qos === 0) await keys.release(k).catch(() => {});
+    // qos 0 stored nothing; a refusal of the push itself (bad input, not allowed) stored nothing either.
+    if (qos === 0 || refusedOutright(err)) await keys.release(k).catch(() => {});
     throw err;
   }
   const outcome: Outcome = { id: result.id, targeted: result.targeted };
   if (result.stored !== undefined) outcome.stored = result.stored;
   await keys.settle(k, JSON.stringify(outcome), windowMs).catch(() => {});
   return result;
+}
+
+/** A push refused before anything was stored: its key may be used again. */
+function refusedOutright(err: unknown): boolean {
+  return err instanceof PylonError && (err.code === 'BAD_REQUEST' || err.code === 'FORBIDDEN');
 }

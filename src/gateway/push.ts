@@ -39,6 +39,8 @@ export async function pushTo(
   options: PushOptions,
   /** The push's id: given when another node accepted it (a qos-1 message is stored under it, once per user). */
   id: string = randomUUID(),
+  /** False on the nodes that run a push another node accepted (a shared history is written once, there). */
+  accepted = true,
 ): Promise<PushResult> {
   const t = parseTarget(target, 'target');
   if (typeof type !== 'string' || type.length === 0)
@@ -58,15 +60,23 @@ export async function pushTo(
       `rate: must be from ${MIN_RATE} to ${MAX_RATE} connections per second`,
     );
   }
-  if (p.history.enabled && 'labels' in t) {
-    p.history.record([...(t.labels.all ?? []), ...(t.labels.any ?? [])], { type, data, at: Date.now() }, id);
-  }
+  // The labels' history, once the push is accepted: in memory on every node that runs it; in a
+  // shared store (SQLite, Redis) only on the node that accepted it.
+  const record = () => {
+    if (p.history.enabled && 'labels' in t && (accepted || !p.history.shared))
+      p.history.record(
+        [...(t.labels.all ?? []), ...(t.labels.any ?? [])],
+        { type, data, at: Date.now() },
+        id,
+      );
+  };
   if (qos === 1) {
     if (options.variants !== undefined) throw new PylonError('BAD_REQUEST', 'variants: only for qos 0');
     const users = usersOf(p.hub, t, p.resumes);
     let targeted = 0;
     for (const u of users) targeted += p.hub.countUser(u);
     await p.delivery.push(users, { id, type, data }, options.ttl);
+    record();
     return { id, targeted, stored: users.length, done: Promise.resolve({ delivered: targeted, dropped: 0 }) };
   }
   let variants: Map<string, unknown> | undefined;
@@ -78,8 +88,9 @@ export async function pushTo(
     for (const [label, v] of variants) checkData(v, `variants.${label}`);
   }
   const push: Broadcast = { type, data, variants };
-  p.resumes?.record(t, push);
   const result = p.fanout.deliver(p.hub.select(t), push, options.rate);
+  p.resumes?.record(t, push);
+  record();
   return { id, targeted: result.targeted, done: result.done };
 }
 
