@@ -76,6 +76,30 @@ describe('flow control', () => {
     for (const cl of clients) cl.raw.destroy();
   }, 30_000);
 
+  it('a push still waiting in the fan-out when its connection drops is replayed when the session resumes', async () => {
+    // A chunk of 1: a broadcast to 201 connections takes 201 turns; a push to ann waits behind it.
+    const { gateway, tcpUrl } = await startGateway({ validate: devValidator(), fanoutChunk: 1 });
+    const others = await crowd(tcpUrl, 200);
+    const ann = await RawTcp.open(tcpUrl);
+    ann.sendJson({ kind: 'hello', data: { token: 'ann' } });
+    await ann.until((r) => r.json().some((m) => m.kind === 'welcome'));
+    const session = (ann.json()[0] as { data: { session: string } }).data.session;
+    const big = await gateway.push({ all: true }, 'n', 'broadcast');
+    await gateway.push({ user: 'ann' }, 'n', 'for ann');
+    ann.destroy(); // gone before the fan-out reaches her
+    await big.done;
+    await new Promise((r) => setTimeout(r, 100));
+    const back = await RawTcp.open(tcpUrl);
+    back.sendJson({ kind: 'hello', data: { token: 'ann', session } });
+    await back.until((r) => r.json().filter((m) => m.kind === 'push').length >= 1);
+    await new Promise((r) => setTimeout(r, 200));
+    const [welcome, ...rest] = back.json();
+    expect(welcome?.data).toMatchObject({ resumed: true, recovered: true });
+    expect(rest.filter((m) => m.kind === 'push').map((m) => m.data)).toContain('for ann');
+    back.destroy();
+    for (const c of others) c.raw.destroy();
+  }, 30_000);
+
   it('a process-wide ceiling bounds fan-outs together', async () => {
     const { gateway, tcpUrl } = await startGateway({ validate: devValidator(), fanoutCeiling: 500 });
     const clients = await crowd(tcpUrl, 400);

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type AdminServer, startAdmin } from '../src/api/index.js';
 import { connect, type PylonClient } from '../src/client/index.js';
-import { Fanout, MAX_PACED_DURATION } from '../src/hub/fanout.js';
+import { Fanout, MAX_PACED_DURATION, MAX_QUEUED_MEMBERS } from '../src/hub/fanout.js';
 import type { Member } from '../src/hub/member.js';
 import { devValidator, SqliteStore } from '../src/index.js';
+import { jsonCodec } from '../src/protocol/json-codec.js';
 import { startGateway, stopAll } from './support/gateway.js';
 
 // Pushes an attacker (or a buggy business system) could use to pin a gateway: every bound is
@@ -62,6 +63,20 @@ describe('push bounds', () => {
       /^rate: at 1 connections\/s the 3601 targets would take 3601 s, more than the 3600 s/,
     );
     expect(MAX_PACED_DURATION).toBe(3_600_000);
+    fanout.close();
+  });
+
+  it('refuses an unpaced push while the deliveries already waiting in the fan-out pass the bound', async () => {
+    const fanout = new Fanout({ chunk: 10, maxPaced: 10, maxQueued: 100, after: () => {} });
+    const member = { open: false, codec: jsonCodec } as unknown as Member; // closed: never written to
+    const members = (n: number) => Array.from({ length: n }, () => member);
+    const first = fanout.deliver(members(80), { type: 't', data: 1 }); // 10 written now, 70 wait
+    expect(() => fanout.deliver(members(40), { type: 't', data: 2 })).toThrow(
+      /^70 deliveries of earlier pushes are still waiting to be written; try later/,
+    );
+    fanout.deliver(members(30), { type: 't', data: 3 }); // 70 + 30: within the bound
+    await first.done;
+    expect(MAX_QUEUED_MEMBERS).toBe(5_000_000);
     fanout.close();
   });
 

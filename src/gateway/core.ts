@@ -177,6 +177,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       { after: o.delivery.undeliveredAfter, maxWatched: o.delivery.maxWatched },
     );
     this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
+    if (this.resumes) this.resumes.unwritten = (conn) => this.fanout.unwrittenFrom(conn);
     this.servers = new Listeners(o, this);
     this.admission = new AdmissionControl({
       maxConnections: o.maxConnections,

@@ -88,8 +88,8 @@ export async function pushTo(
     for (const [label, v] of variants) checkData(v, `variants.${label}`);
   }
   const push: Broadcast = { type, data, variants };
-  const result = p.fanout.deliver(p.hub.select(t), push, options.rate);
-  p.resumes?.record(t, push);
+  const pos = p.resumes?.record(t, push);
+  const result = p.fanout.deliver(p.hub.select(t), push, options.rate, pos);
   record();
   return { id, targeted: result.targeted, done: result.done };
 }

@@ -89,9 +89,13 @@ export class Resumes {
     return randomBytes(16).toString('base64url');
   }
 
-  record(target: Target, push: Broadcast): void {
-    this.journal.add(target, push, Date.now());
+  /** Records a qos-0 push for sessions that resume; returns its journal position. */
+  record(target: Target, push: Broadcast): number {
+    return this.journal.add(target, push, Date.now());
   }
+
+  /** The journal position of the first push a connection was not written yet (set by the gateway). */
+  unwritten: (conn: Connection) => number | undefined = () => undefined;
 
   /** Keep the session of a connection that dropped for a reason the client comes back from. */
   save(conn: Connection): void {
@@ -105,7 +109,8 @@ export class Resumes {
       subscribed,
       connection: conn.id,
       address: conn.remoteAddress,
-      journalPos: this.journal.last,
+      // Replay from the first push still waiting for this connection in the fan-out, if any.
+      journalPos: Math.min(this.journal.last, (this.unwritten(conn) ?? Number.POSITIVE_INFINITY) - 1),
       timer: undefined,
       adopted: false,
     };

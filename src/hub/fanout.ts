@@ -30,6 +30,8 @@ export interface FanoutOptions {
   ceiling?: number;
   /** Paced fan-outs that may be going out at once; more are refused with TOO_MANY_REQUESTS. */
   maxPaced: number;
+  /** Deliveries the unpaced FIFO may hold waiting; more are refused with TOO_MANY_REQUESTS. Default MAX_QUEUED_MEMBERS. */
+  maxQueued?: number;
   /** Schedules paced steps (the gateway's timing wheel). */
   after(ms: number, fn: () => void): void;
   /** A push that could not be encoded part-way through a fan-out (logged by the gateway). */
@@ -44,10 +46,20 @@ interface Run {
   dropped: number;
   /** Why the run stopped early (the push could not be encoded). */
   error: unknown;
+  /** The push's position in the resume journal, if it has one. */
+  tag: number | undefined;
+  /** Each member's index, built when first asked (unwrittenFrom). */
+  where?: Map<Member, number>;
 }
 
 /** How often a paced fan-out writes its next slice at most (ms). */
 const PACE_STEP = 10;
+
+/**
+ * Deliveries the unpaced FIFO may hold waiting, all fan-outs together (a member reference each,
+ * ~8 bytes): past it a push is refused with TOO_MANY_REQUESTS.
+ */
+export const MAX_QUEUED_MEMBERS = 5_000_000;
 
 /** A paced fan-out must be able to finish within this long at its rate (ms): 1 hour. */
 export const MAX_PACED_DURATION = 3_600_000;
@@ -76,12 +88,32 @@ export class Fanout {
   /** Unpaced fan-outs not finished yet, in call order; the head is being written. */
   private readonly fifo: Array<{ run: Run; finish: () => void }> = [];
   private pumping = false;
+  /** Members of the fan-outs in the FIFO not written yet (bounded by MAX_QUEUED_MEMBERS). */
+  private queued = 0;
 
   constructor(private readonly options: FanoutOptions) {
     this.tokens = options.ceiling ?? 0;
   }
 
-  deliver(members: Member[], push: Broadcast, rate?: number): FanoutResult {
+  /**
+   * The journal position (`tag` of deliver) of the first push `m` has not been written yet
+   * because it waits in the FIFO, or undefined when none does: a session saved now must replay
+   * from there. O(members) once per fan-out, then O(1).
+   */
+  unwrittenFrom(m: Member): number | undefined {
+    const head = this.fifo[0];
+    if (head === undefined) return undefined;
+    const run = head.run;
+    if (run.where === undefined) {
+      run.where = new Map();
+      for (let i = run.index; i < run.members.length; i++) run.where.set(run.members[i] as Member, i);
+    }
+    const i = run.where.get(m);
+    if (i !== undefined && i >= run.index) return run.tag;
+    return this.fifo[1]?.run.tag;
+  }
+
+  deliver(members: Member[], push: Broadcast, rate?: number, tag?: number): FanoutResult {
     const targeted = members.length;
     const ceiling = this.options.ceiling;
     const paced = rate !== undefined || ceiling !== undefined;
@@ -106,14 +138,23 @@ export class Fanout {
       delivered: 0,
       dropped: 0,
       error: undefined,
+      tag,
     };
     if (!paced && targeted <= this.options.chunk && this.fifo.length === 0) {
       if (!this.write(run, targeted)) throw run.error;
       return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
     }
     if (!paced) {
+      if (this.queued + targeted > (this.options.maxQueued ?? MAX_QUEUED_MEMBERS)) {
+        // Each waiting fan-out holds its list of targets: pushes faster than they can be written are refused.
+        throw new PylonError(
+          'TOO_MANY_REQUESTS',
+          `${this.queued} deliveries of earlier pushes are still waiting to be written; try later`,
+        );
+      }
       // Refused now, to its caller, if it cannot be encoded for its first member.
       if (targeted > 0) run.frames.for(members[0] as Member);
+      this.queued += targeted;
       const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
         this.fifo.push({
           run,
@@ -165,8 +206,10 @@ export class Fanout {
       const before = head.run.index;
       const ok = this.write(head.run, budget);
       budget -= head.run.index - before;
+      this.queued -= head.run.index - before;
       if (!ok || head.run.index >= head.run.members.length) {
         this.fifo.shift();
+        this.queued -= head.run.members.length - head.run.index; // a run stopped early
         head.finish();
       }
     }
