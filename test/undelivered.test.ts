@@ -192,4 +192,41 @@ describe('undelivered: acked-or-notify', () => {
       server.close();
     }
   });
+
+  it('the webhook never sends delivered before its undelivered: one still waiting for its retry is withdrawn', async () => {
+    const answered: Array<{ status: number; event: string }> = [];
+    let calls = 0;
+    const server = createServer((req: IncomingMessage, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => {
+        text += c;
+      });
+      req.on('end', () => {
+        const status = ++calls === 1 ? 503 : 200; // the first call fails: it waits for its retry
+        answered.push({ status, event: (JSON.parse(text) as { event: string }).event });
+        res.statusCode = status;
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const { gateway, tcpUrl } = await gatewayWith();
+    const hooks = new Webhooks(gateway, {
+      undelivered: `http://127.0.0.1:${port}/push`,
+      backoffMs: 3000,
+      random: () => 1,
+    }).start();
+    try {
+      await gateway.push({ user: 'gus' }, 'order', 1, { qos: 1 });
+      await expect.poll(() => answered.length).toBe(1); // undelivered answered 503, retry in 3 s
+      const gus = await connect(tcpUrl, { token: 'gus', reconnect: false });
+      clients.push(gus);
+      await expect.poll(() => gateway.stats().qos1.deliveredAfterNotify).toBe(1);
+      await sleep(3500); // past the retry's time
+      expect(answered).toEqual([{ status: 503, event: 'undelivered' }]);
+    } finally {
+      await hooks.close();
+      server.close();
+    }
+  });
 });

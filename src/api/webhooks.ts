@@ -61,6 +61,13 @@ type Pending = {
   id: string;
   attempt: number;
   timer?: WheelTimer;
+  /** An `undelivered` event: its user and message, while it is not settled. */
+  notice?: string;
+  /** Withdrawn before it was sent (its message was delivered meanwhile): skipped. */
+  withdrawn?: boolean;
+  inFlight?: boolean;
+  /** Events held until this one is settled (a `delivered` behind its `undelivered`). */
+  after?: Array<{ endpoint: Endpoint; url: string; payload: object }>;
 };
 /** status 0: no answer (network error, timeout: see `error`). */
 type Outcome = { ok: boolean; status: number; text: string; error?: string };
@@ -90,6 +97,8 @@ export class Webhooks {
     https: new HttpsAgent({ keepAlive: true }),
   };
   private readonly logs = new Map<string, { at: number; count: number }>();
+  /** `undelivered` events not settled yet, by user and message id. */
+  private readonly notices = new Map<string, Pending>();
   private readonly counters = { sent: 0, failed: 0, retried: 0, dropped: 0 };
   private readonly idPrefix = randomBytes(4).toString('hex');
   private nextId = 0;
@@ -205,31 +214,66 @@ export class Webhooks {
             binary: true,
           }
         : e;
-    this.enqueue('undelivered', this.options.undelivered as string, {
+    const p = this.enqueue('undelivered', this.options.undelivered as string, {
       event: 'undelivered',
       ...body,
       at: new Date().toISOString(),
     });
+    if (p !== undefined) {
+      p.notice = `${e.user}\u0000${e.id}`;
+      this.notices.set(p.notice, p);
+    }
   };
 
+  /**
+   * Never before its `undelivered`: one still waiting to be sent is withdrawn instead (the
+   * business was never told, so neither event goes out); one being sent holds it until it is
+   * answered (and drops it if it failed for good).
+   */
   private readonly onDelivered = (e: DeliveredEvent): void => {
-    this.enqueue('undelivered', this.options.undelivered as string, {
-      event: 'delivered',
-      ...e,
-      at: new Date().toISOString(),
-    });
+    const payload = { event: 'delivered', ...e, at: new Date().toISOString() };
+    const url = this.options.undelivered as string;
+    const notice = this.notices.get(`${e.user}\u0000${e.id}`);
+    if (notice === undefined) {
+      this.enqueue('undelivered', url, payload);
+      return;
+    }
+    if (notice.inFlight) {
+      notice.after ??= [];
+      notice.after.push({ endpoint: 'undelivered', url, payload });
+      return;
+    }
+    notice.withdrawn = true;
+    this.settleNotice(notice, false);
+    if (notice.timer !== undefined) {
+      notice.timer.cancel();
+      notice.timer = undefined;
+      this.waiting.delete(notice);
+    }
   };
+
+  /** An `undelivered` event is done with: sent (then what it held goes out) or not. */
+  private settleNotice(p: Pending, sent: boolean): void {
+    if (p.notice === undefined) return;
+    this.notices.delete(p.notice);
+    p.notice = undefined;
+    const held = p.after ?? [];
+    p.after = undefined;
+    if (sent) for (const h of held) this.enqueue(h.endpoint, h.url, h.payload);
+  }
 
   private message(type: string, data: unknown, ctx: Context): void {
     this.enqueue('upstream', (this.options.upstream as { url: string }).url, messageBody(type, data, ctx));
   }
 
-  private enqueue(endpoint: Endpoint, url: string, payload: object): void {
-    if (this.closed) return;
+  private enqueue(endpoint: Endpoint, url: string, payload: object): Pending | undefined {
+    if (this.closed) return undefined;
     const body = JSON.stringify(payload);
     if (this.ready.size + this.waiting.size >= this.o.queueSize) this.dropOldest();
-    this.ready.push({ endpoint, url, body, id: this.newId(), attempt: 0 });
+    const p: Pending = { endpoint, url, body, id: this.newId(), attempt: 0 };
+    this.ready.push(p);
     this.pump();
+    return p;
   }
 
   private dropOldest(): void {
@@ -237,6 +281,7 @@ export class Webhooks {
     if (oldest === undefined) return;
     oldest.timer?.cancel();
     this.waiting.delete(oldest);
+    this.settleNotice(oldest, false);
     this.counters.dropped++;
     this.warn('queue', { queueSize: this.o.queueSize }, 'webhook queue full: dropped the oldest events');
   }
@@ -245,6 +290,8 @@ export class Webhooks {
     while (this.senders < this.o.concurrency && !this.closed) {
       const p = this.ready.shift();
       if (p === undefined) break;
+      if (p.withdrawn) continue;
+      p.inFlight = true;
       this.senders++;
       const run: Promise<void> = this.deliver(p).then(() => {
         this.running.delete(run);
@@ -261,11 +308,17 @@ export class Webhooks {
   private async deliver(p: Pending): Promise<void> {
     const r = await this.call(p.url, p.body, p.id, this.o.timeoutMs);
     this.senders--;
-    if (r.ok) this.counters.sent++;
-    else if (this.closed) this.counters.dropped++;
+    p.inFlight = false;
+    if (r.ok) {
+      this.counters.sent++;
+      this.settleNotice(p, true);
+    } else if (this.closed) this.counters.dropped++;
     else {
       this.warn(p.endpoint, { url: p.url, ...why(r) }, 'webhook call failed');
-      if (!retryable(r) || p.attempt >= this.o.retries || !this.retryLater(p)) this.counters.failed++;
+      if (!retryable(r) || p.attempt >= this.o.retries || !this.retryLater(p)) {
+        this.counters.failed++;
+        this.settleNotice(p, false);
+      }
     }
     this.pump();
   }
