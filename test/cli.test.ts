@@ -236,22 +236,27 @@ describe('pylon start admin API', () => {
   });
 });
 
+/** The business's webhook endpoint: an HTTP server on a free port collecting the JSON bodies posted to it. */
+async function businessHook<T>() {
+  const { createServer } = await import('node:http');
+  const events: T[] = [];
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      events.push(JSON.parse(body) as T);
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  return { events, hook, url: `http://127.0.0.1:${(hook.address() as { port: number }).port}` };
+}
+
 describe('pylon start webhooks', () => {
   it('posts connect and disconnect events to the business', async () => {
-    const { createServer } = await import('node:http');
-    const events: Array<{ event: string; user: string | null }> = [];
-    const hook = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        events.push(JSON.parse(body));
-        res.end();
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(hook.address() as { port: number }).port}`;
+    const { events, url, hook } = await businessHook<{ event: string; user: string | null }>();
     const cli = startCli([
       '--webhook-connect',
       `${url}/connect`,
@@ -268,21 +273,13 @@ describe('pylon start webhooks', () => {
   });
 
   it('posts a qos-1 push to an offline user as undelivered after --undelivered-after, then delivered', async () => {
-    const { createServer } = await import('node:http');
-    const events: Array<{ event: string; user: string; type: string; data?: unknown }> = [];
-    const hook = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => {
-        events.push(JSON.parse(body));
-        res.end();
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(hook.address() as { port: number }).port}/push`;
-    const cli = startCli(['--webhook-undelivered', url, '--undelivered-after', '1']);
+    const { events, url, hook } = await businessHook<{
+      event: string;
+      user: string;
+      type: string;
+      data?: unknown;
+    }>();
+    const cli = startCli(['--webhook-undelivered', `${url}/push`, '--undelivered-after', '1']);
     const admin = (await cli.waitFor(/admin API on (http:\/\/\S+)\/v1\//))[1]!;
     const tcp = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
     const res = await fetch(`${admin}/v1/push`, {

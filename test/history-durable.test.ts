@@ -41,10 +41,30 @@ const entry = (id: string, data: unknown = id) => ({
   at: 1000 + Number(id.slice(1)),
 });
 
-function describeHistoryLog(name: string, make: (maxLabels: number) => Promise<HistoryLog>) {
+function describeHistoryLog(
+  name: string,
+  make: (maxLabels: number, maxBytes?: number) => Promise<HistoryLog>,
+) {
   describe(`${name} history log`, () => {
     afterAll(() => {
       for (const c of clients.splice(0)) c.disconnect();
+    });
+
+    it('keeps at most maxBytes of entries in all: the least recently written labels go first', async () => {
+      const log = await make(100, 20_000);
+      const big = 'x'.repeat(1000); // ~1 KB an entry
+      for (let l = 0; l < 10; l++)
+        for (let i = 0; i < 5; i++) await log.append([`b${l}`], 50, entry(`m${l * 10 + i}`, big));
+      // 50 KB written, 20 KB allowed: the first labels are gone, the last ones whole.
+      expect((await log.read('b0', 50, 0)).entries).toEqual([]);
+      expect((await log.read('b9', 50, 0)).entries).toHaveLength(5);
+      let kept = 0;
+      for (let l = 0; l < 10; l++) kept += (await log.read(`b${l}`, 50, 0)).entries.length;
+      expect(kept * 1000).toBeLessThanOrEqual(20_000);
+      expect(kept).toBeGreaterThanOrEqual(15);
+      // Trimming by `keep` gives bytes back: one label rewritten 100 times stays within the bound.
+      for (let i = 0; i < 100; i++) await log.append(['b9'], 5, entry(`r${i}`, big));
+      expect((await log.read('b9', 50, 0)).entries).toHaveLength(5);
     });
     it('numbers entries 1, 2, … in one epoch, keeps the newest `keep`, reads after a position', async () => {
       const log = await make(100);
@@ -95,18 +115,21 @@ function describeHistoryLog(name: string, make: (maxLabels: number) => Promise<H
   });
 }
 
-describeHistoryLog('sqlite', async (max) => new SqliteHistory(new Database(join(dir, `h${++n}.db`)), max));
-describeHistoryLog('redis', async (max) => {
+describeHistoryLog(
+  'sqlite',
+  async (max, bytes) => new SqliteHistory(new Database(join(dir, `h${++n}.db`)), max, bytes),
+);
+describeHistoryLog('redis', async (max, bytes) => {
   const r = new Redis(redis.url);
   clients.push(r);
-  return new RedisHistory(r, `h${++n}:`, false, max);
+  return new RedisHistory(r, `h${++n}:`, false, max, bytes);
 });
-describeHistoryLog('redis cluster', async (max) => {
+describeHistoryLog('redis cluster', async (max, bytes) => {
   rc ??= await startRedisCluster({ masters: 3 });
   const ports = await rc.masterPorts();
   const cluster = new Redis.Cluster(ports.map((port) => ({ host: '127.0.0.1', port })));
   clients.push(cluster);
-  return new RedisHistory(cluster, `h${++n}:`, true, max);
+  return new RedisHistory(cluster, `h${++n}:`, true, max, bytes);
 });
 
 describe('$history across restarts', () => {

@@ -37,6 +37,12 @@ export interface HistoryLog {
 /** Labels with a durable history, at most (the least recently written are dropped). Default 100,000. */
 export const DEFAULT_MAX_HISTORY_LABELS = 100_000;
 
+/**
+ * Bytes of all durable histories together (each entry's data and type), at most: past it the
+ * least recently written labels are dropped. Default 256 MiB.
+ */
+export const DEFAULT_MAX_HISTORY_BYTES = 256 * 1024 * 1024;
+
 /** A new epoch id: 8 random bytes, hex. */
 export function newEpoch(): string {
   const b = new Uint8Array(8);

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import {
+  DEFAULT_MAX_HISTORY_BYTES,
   DEFAULT_MAX_HISTORY_LABELS,
   type HistoryLog,
   type LoggedEntry,
@@ -9,7 +10,8 @@ import {
 
 /*
  * Tables (created on open, also in files of older versions):
- * - history_labels(label, epoch, last_pos, touched): one row per label with a history.
+ * - history_labels(label, epoch, last_pos, touched, bytes): one row per label with a history.
+ * - history_totals('bytes'): the bytes of every entry's data and type, all labels together.
  * - history(label, pos, id, type, is_binary, data, at): its newest entries; (label, id) unique.
  */
 export const HISTORY_SCHEMA = `
@@ -17,8 +19,10 @@ CREATE TABLE IF NOT EXISTS history_labels (
   label TEXT PRIMARY KEY,
   epoch TEXT NOT NULL,
   last_pos INTEGER NOT NULL,
-  touched INTEGER NOT NULL
+  touched INTEGER NOT NULL,
+  bytes INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_totals (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS history_labels_touched ON history_labels (touched);
 CREATE TABLE IF NOT EXISTS history (
   label TEXT NOT NULL,
@@ -50,6 +54,7 @@ export class SqliteHistory implements HistoryLog {
   constructor(
     db: Database.Database,
     private readonly maxLabels = DEFAULT_MAX_HISTORY_LABELS,
+    private readonly maxBytes = DEFAULT_MAX_HISTORY_BYTES,
   ) {
     db.exec(HISTORY_SCHEMA);
     const s = {
@@ -63,8 +68,17 @@ export class SqliteHistory implements HistoryLog {
         'INSERT INTO history (label, pos, id, type, is_binary, data, at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       trim: db.prepare('DELETE FROM history WHERE label = ? AND pos <= ?'),
+      trimmedBytes: db.prepare(
+        'SELECT COALESCE(SUM(length(data) + length(type)), 0) AS n FROM history WHERE label = ? AND pos <= ?',
+      ),
+      addBytes: db.prepare('UPDATE history_labels SET bytes = bytes + ? WHERE label = ?'),
+      total: db.prepare("SELECT value FROM history_totals WHERE name = 'bytes'"),
+      addTotal: db.prepare(
+        "INSERT INTO history_totals (name, value) VALUES ('bytes', ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+      ),
+      labelBytes: db.prepare('SELECT bytes FROM history_labels WHERE label = ?'),
       count: db.prepare('SELECT count(*) AS n FROM history_labels'),
-      oldest: db.prepare('SELECT label FROM history_labels ORDER BY touched LIMIT ?'),
+      oldest: db.prepare('SELECT label FROM history_labels ORDER BY touched LIMIT 1'),
       dropLabel: db.prepare('DELETE FROM history_labels WHERE label = ?'),
       dropEntries: db.prepare('DELETE FROM history WHERE label = ?'),
       read: db.prepare(
@@ -81,7 +95,10 @@ export class SqliteHistory implements HistoryLog {
             (e.data as Uint8Array).byteLength,
           )
         : (JSON.stringify(e.data) ?? 'null');
+      const size =
+        (typeof data === 'string' ? Buffer.byteLength(data) : data.length) + Buffer.byteLength(e.type);
       let created = 0;
+      let delta = 0;
       for (const label of labels) {
         if (s.had.get(label, e.id) !== undefined) continue;
         let pos: number;
@@ -91,14 +108,27 @@ export class SqliteHistory implements HistoryLog {
           created++;
         } else pos = (s.bump.get(e.at, label) as { last_pos: number }).last_pos;
         s.insert.run(label, pos, e.id, e.type, isBinary, data, e.at);
-        if (pos > keep) s.trim.run(label, pos - keep);
+        let change = size;
+        if (pos > keep) {
+          change -= (s.trimmedBytes.get(label, pos - keep) as { n: number }).n;
+          s.trim.run(label, pos - keep);
+        }
+        s.addBytes.run(change, label);
+        delta += change;
       }
-      if (created === 0) return;
-      const over = (s.count.get() as { n: number }).n - this.maxLabels;
-      if (over <= 0) return;
-      for (const { label } of s.oldest.all(over) as { label: string }[]) {
-        s.dropLabel.run(label);
-        s.dropEntries.run(label);
+      if (delta !== 0) s.addTotal.run(delta);
+      // Bounds: labels (when one was created) and bytes, the least recently written out first.
+      let over = created > 0 ? (s.count.get() as { n: number }).n - this.maxLabels : 0;
+      let bytes = (s.total.get() as { value: number } | undefined)?.value ?? 0;
+      while (over > 0 || bytes > this.maxBytes) {
+        const oldest = s.oldest.get() as { label: string } | undefined;
+        if (oldest === undefined) break;
+        const gone = (s.labelBytes.get(oldest.label) as { bytes: number }).bytes;
+        s.dropLabel.run(oldest.label);
+        s.dropEntries.run(oldest.label);
+        s.addTotal.run(-gone);
+        bytes -= gone;
+        over--;
       }
     });
     this.appendTx = (labels, keep, e) => tx.immediate(labels, keep, e);
