@@ -10,7 +10,7 @@ import type { HistoryLog } from '../src/store/history-log.js';
 import { RedisHistory } from '../src/store/redis-history.js';
 import { SqliteHistory } from '../src/store/sqlite-history.js';
 import { startGateway, stopAll } from './support/gateway.js';
-import { Child } from './support/process.js';
+import { addressesOf, adminPush, startPylon } from './support/pylon-start.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { startRedisCluster, type TestRedisCluster } from './support/redis-cluster.js';
 
@@ -182,42 +182,18 @@ describe('$history across restarts', () => {
   });
 
   it('pylon start on SQLite: a room’s history and epoch survive a SIGKILL', async () => {
-    const db = join(dir, 'cli.db');
-    const start = () =>
-      new Child(
-        process.execPath,
-        [
-          'dist/cli/main.js',
-          'start',
-          '--ws-port',
-          '0',
-          '--tcp-port',
-          '0',
-          '--grpc-port',
-          '-1',
-          '--store',
-          `sqlite:${db}`,
-        ],
-        { PYLON_LOG_LEVEL: 'warn', PYLON_ADMIN_PORT: '0' },
-      );
+    const start = () => startPylon(['--store', `sqlite:${join(dir, 'cli.db')}`]);
     let cli = start();
     try {
-      const admin = (await cli.waitFor(/admin API on (http:\/\/\S+)\/v1\//))[1]!;
+      const { admin, tcp: tcp1 } = await addressesOf(cli);
       for (const t of ['before', 'the', 'kill'])
         expect(
-          (
-            await fetch(`${admin}/v1/push`, {
-              method: 'POST',
-              headers: { 'content-type': 'application/json' },
-              body: JSON.stringify({
-                to: { labels: { all: ['room:ops'] } },
-                type: 'chat.message',
-                data: { t },
-              }),
-            })
-          ).status,
+          await adminPush(admin, {
+            to: { labels: { all: ['room:ops'] } },
+            type: 'chat.message',
+            data: { t },
+          }),
         ).toBe(200);
-      const tcp1 = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
       const c1 = await connect(tcp1, { token: 'ann', reconnect: false });
       await c1.subscribe(['room:ops']);
       const before = await c1.history('room:ops');
@@ -225,7 +201,7 @@ describe('$history across restarts', () => {
       cli.kill('SIGKILL');
       await cli.exited;
       cli = start();
-      const tcp2 = (await cli.waitFor(/TCP on (tcp:\/\/\S+)/))[1]!;
+      const { tcp: tcp2 } = await addressesOf(cli);
       const c2 = await connect(tcp2, { token: 'bo', reconnect: false });
       await c2.subscribe(['room:ops']);
       const after = await c2.history('room:ops');

@@ -1,4 +1,7 @@
+import { mkdtempSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Webhooks } from '../src/api/webhooks.js';
 import { connect, type PylonClient } from '../src/client/index.js';
@@ -6,7 +9,7 @@ import { LocalBroker, LocalBus } from '../src/cluster/broker.js';
 import { Cluster } from '../src/cluster/cluster.js';
 import { LocalRegistry } from '../src/cluster/registry.js';
 import type { DeliveredEvent, UndeliveredEvent } from '../src/delivery/undelivered.js';
-import { devValidator, type Gateway, MemoryStore } from '../src/index.js';
+import { devValidator, type Gateway, MemoryStore, SqliteStore } from '../src/index.js';
 import { RawTcp, startGateway, stopAll } from './support/gateway.js';
 
 // Acked-or-notify: a qos-1 message not acknowledged `undeliveredAfter` ms after it was stored is
@@ -155,6 +158,34 @@ describe('undelivered: acked-or-notify', () => {
     await sleep(AFTER * 3);
     expect(seenA.undelivered.length + seenB.undelivered.length).toBe(1);
     expect(await store.lastSeq('ed')).toBe(1);
+  });
+
+  it('a clean restart on SQLite: a check still waiting runs in the next run, and a reported message is reported delivered there', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pylon-undelivered-')), 'state.db');
+    const s1 = await SqliteStore.open(file);
+    const g1 = await gatewayWith({ store: s1 });
+    const seen1 = listen(g1.gateway);
+    await g1.gateway.push({ user: 'bo' }, 'order', 'reported before the stop', { qos: 1 });
+    await expect.poll(() => seen1.undelivered.length).toBe(1);
+    await g1.gateway.push({ user: 'ann' }, 'order', 'checked after the restart', { qos: 1 });
+    await g1.gateway.close(); // before ann's check was due
+    await s1.close();
+    expect(seen1.undelivered.map((e) => e.user)).toEqual(['bo']);
+
+    const s2 = await SqliteStore.open(file);
+    const g2 = await gatewayWith({ store: s2 });
+    const seen2 = listen(g2.gateway);
+    await expect
+      .poll(() => seen2.undelivered.map((e) => [e.user, e.data]))
+      .toEqual([['ann', 'checked after the restart']]);
+    // bo comes and acks: the business hears it was delivered after all, from the new run.
+    const bo = await connect(g2.tcpUrl, { token: 'bo', reconnect: false });
+    clients.push(bo);
+    await expect.poll(() => seen2.delivered.map((e) => e.user)).toEqual(['bo']);
+    await sleep(AFTER * 2);
+    expect(seen2.undelivered).toHaveLength(1); // nothing reported twice
+    await stopAll();
+    await s2.close();
   });
 
   it('the undelivered webhook gets both events as JSON (binary data as base64)', async () => {

@@ -1,3 +1,4 @@
+import { deserialize, serialize } from 'node:v8';
 import type { MessageStore, StoredMessage } from '../store/store.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 
@@ -63,6 +64,8 @@ interface Group {
   id: string;
   users: readonly string[];
   seqs: readonly number[];
+  /** ms since the epoch, when the check is due. */
+  due: number;
 }
 
 interface Reported {
@@ -87,14 +90,17 @@ const BATCH = 500;
  * redelivery cap on another node looks like (rare; counted as delivered).
  *
  * What is held: a user reference and a seq per watched message, at most `maxWatched` in the
- * process (messages past it are not watched, and counted). The checks live in this process: a
- * restart before a check runs loses that report (the message itself stays in the store).
+ * process (messages past it are not watched, and counted). The checks live in this process; a
+ * gateway that stops cleanly leaves them in the store (`snapshot`) for its next run (`restore`),
+ * a crash before a check runs loses that report (the message itself stays in the store).
  */
 export class UndeliveredWatch {
   readonly counters = { watched: 0, reported: 0, deliveredAfter: 0, unwatched: 0 };
   /** Reported messages per user, waiting to be acknowledged. */
   private readonly reported = new Map<string, Reported[]>();
   private reportedCount = 0;
+  /** Groups waiting for their check. */
+  private readonly waiting = new Set<Group>();
   private poll: WheelTimer | undefined;
   private polling = false;
   private closed = false;
@@ -118,9 +124,48 @@ export class UndeliveredWatch {
       this.counters.unwatched += users.length;
       return;
     }
-    this.counters.watched += users.length;
-    const g: Group = { watch: this, id, users, seqs };
-    this.wheel.schedule(this.o.after, fire, g);
+    this.schedule({ watch: this, id, users, seqs, due: Date.now() + this.o.after });
+  }
+
+  private schedule(g: Group): void {
+    this.counters.watched += g.users.length;
+    this.waiting.add(g);
+    this.wheel.schedule(Math.max(1, g.due - Date.now()), fire, g);
+  }
+
+  /** The checks still waiting and the reported messages still unacknowledged, as bytes for `restore`. */
+  snapshot(): Uint8Array {
+    const groups = [...this.waiting].map((g) => [g.id, g.users, g.seqs, g.due]);
+    return serialize({ v: 1, groups, reported: [...this.reported] });
+  }
+
+  /** Goes on with the checks and reports of a snapshot (within maxWatched). False: not a snapshot. */
+  restore(bytes: Uint8Array): boolean {
+    let s: {
+      v: number;
+      groups: Array<[string, string[], number[], number]>;
+      reported: Array<[string, Reported[]]>;
+    };
+    try {
+      s = deserialize(bytes);
+    } catch {
+      return false;
+    }
+    if (s?.v !== 1 || !Array.isArray(s.groups) || !Array.isArray(s.reported)) return false;
+    for (const [id, users, seqs, due] of s.groups) {
+      if (this.counters.watched + users.length > this.o.maxWatched) this.counters.unwatched += users.length;
+      else this.schedule({ watch: this, id, users, seqs, due });
+    }
+    for (const [user, list] of s.reported) for (const r of list) this.remember(user, r);
+    return true;
+  }
+
+  /** How long a snapshot taken now is worth keeping (ms): until its last reported message expires. */
+  snapshotTtl(now = Date.now()): number {
+    let until = now + this.o.after * 4;
+    for (const g of this.waiting) until = Math.max(until, g.due + this.o.after);
+    for (const list of this.reported.values()) for (const r of list) until = Math.max(until, r.expiresAt);
+    return Math.max(60_000, until - now);
   }
 
   /** The user acknowledged everything up to `upto` on this gateway. */
@@ -153,6 +198,8 @@ export class UndeliveredWatch {
 
   /** @internal The group's time came: report what is still in the inboxes. */
   async check(g: Group): Promise<void> {
+    if (this.closed) return; // left in `waiting` for the snapshot
+    this.waiting.delete(g);
     try {
       for (let i = 0; i < g.users.length && !this.closed; i += BATCH) {
         const end = Math.min(i + BATCH, g.users.length);

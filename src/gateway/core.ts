@@ -26,6 +26,7 @@ import {
 import type { Envelope } from '../protocol/envelope.js';
 import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
 import { MemoryStore } from '../store/memory-store.js';
+import type { SessionLog } from '../store/session-log.js';
 import type { MessageStore } from '../store/store.js';
 import { type Clock, systemClock } from '../timer/clock.js';
 import { TimerScope } from '../timer/scope.js';
@@ -108,6 +109,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private readonly keys = new MemoryKeys();
   private readonly ownStore: MessageStore | undefined;
   private readonly resumes: Resumes | undefined;
+  /** Where this gateway leaves its state for its next run (not in a cluster, nor without a durable store). */
+  private readonly state: { log: SessionLog; name: string } | undefined;
   private readonly fanout: Fanout;
   private readonly clock: Clock;
   private readonly wheel: TimingWheel;
@@ -115,6 +118,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private readonly servers: Listeners;
   private readonly admission: AdmissionControl;
   private nextId = 0;
+  private listened = false;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
   private stopped: Promise<void> | undefined;
@@ -176,7 +180,21 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       },
       { after: o.delivery.undeliveredAfter, maxWatched: o.delivery.maxWatched },
     );
-    this.resumes = o.resume ? new Resumes(this.wheel, o.resume) : undefined;
+    const log = this.delivery.store.sessions;
+    this.state = log && o.cluster === undefined ? { log, name: o.stateName } : undefined;
+    const sessionLog = o.resume?.durable ? log : undefined;
+    this.resumes = o.resume
+      ? new Resumes(
+          this.wheel,
+          o.resume,
+          sessionLog && {
+            log: sessionLog,
+            // In a cluster, pushes accepted while this gateway is down go on elsewhere: its journal would have holes.
+            journal: o.cluster === undefined ? `${o.stateName}:journal` : undefined,
+            onError: (err, what) => this.logger.error({ err }, what),
+          },
+        )
+      : undefined;
     if (this.resumes) this.resumes.unwritten = (conn) => this.fanout.unwrittenFrom(conn);
     this.servers = new Listeners(o, this);
     this.admission = new AdmissionControl({
@@ -337,6 +355,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   async listen(): Promise<GatewayAddresses> {
+    await this.resumes?.start();
+    await this.takeState();
     const addresses = await this.servers.start();
     Object.assign(this.addresses, addresses);
     return this.addresses;
@@ -386,12 +406,42 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     clearTimeout(timer);
     for (const conn of this.lingering) conn.link.destroy();
     this.fanout.close();
+    await this.leaveState();
     this.delivery.close();
+    await this.resumes?.stop();
     this.resumes?.close();
     this.timers.close();
     await this.adapter.detach();
     await this.ownStore?.close();
     if (!isShared(this.wheel)) this.wheel.close();
+  }
+
+  /** Goes on with the undelivered checks the last run of this gateway left. */
+  private async takeState(): Promise<void> {
+    if (this.state === undefined || this.listened) return;
+    this.listened = true;
+    const { log, name } = this.state;
+    const watch = this.delivery.watch;
+    try {
+      const snap = await log.takeState(`${name}:undelivered`);
+      if (snap !== undefined && watch !== undefined && !watch.restore(snap))
+        this.logger.error({ name }, 'undelivered: the checks left by the last run are not readable');
+    } catch (err) {
+      this.logger.error({ err }, 'undelivered: reading the checks left by the last run');
+    }
+  }
+
+  /** Leaves the undelivered checks still waiting for the next run. */
+  private async leaveState(): Promise<void> {
+    const watch = this.delivery.watch;
+    if (this.state === undefined || watch === undefined || watch.size === 0) return;
+    const { log, name } = this.state;
+    watch.close(); // no check runs while the snapshot is written: each is reported once, here or next run
+    try {
+      await log.putState(`${name}:undelivered`, watch.snapshot(), watch.snapshotTtl());
+    } catch (err) {
+      this.logger.error({ err }, 'undelivered: leaving the waiting checks for the next run');
+    }
   }
 
   // ---- LinkSink: what the listeners and links call ----

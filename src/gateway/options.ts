@@ -145,6 +145,13 @@ export interface GatewayOptions {
   delivery?: Partial<DeliveryOptions>;
   /** Resume after a flash disconnect; `false` turns it off. */
   resume?: Partial<ResumeOptions> | false;
+  /**
+   * The name under which this gateway leaves its state in the store (SQLite, Redis) when it
+   * stops cleanly — the qos-0 journal resumed sessions replay from, and the pending undelivered
+   * checks — for its next run to go on with. Not used in a cluster. Gateways that share a store
+   * without a cluster need different names. Default "gateway".
+   */
+  stateName?: string;
   /** Join a cluster of gateways (see src/cluster): pushes, kicks and label changes reach every node. */
   cluster?: ClusterLink;
   /** Default: pino at level "info" on stderr. */
@@ -187,6 +194,7 @@ export interface ResolvedOptions {
   store: MessageStore | undefined;
   delivery: DeliveryOptions;
   resume: ResumeOptions | undefined;
+  stateName: string;
   cluster: ClusterLink | undefined;
   logger: Logger;
   clock: Clock | undefined;
@@ -310,6 +318,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     store: o.store,
     delivery: resolveDelivery(o.delivery ?? {}),
     resume: resolveResume(o.resume),
+    stateName: stateName(o.stateName),
     cluster: o.cluster,
     logger: o.logger ?? createLogger('info'),
     clock: o.clock,
@@ -332,6 +341,13 @@ function resolveDelivery(d: Partial<DeliveryOptions>): DeliveryOptions {
   };
 }
 
+function stateName(name: string | undefined): string {
+  if (name === undefined) return 'gateway';
+  if (typeof name !== 'string' || name === '' || name.length > 200)
+    throw new Error(`stateName must be a name of 1 to 200 characters, got ${JSON.stringify(name)}`);
+  return name;
+}
+
 function resolveResume(r: Partial<ResumeOptions> | false | undefined): ResumeOptions | undefined {
   if (r === false) return undefined;
   const window = positive('resume.window', r?.window, 120_000);
@@ -344,5 +360,6 @@ function resolveResume(r: Partial<ResumeOptions> | false | undefined): ResumeOpt
     maxSessionsPerAddress: Math.floor(
       positive('resume.maxSessionsPerAddress', r?.maxSessionsPerAddress, 10_000),
     ),
+    durable: r?.durable ?? true,
   };
 }

@@ -5,6 +5,7 @@ import type { Target } from '../hub/member.js';
 import { matchesTarget } from '../hub/target.js';
 import type { Logger } from '../log/logger.js';
 import type { OutFrame } from '../net/out-frame.js';
+import type { SessionLog, StoredSession } from '../store/session-log.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import type { Connection } from './connection.js';
 import type { HandedSession } from './types.js';
@@ -22,6 +23,11 @@ export interface ResumeOptions {
   maxSessionsPerUser: number;
   /** Dropped sessions of one remote address kept at most; over it that address's oldest is forgotten. Default 10,000. */
   maxSessionsPerAddress: number;
+  /**
+   * Keep dropped sessions in the store too, where it can (SQLite, Redis): clients then resume
+   * after a restart of the gateway and through any gateway of the store. Default true.
+   */
+  durable: boolean;
 }
 
 export interface ResumeResult {
@@ -49,6 +55,8 @@ export interface SavedSession {
   address: string;
   /** The journal position when the connection dropped: what came after was missed. */
   journalPos: number;
+  /** The journal that position is in (its epoch): in another one, what was missed is not known. */
+  epoch: string;
   timer: WheelTimer | undefined;
   /** Handed over by another node as it went away: what it missed before is not known here. */
   adopted: boolean;
@@ -59,10 +67,27 @@ const MAX_ADOPTED = 500_000;
 
 export const NOT_RESUMED: ResumeResult = { resumed: false, recovered: false, replay: [] };
 
+/** Where a Resumes keeps sessions beyond its memory. */
+export interface ResumeStore {
+  log: SessionLog;
+  /**
+   * The store key this gateway's journal goes under when it stops cleanly, and that it takes
+   * over as it starts; undefined: none (in a cluster, pushes accepted while it is down go on
+   * elsewhere, so the journal would have holes).
+   */
+  journal: string | undefined;
+  onError: (err: unknown, what: string) => void;
+}
+
 /**
  * Sessions of connections that dropped, kept for the resume window: a client that comes back in
  * time with its session id gets its labels back and the qos-0 pushes it missed (qos-1 ones wait
  * in its inbox anyway), without logging in to labels again.
+ *
+ * With a ResumeStore, every dropped session is also written to the store, and a resume takes it
+ * from there (once, on whichever gateway of the store): it survives a restart, and moves between
+ * nodes. Replay is exact where the session's journal is: on this gateway, and on a gateway that
+ * took over the journal of one that stopped cleanly. Elsewhere `recovered` is false.
  */
 export class Resumes {
   readonly journal: Journal;
@@ -72,12 +97,51 @@ export class Resumes {
   private readonly byUser = new IdIndex();
   private readonly byAddress = new IdIndex();
   private adoptedCount = 0;
+  /** Sessions waiting to be written to the store (one write per turn of the event loop). */
+  private batch: StoredSession[] = [];
+  private batchDone: Promise<void> | undefined;
+  /** The write each session saved here is in, until it landed. */
+  private readonly writing = new Map<string, Promise<void>>();
 
   constructor(
     private readonly wheel: TimingWheel,
     readonly options: ResumeOptions,
+    private readonly store?: ResumeStore,
   ) {
     this.journal = new Journal({ size: options.historySize, maxAge: options.historyAge });
+  }
+
+  /** Sessions are kept in the store as well as here. */
+  get durable(): boolean {
+    return this.store !== undefined;
+  }
+
+  /** Takes over the journal a gateway of the same name left as it stopped cleanly (before any push). */
+  async start(): Promise<void> {
+    const st = this.store;
+    // Pushes made before listen() started a journal of their own.
+    if (st?.journal === undefined || this.journal.last !== 0) return;
+    try {
+      const snap = await st.log.takeState(st.journal);
+      if (snap !== undefined && !this.journal.restore(snap, Date.now()))
+        st.onError(new Error('not a journal snapshot'), 'resume: journal left by the last run');
+    } catch (err) {
+      st.onError(err, 'resume: reading the journal left by the last run');
+    }
+  }
+
+  /** Writes what is waiting, then (a clean stop) leaves the journal for the next run. */
+  async stop(): Promise<void> {
+    const st = this.store;
+    if (st === undefined) return;
+    await this.batchDone;
+    if (st.journal === undefined) return;
+    const ttl = Math.max(this.options.window, this.options.historyAge);
+    try {
+      await st.log.putState(st.journal, this.journal.snapshot(Date.now()), ttl);
+    } catch (err) {
+      st.onError(err, 'resume: leaving the journal for the next run');
+    }
   }
 
   get size(): number {
@@ -111,28 +175,59 @@ export class Resumes {
       address: conn.remoteAddress,
       // Replay from the first push still waiting for this connection in the fan-out, if any.
       journalPos: Math.min(this.journal.last, (this.unwritten(conn) ?? Number.POSITIVE_INFINITY) - 1),
+      epoch: this.journal.epoch,
       timer: undefined,
       adopted: false,
     };
     s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id });
     this.keep(s);
+    if (this.store) this.persist(s);
+  }
+
+  /** Queues `s` for the store; one write a turn of the event loop carries every session queued. */
+  private persist(s: SavedSession): void {
+    const st = this.store as ResumeStore;
+    this.batch.push({
+      id: s.id,
+      user: s.user,
+      labels: s.labels,
+      subscribed: s.subscribed,
+      connection: s.connection,
+      epoch: s.epoch,
+      pos: s.journalPos,
+    });
+    if (this.batch.length === 1) {
+      const prev = this.batchDone ?? Promise.resolve();
+      const done = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => prev)
+        .then(() => {
+          const batch = this.batch;
+          this.batch = [];
+          return st.log.save(batch, this.options.window).finally(() => {
+            for (const x of batch) if (this.writing.get(x.id) === done) this.writing.delete(x.id);
+          });
+        })
+        .catch((err: unknown) => st.onError(err, 'resume: saving sessions'));
+      this.batchDone = done;
+    }
+    this.writing.set(s.id, this.batchDone as Promise<void>);
   }
 
   /** Adds a session within the bounds: the user's oldest, the address's oldest, then the oldest of all make room. */
   private keep(s: SavedSession): void {
     if (s.user !== undefined) {
       const ids = this.byUser.ids(s.user);
-      for (let i = 0; ids.length - i >= this.options.maxSessionsPerUser; i++) this.drop(ids[i] as string);
+      for (let i = 0; ids.length - i >= this.options.maxSessionsPerUser; i++) this.evict(ids[i] as string);
       this.byUser.add(s.user, s.id);
     }
     if (s.address !== '') {
       const ids = this.byAddress.ids(s.address);
-      for (let i = 0; ids.length - i >= this.options.maxSessionsPerAddress; i++) this.drop(ids[i] as string);
+      for (let i = 0; ids.length - i >= this.options.maxSessionsPerAddress; i++) this.evict(ids[i] as string);
       this.byAddress.add(s.address, s.id);
     }
     while (this.saved.size >= this.options.maxSessions) {
       const oldest = this.saved.keys().next().value as string;
-      this.drop(oldest);
+      this.evict(oldest);
     }
     this.saved.set(s.id, s);
   }
@@ -162,6 +257,7 @@ export class Resumes {
         connection: '',
         address: '',
         journalPos: this.journal.last,
+        epoch: this.journal.epoch,
         timer: undefined,
         adopted: true,
       };
@@ -191,7 +287,19 @@ export class Resumes {
     return users;
   }
 
-  /** @internal Forget a session (resumed, expired, or pushed out by the bounds). */
+  /** Forget a session pushed out by the bounds, in the store too. */
+  private evict(id: string): void {
+    const st = this.store;
+    if (st !== undefined && this.saved.get(id)?.adopted === false) {
+      const written = this.writing.get(id) ?? Promise.resolve();
+      written
+        .then(() => st.log.remove([id]))
+        .catch((err: unknown) => st.onError(err, 'resume: removing a session'));
+    }
+    this.drop(id);
+  }
+
+  /** @internal Forget a session here (resumed, expired, or pushed out by the bounds). */
   drop(id: string): void {
     const s = this.saved.get(id);
     if (s === undefined) return;
@@ -206,11 +314,54 @@ export class Resumes {
    * Takes session `id` for a connection of `user`: only the same user (or, for anonymous
    * sessions, the holder of the id) may. The caller gives the labels back, then asks `replay`.
    */
-  take(id: string, user: string | undefined): SavedSession | undefined {
+  take(id: string, user: string | undefined): SavedSession | undefined | Promise<SavedSession | undefined> {
+    if (this.store !== undefined) return this.takeStored(id, user, this.store);
     const s = this.saved.get(id);
     if (s === undefined || s.user !== user) return undefined;
     this.drop(id);
     return s;
+  }
+
+  /**
+   * With a store, the store's copy decides (one resume of a session, whichever gateway it
+   * reaches); the copy here stands in only when the store cannot be read.
+   */
+  private async takeStored(
+    id: string,
+    user: string | undefined,
+    st: ResumeStore,
+  ): Promise<SavedSession | undefined> {
+    await this.writing.get(id);
+    let stored: StoredSession | undefined;
+    let failed = false;
+    try {
+      stored = await st.log.take(id);
+    } catch (err) {
+      st.onError(err, 'resume: reading a session');
+      failed = true;
+    }
+    const local = this.saved.get(id);
+    if (stored !== undefined && stored.user !== user) {
+      // Not this user's: it stays for its owner.
+      st.log
+        .save([stored], this.options.window)
+        .catch((err: unknown) => st.onError(err, 'resume: saving sessions'));
+      return undefined;
+    }
+    if (local !== undefined && local.user === user) this.drop(id);
+    if (stored === undefined) return failed && local?.user === user ? local : undefined;
+    return {
+      id,
+      user: stored.user,
+      labels: stored.labels,
+      subscribed: stored.subscribed,
+      connection: stored.connection,
+      address: '',
+      journalPos: stored.pos,
+      epoch: stored.epoch,
+      timer: undefined,
+      adopted: false,
+    };
   }
 
   /** The qos-0 pushes session `s` missed that `conn` (with its labels now) would have got, encoded for it. */
@@ -222,7 +373,7 @@ export class Resumes {
       if (matchesTarget(e.target, s.user, labels, s.connection))
         replay.push(encodeBroadcast(conn.codec, labels, e.push));
     }
-    return { resumed: true, recovered: complete && !s.adopted, replay };
+    return { resumed: true, recovered: complete && !s.adopted && s.epoch === this.journal.epoch, replay };
   }
 
   close(): void {
@@ -265,8 +416,21 @@ export function resumeSession(
   const asked = conn.resumeFrom;
   conn.resumeFrom = undefined;
   conn.session = resumes.newId();
-  const s = asked === undefined ? undefined : resumes.take(asked, conn.user);
-  if (s === undefined) return NOT_RESUMED;
+  if (asked === undefined) return NOT_RESUMED;
+  const taken = resumes.take(asked, conn.user);
+  if (taken instanceof Promise)
+    return taken.then((s) => (s === undefined ? NOT_RESUMED : restore(resumes, s, conn, authorize, rejoin)));
+  if (taken === undefined) return NOT_RESUMED;
+  return restore(resumes, taken, conn, authorize, rejoin);
+}
+
+function restore(
+  resumes: Resumes,
+  s: SavedSession,
+  conn: Connection,
+  authorize: ((conn: Connection, label: string, action: 'sub') => boolean | Promise<boolean>) | undefined,
+  rejoin: (label: string, subscribed: boolean) => void,
+): ResumeResult | Promise<ResumeResult> {
   for (const l of s.labels) rejoin(l, false);
   if (s.subscribed.length === 0 || authorize === undefined) return resumes.replay(s, conn);
   return Promise.all(
@@ -288,7 +452,8 @@ export async function handOffSessions(
   connections: Iterable<Connection> | ReadonlyMap<string, Connection>,
   logger: Logger,
 ): Promise<void> {
-  if (cluster?.handOffSessions === undefined || resumes === undefined) return;
+  // Sessions in the store need no handing over: any gateway of the store takes them from there.
+  if (cluster?.handOffSessions === undefined || resumes === undefined || resumes.durable) return;
   const sessions = resumes.own();
   const conns = connections instanceof Map ? connections.values() : (connections as Iterable<Connection>);
   for (const c of conns) {

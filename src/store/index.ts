@@ -11,6 +11,7 @@ export {
   MemoryStore,
 } from './memory-store.js';
 export { RedisStore, type RedisStoreOptions } from './redis-store.js';
+export type { SessionLog, StoredSession } from './session-log.js';
 export { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 export type {
   DeadLetter,

@@ -4,6 +4,8 @@ import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisH
 import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import { RedisHistory } from './redis-history.js';
+import { RedisSessions } from './redis-sessions.js';
+import type { SessionLog } from './session-log.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -248,6 +250,8 @@ export class RedisStore implements MessageStore {
   private readonly packr = new Packr({ useRecords: false });
   /** Label histories, in the same Redis. */
   readonly history: HistoryLog;
+  /** Resume sessions and journals, in the same Redis. */
+  readonly sessions: SessionLog;
   private readonly cmd: ScriptCommands;
   /** The prefix of each bucket: [prefix] on a standalone Redis. */
   private readonly buckets: string[];
@@ -269,6 +273,7 @@ export class RedisStore implements MessageStore {
     this.cmd = redis as unknown as ScriptCommands;
     this.buckets = buckets === 0 ? [prefix] : Array.from({ length: buckets }, (_, i) => `${prefix}{b${i}}:`);
     this.history = new RedisHistory(redis, prefix, buckets !== 0);
+    this.sessions = new RedisSessions(redis, prefix);
     // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
     // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
     this.deadPerBucket = this.maxDeadLetters;

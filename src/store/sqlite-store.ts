@@ -3,7 +3,9 @@ import Database from 'better-sqlite3';
 import { makeDir } from '../util/make-dir.js';
 import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import type { SessionLog } from './session-log.js';
 import { SqliteHistory } from './sqlite-history.js';
+import { SqliteSessions } from './sqlite-sessions.js';
 import type {
   DeadLetter,
   DeadReason,
@@ -140,6 +142,8 @@ export class SqliteStore implements MessageStore {
   private readonly dedupeWindow: number;
   /** Label histories, in the same file. */
   readonly history: HistoryLog;
+  /** Resume sessions and journals, in the same file. */
+  readonly sessions: SessionLog;
   private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
   private readonly ackTx: (user: string, uptoSeq: number) => number;
   private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
@@ -155,6 +159,7 @@ export class SqliteStore implements MessageStore {
     const s = prepare(db);
     this.s = s;
     this.history = new SqliteHistory(db);
+    this.sessions = new SqliteSessions(db);
 
     this.appendTx = immediate(db, (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;

@@ -1,4 +1,5 @@
 import type { HistoryLog } from './history-log.js';
+import type { SessionLog } from './session-log.js';
 /**
  * Durable per-user inboxes for qos-1 pushes (store-then-send). One interface, several backends
  * (memory, sqlite, redis) that pass one conformance suite (test/conformance/).
@@ -64,6 +65,12 @@ export interface MessageStore {
    * is shared by the gateways of the store. Absent: histories live in each gateway's memory.
    */
   readonly history?: HistoryLog;
+  /**
+   * Resume sessions and the qos-0 journal kept in this store (SQLite and Redis): then a client
+   * resumes after a restart of the gateway, or through another gateway of the store. Absent:
+   * sessions live in each gateway's memory.
+   */
+  readonly sessions?: SessionLog;
   /**
    * Store one message for each user, in one atomic step per user (one transaction for the batch
    * where the backend allows). Returns each user's seq, in the order of `users`: a new one, or,
