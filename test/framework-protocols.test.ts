@@ -279,4 +279,17 @@ describe('trusted proxies', () => {
     expect(clientAddress('10.0.0.1', { 'x-forwarded-for': 'junk' }, trusted)).toBe('10.0.0.1');
     expect(() => trustSet(['not-an-ip'])).toThrow(TypeError);
   });
+
+  it('takes CIDR ranges (an Ingress controller whose pods change addresses), IPv4 and IPv6', () => {
+    const pods = trustSet(['10.244.0.0/16', 'fd00::/8', '192.168.1.7']);
+    const h = { 'x-forwarded-for': '203.0.113.9, 10.244.3.1' };
+    expect(clientAddress('10.244.7.12', h, pods)).toBe('203.0.113.9'); // hops in the range are skipped
+    expect(clientAddress('::ffff:10.244.7.12', h, pods)).toBe('203.0.113.9');
+    expect(clientAddress('fd12::5', h, pods)).toBe('203.0.113.9');
+    expect(clientAddress('192.168.1.7', h, pods)).toBe('203.0.113.9');
+    expect(clientAddress('10.245.0.1', h, pods)).toBe('10.245.0.1'); // outside: not believed
+    expect(clientAddress('192.168.1.8', h, pods)).toBe('192.168.1.8');
+    for (const bad of ['10.0.0.0/33', '10.0.0.0/x', '10.0.0.0/8/1', 'fd00::/129', 'host/8'])
+      expect(() => trustSet([bad]), bad).toThrow(TypeError);
+  });
 });

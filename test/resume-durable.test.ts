@@ -45,6 +45,7 @@ const session = (id: string, user = 'ann'): StoredSession => ({
   connection: 'c1',
   epoch: 'e1',
   pos: 7,
+  at: 1700000000000,
 });
 
 function describeSessionLog(name: string, make: () => SessionLog) {

@@ -220,6 +220,23 @@ export class AdminService {
    * Liveness: refused (UNAVAILABLE, 503 over HTTP) with the reason while the qos-1 store fails
    * (a call failed in the last 30 s) or, in a cluster, while the broker or registry is down.
    */
+  /** The process serves its event loop (answering is the proof). */
+  live(): { ok: true } {
+    return { ok: true };
+  }
+
+  /** Ready for new connections: listening, not stopping or draining, store and cluster working. */
+  async ready(): Promise<{ ready: true }> {
+    const { reasons } = this.gateway.readiness();
+    const cluster = clusterOf(this.gateway);
+    if (cluster !== undefined) {
+      const status = cluster.status();
+      if (!status.up) reasons.push(`cluster ${status.reason ?? 'down'}`);
+    }
+    if (reasons.length > 0) throw new PylonError('UNAVAILABLE', `not ready: ${reasons.join(', ')}`);
+    return { ready: true };
+  }
+
   async health(): Promise<{ ok: true; cluster?: ClusterStatus }> {
     const store = this.gateway.stats().store;
     if (!store.ok) throw new PylonError('UNAVAILABLE', `store failing: ${store.error}`);

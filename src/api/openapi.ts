@@ -435,6 +435,31 @@ const paths = {
       },
     },
   },
+  '/livez': {
+    get: {
+      operationId: 'Live',
+      summary:
+        'Liveness for an orchestrator: 200 while the process serves its event loop (open without a key when openHealth is set)',
+      security: [{}, { bearer: [] }],
+      responses: {
+        200: json({ type: 'object', properties: { ok: { const: true } }, required: ['ok'] }),
+        ...errors(401),
+      },
+    },
+  },
+  '/readyz': {
+    get: {
+      operationId: 'Ready',
+      summary:
+        'Readiness for a load balancer: 503 with the reasons while starting, stopping (the grace after SIGTERM), draining, or with the store or the cluster failing (open without a key when openHealth is set)',
+      security: [{}, { bearer: [] }],
+      responses: {
+        200: json({ type: 'object', properties: { ready: { const: true } }, required: ['ready'] }),
+        503: { $ref: '#/components/responses/Error' },
+        ...errors(401),
+      },
+    },
+  },
   '/metrics': {
     get: {
       operationId: 'Metrics',

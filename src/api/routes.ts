@@ -13,6 +13,10 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
   return [
     // 503 {"error": {"code": "UNAVAILABLE", "message": <reason>}} while a cluster's broker or registry is down.
     { method: 'GET', path: '/healthz', access: 'health', handler: () => service.health() },
+    // Liveness: 200 while the event loop answers. Readiness: 503 while starting, stopping
+    // (SIGTERM's grace), draining, or with the store or the cluster failing.
+    { method: 'GET', path: '/livez', access: 'health', handler: () => service.live() },
+    { method: 'GET', path: '/readyz', access: 'health', handler: () => service.ready() },
     {
       method: 'GET',
       path: '/metrics',

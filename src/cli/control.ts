@@ -12,6 +12,8 @@ export interface ControlFlags {
   workers: number;
   stopTimeout: number;
   drainTimeout: number;
+  /** Seconds SIGTERM waits, unready, before the stop begins. */
+  shutdownGrace?: number;
 }
 
 interface NodeRow {
@@ -164,8 +166,8 @@ export async function stopInstance(
   if (pid === undefined) return 'not running';
   print(`pylon: stopping pid ${pid}`);
   process.kill(pid, 'SIGTERM');
-  // The primary kills what is left at stop-timeout + 5 s: wait a little longer than that.
-  const wait = f.stopTimeout + 10;
+  // The primary kills what is left at grace + stop-timeout + 5 s: wait a little longer than that.
+  const wait = (f.shutdownGrace ?? 0) + f.stopTimeout + 10;
   const deadline = Date.now() + wait * 1000;
   while (alive(pid) && Date.now() < deadline) await sleep(100);
   if (!alive(pid)) return 'stopped';

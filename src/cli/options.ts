@@ -135,7 +135,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     section: 'connections',
     default: [],
     arg: 'addresses',
-    help: 'reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For gives a WebSocket client its address',
+    help: 'reverse proxies (IP addresses or CIDR ranges, comma-separated) whose X-Forwarded-For gives a WebSocket client its address',
   },
   {
     key: 'duplicate-login',
@@ -252,7 +252,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: 'bool',
     section: 'admin API',
     default: false,
-    help: 'serve /healthz, /metrics and /openapi.json without a key',
+    help: 'serve the probes (/healthz, /livez, /readyz), /metrics and /openapi.json without a key',
   },
   // webhooks
   {
@@ -370,6 +370,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 3600,
     arg: 'seconds',
     help: 'stop: time to close connections and flush the store before the process is forced out',
+  },
+  {
+    key: 'shutdown-grace',
+    kind: 'int',
+    section: 'operations',
+    default: 0,
+    min: 0,
+    max: 3600,
+    arg: 'seconds',
+    help: 'SIGTERM: answer /readyz 503 and keep serving this long (so a load balancer stops sending) before closing connections; SIGINT does not wait',
   },
 ];
 

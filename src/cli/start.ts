@@ -58,6 +58,8 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   /** Seconds. */
   drainTimeout: number;
   stopTimeout: number;
+  /** Seconds SIGTERM keeps serving, unready, before the stop. */
+  shutdownGrace: number;
   pidFile: string;
   logFile: string;
   /** Whether --pid-file was set (a foreground start writes the file only then). */
@@ -74,6 +76,7 @@ export async function start(flags: StartFlags): Promise<void> {
     supervise: daemon,
     drainTimeout: flags.drainTimeout * 1000,
     stopTimeout: flags.stopTimeout * 1000,
+    shutdownGrace: flags.shutdownGrace * 1000,
     onReady: () => {
       // Tell `start -d` we are up, then let it go (it exits; we keep running).
       if (daemon && process.send !== undefined && process.connected) {
@@ -173,13 +176,30 @@ export async function start(flags: StartFlags): Promise<void> {
   // Worker and single process alike: stop on SIGINT/SIGTERM, closing every connection with
   // reconnect_elsewhere (4001) so clients come back (to another worker or node) at once.
   let stopping = false;
+  let withdrawn: NodeJS.Timeout | undefined;
   const stop = (why: string) => {
-    if (stopping) {
+    if (withdrawn !== undefined) {
+      // A second signal during the grace: stop now.
+      clearTimeout(withdrawn);
+      withdrawn = undefined;
+    } else if (stopping) {
       if (inWorker()) return; // the primary forwards signals and forces the exit if need be
       process.stdout.write('pylon: forced exit\n');
       process.exit(1);
+    } else if (why === 'SIGTERM' && flags.shutdownGrace > 0) {
+      // Unready first (/readyz 503), still serving and accepting, so the load balancer moves on.
+      gateway.withdraw();
+      process.stdout.write(
+        `pylon: SIGTERM, not ready; serving ${gateway.connections.size} connection(s) ${flags.shutdownGrace} s more\n`,
+      );
+      withdrawn = setTimeout(() => {
+        withdrawn = undefined;
+        stop('grace over');
+      }, flags.shutdownGrace * 1000);
+      return;
     }
     stopping = true;
+    gateway.withdraw();
     process.stdout.write(`pylon: ${why}, closing ${gateway.connections.size} connection(s)\n`);
     setTimeout(() => {
       process.stdout.write(`pylon: not stopped after ${flags.stopTimeout} s, forced exit\n`);

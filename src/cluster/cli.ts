@@ -47,6 +47,7 @@ export interface SupervisorFlags extends ClusterFlags {
   /** ms; see PrimaryOptions. */
   drainTimeout?: number;
   stopTimeout?: number;
+  shutdownGrace?: number;
   /** Called once every worker listens (start -d tells the launching command). */
   onReady?: () => void;
 }
@@ -67,6 +68,7 @@ export async function runAsPrimary(flags: SupervisorFlags): Promise<boolean> {
     ipc: flags.redis === undefined,
     drainTimeout: flags.drainTimeout,
     stopTimeout: flags.stopTimeout,
+    shutdownGrace: flags.shutdownGrace,
     onReady: flags.onReady,
     reloadRefused:
       store === 'memory'

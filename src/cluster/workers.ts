@@ -12,6 +12,8 @@ export interface PrimaryOptions {
   drainTimeout?: number;
   /** Stop: ms a worker has to close before it is killed. Default 10 s. */
   stopTimeout?: number;
+  /** SIGTERM: ms each worker stays up, unready, before it closes (it is killed this much later too). Default 0. */
+  shutdownGrace?: number;
   /** Why a reload must be refused (e.g. a store that lives in the worker), or undefined. */
   reloadRefused?: string;
   /** Called once, when every worker of the first generation listens. */
@@ -67,6 +69,7 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const drainTimeout = options.drainTimeout ?? 30_000;
   const stopTimeout = options.stopTimeout ?? 10_000;
+  const grace = options.shutdownGrace ?? 0;
   cluster.setupPrimary({ serialization: 'advanced' });
   const served = options.ipc ? servePrimary(new LocalRegistry()) : undefined;
   const slots = new Set<Slot>();
@@ -191,10 +194,14 @@ export function runPrimary(options: PrimaryOptions): Promise<void> {
       stopping = true;
       print(`pylon: ${signal}, stopping ${slots.size} worker(s)`);
       if (slots.size === 0) resolve();
-      for (const s of slots) s.worker.process.kill('SIGTERM');
-      setTimeout(() => {
-        for (const s of slots) s.worker.process.kill('SIGKILL');
-      }, stopTimeout + 5000).unref();
+      // The same signal: a worker waits its shutdown grace on SIGTERM only.
+      for (const s of slots) s.worker.process.kill(signal);
+      setTimeout(
+        () => {
+          for (const s of slots) s.worker.process.kill('SIGKILL');
+        },
+        (signal === 'SIGTERM' ? grace : 0) + stopTimeout + 5000,
+      ).unref();
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));

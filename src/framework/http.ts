@@ -1,4 +1,4 @@
-import { clientAddress } from '../net/proxy.js';
+import { clientAddress, type TrustedProxies } from '../net/proxy.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
 import { bufferOf, type Protocol } from './protocol.js';
@@ -49,7 +49,7 @@ export interface HttpProtocolOptions {
   /** Largest body, in bytes. Default 1 MiB (413 above it). */
   maxBody?: number;
   /** Addresses of reverse proxies whose X-Forwarded-For / X-Real-IP are believed (the server fills it). */
-  trustedProxies?: ReadonlySet<string>;
+  trustedProxies?: TrustedProxies;
 }
 
 /** A request that cannot be served: answered with `status`, then the connection is closed. */

@@ -11,7 +11,7 @@ import {
   type LinkInfo,
   type LinkSink,
 } from '../net/link.js';
-import { trustSet } from '../net/proxy.js';
+import { type TrustedProxies, trustSet } from '../net/proxy.js';
 import type { SocketLink } from '../net/socket-link.js';
 import { StreamListener } from '../net/stream.js';
 import type { TlsFiles } from '../net/tls.js';
@@ -473,7 +473,7 @@ function isScheme(s: string): s is Scheme {
 function defaultProtocol(
   scheme: Scheme,
   o: ServerOptions<unknown, unknown>,
-  trusted: ReadonlySet<string>,
+  trusted: TrustedProxies,
 ): Protocol<never, never> | undefined {
   switch (scheme) {
     case 'tcp':

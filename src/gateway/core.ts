@@ -119,6 +119,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private readonly admission: AdmissionControl;
   private nextId = 0;
   private listened = false;
+  /** listen() resolved: the listeners accept. */
+  private listening = false;
+  /** withdraw() was called: not ready, still serving. */
+  private withdrawn = false;
   private counters = { messagesIn: 0, messagesOut: 0, pushesDropped: 0, slowConsumers: 0, authFailures: 0 };
   private closing: Promise<void> | undefined;
   private stopped: Promise<void> | undefined;
@@ -359,6 +363,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     await this.takeState();
     const addresses = await this.servers.start();
     Object.assign(this.addresses, addresses);
+    this.listening = true;
     return this.addresses;
   }
 
@@ -380,6 +385,21 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     return this.stopped !== undefined;
   }
 
+  withdraw(): void {
+    this.withdrawn = true;
+  }
+
+  /** Whether a load balancer should send connections here, and if not why (store and cluster apart). */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (!this.listening) reasons.push('starting');
+    if (this.withdrawn) reasons.push('stopping');
+    if (this.stopped !== undefined) reasons.push('draining');
+    const store = this.delivery.health.status();
+    if (!store.ok) reasons.push(`store failing: ${store.error}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
   reloadTls(): void {
     this.servers.reloadTls();
   }
@@ -390,6 +410,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   private async shutdown(code: 'shutdown' | 'reconnect_elsewhere'): Promise<void> {
     await this.stopAccepting();
+    // Sessions in the store before the clients are told to go, so one back at once finds its own.
+    await this.resumes?.saveOpen(this.connections.values());
     // Going away while the service stays: the other nodes get the sessions, so clients resume there.
     if (code === 'reconnect_elsewhere')
       await handOffSessions(this.adapter, this.resumes, this.connections, this.logger);

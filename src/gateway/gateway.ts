@@ -198,6 +198,24 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.#core.draining;
   }
 
+  /**
+   * Report the gateway not ready (`readiness()`, `/readyz`) while it goes on serving and
+   * accepting: the first step of a graceful stop behind a load balancer, which stops sending new
+   * connections before `close()` moves the open ones.
+   */
+  withdraw(): void {
+    this.#core.withdraw();
+  }
+
+  /**
+   * Whether a load balancer should send connections here: listening, not withdrawn or draining,
+   * the store not failing (a call failed in the last 30 s). The cluster's state is the admin
+   * API's to add (`/readyz`). `reasons` says what is missing.
+   */
+  readiness(): { ready: boolean; reasons: string[] } {
+    return this.#core.readiness();
+  }
+
   /** Re-read the TLS certificate files of the tls:// and wss:// listeners (new connections use them). */
   reloadTls(): void {
     this.#core.reloadTls();

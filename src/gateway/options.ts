@@ -66,7 +66,7 @@ export interface GatewayOptions {
   frameTimeout?: number;
   /** Bytes queued for writing on all connections of the process together; over it the largest are closed as slow consumers. Process-wide, like maxPartialBytes. Default 512 MiB. */
   maxOutboundBytes?: number;
-  /** Proxies (IP addresses) whose X-Forwarded-For / X-Real-IP give a WebSocket client's address (for limits per address, logs, the validate hook). Default: none. */
+  /** Proxies (IP addresses, or CIDR ranges such as "10.244.0.0/16") whose X-Forwarded-For / X-Real-IP give a WebSocket client's address (for limits per address, logs, the validate hook). Default: none. */
   trustedProxies?: string[];
   /** Keepalive by server pings; `false` turns it off. Defaults suit mobile networks: 30 s / 75 s. */
   keepalive?: Partial<KeepaliveOptions> | false;

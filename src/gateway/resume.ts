@@ -57,6 +57,8 @@ export interface SavedSession {
   journalPos: number;
   /** The journal that position is in (its epoch): in another one, what was missed is not known. */
   epoch: string;
+  /** ms since the epoch, when it was saved. */
+  savedAt: number;
   timer: WheelTimer | undefined;
   /** Handed over by another node as it went away: what it missed before is not known here. */
   adopted: boolean;
@@ -165,6 +167,7 @@ export class Resumes {
   save(conn: Connection): void {
     const id = conn.session;
     if (id === undefined) return;
+    this.drop(id); // saved again (a stop re-saving at a newer position)
     const { granted, subscribed } = labelsBySource(conn);
     const s: SavedSession = {
       id,
@@ -176,12 +179,31 @@ export class Resumes {
       // Replay from the first push still waiting for this connection in the fan-out, if any.
       journalPos: Math.min(this.journal.last, (this.unwritten(conn) ?? Number.POSITIVE_INFINITY) - 1),
       epoch: this.journal.epoch,
+      savedAt: Date.now(),
       timer: undefined,
       adopted: false,
     };
     s.timer = this.wheel.schedule(this.options.window, forget, { resumes: this, id });
     this.keep(s);
     if (this.store) this.persist(s);
+  }
+
+  /**
+   * A clean stop: the sessions of the open connections go to the store before they are told to
+   * reconnect (a client back at once on another gateway finds its session there). Their
+   * connections then save nothing more as they close.
+   */
+  async saveOpen(conns: Iterable<Connection>): Promise<void> {
+    if (this.store === undefined) return;
+    const open = [...conns].filter((c) => c.state === 'open' && c.session !== undefined);
+    // Saved again (same ids, newer positions) while pushes came in during the write: a few tries.
+    for (let tries = 0; tries < 3; tries++) {
+      const last = this.journal.last;
+      for (const c of open) this.save(c);
+      await this.batchDone;
+      if (this.journal.last === last) break;
+    }
+    for (const c of open) c.session = undefined;
   }
 
   /** Queues `s` for the store; one write a turn of the event loop carries every session queued. */
@@ -195,6 +217,7 @@ export class Resumes {
       connection: s.connection,
       epoch: s.epoch,
       pos: s.journalPos,
+      at: s.savedAt,
     });
     if (this.batch.length === 1) {
       const prev = this.batchDone ?? Promise.resolve();
@@ -258,6 +281,7 @@ export class Resumes {
         address: '',
         journalPos: this.journal.last,
         epoch: this.journal.epoch,
+        savedAt: Date.now(),
         timer: undefined,
         adopted: true,
       };
@@ -359,6 +383,7 @@ export class Resumes {
       address: '',
       journalPos: stored.pos,
       epoch: stored.epoch,
+      savedAt: stored.at,
       timer: undefined,
       adopted: false,
     };
@@ -367,13 +392,15 @@ export class Resumes {
   /** The qos-0 pushes session `s` missed that `conn` (with its labels now) would have got, encoded for it. */
   replay(s: SavedSession, conn: Connection): ResumeResult {
     const labels: readonly string[] = conn.labels ?? [];
-    const { entries, complete } = this.journal.since(s.journalPos, Date.now());
+    const same = s.epoch === this.journal.epoch;
+    // Another journal's positions do not compare: what this one recorded after the save, then.
+    const { entries, complete } = this.journal.since(same ? s.journalPos : 0, Date.now());
     const replay: OutFrame[] = [];
     for (const e of entries) {
-      if (matchesTarget(e.target, s.user, labels, s.connection))
+      if ((same || e.at > s.savedAt) && matchesTarget(e.target, s.user, labels, s.connection))
         replay.push(encodeBroadcast(conn.codec, labels, e.push));
     }
-    return { resumed: true, recovered: complete && !s.adopted && s.epoch === this.journal.epoch, replay };
+    return { resumed: true, recovered: complete && !s.adopted && same, replay };
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 /**
  * The real client address behind reverse proxies. `X-Forwarded-For` and `X-Real-IP` are
@@ -12,15 +12,45 @@ export function normalizeAddress(address: string): string {
   return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }
 
-/** The set of trusted proxy addresses, normalized. */
-export function trustSet(addresses: readonly string[] | undefined): ReadonlySet<string> {
-  const set = new Set<string>();
+/** Addresses believed when they forward a client's address. */
+export interface TrustedProxies {
+  /** Addresses and ranges given (0: trust none). */
+  readonly size: number;
+  has(address: string): boolean;
+}
+
+/**
+ * The trusted proxies: IP addresses and CIDR ranges ("10.0.0.0/8", "fd00::/8"; in Kubernetes the
+ * pod network of the Ingress controller, whose pods change addresses).
+ */
+export function trustSet(addresses: readonly string[] | undefined): TrustedProxies {
+  const list = new BlockList();
+  let size = 0;
   for (const a of addresses ?? []) {
-    const n = normalizeAddress(a);
-    if (isIP(n) === 0) throw new TypeError(`trustedProxies: "${a}" is not an IP address`);
-    set.add(n);
+    const [base = '', bits, extra] = a.split('/');
+    const n = normalizeAddress(base);
+    const family = isIP(n);
+    const prefix = bits === undefined ? undefined : Number(bits);
+    const max = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (prefix !== undefined && (!/^\d{1,3}$/.test(bits as string) || (prefix as number) > max))
+    )
+      throw new TypeError(`trustedProxies: "${a}" is not an IP address or a CIDR range`);
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(n, type);
+    else list.addSubnet(n, prefix, type);
+    size++;
   }
-  return set;
+  return {
+    size,
+    has(address: string): boolean {
+      const n = normalizeAddress(address);
+      const family = isIP(n);
+      return family !== 0 && list.check(n, family === 6 ? 'ipv6' : 'ipv4');
+    },
+  };
 }
 
 /**
@@ -34,7 +64,7 @@ export function trustSet(addresses: readonly string[] | undefined): ReadonlySet<
 export function clientAddress(
   peer: string,
   headers: IncomingHttpHeaders | Record<string, string | undefined>,
-  trusted: ReadonlySet<string>,
+  trusted: TrustedProxies,
 ): string {
   if (trusted.size === 0 || !trusted.has(normalizeAddress(peer))) return peer;
   const xff = headers['x-forwarded-for'];

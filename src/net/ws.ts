@@ -3,7 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { Admission, LinkInfo } from './link.js';
 import { listenOn } from './listen.js';
-import { clientAddress } from './proxy.js';
+import { clientAddress, type TrustedProxies } from './proxy.js';
 import { wire } from './socket-link.js';
 import { readTls, reloadTls, type TlsFiles } from './tls.js';
 import { acceptKey } from './ws-frame.js';
@@ -21,7 +21,7 @@ export interface WsListenOptions extends WsLinkOptions {
   /** wss:// instead of ws://. */
   tls?: TlsFiles;
   /** Proxies whose X-Forwarded-For / X-Real-IP give the client's address (normalized). */
-  trustedProxies: ReadonlySet<string>;
+  trustedProxies: TrustedProxies;
   /** Serves plain HTTP requests on the same port (pages, health). Default: 404. */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
 }

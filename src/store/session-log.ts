@@ -11,6 +11,8 @@ export interface StoredSession {
   /** The qos-0 journal it was saved against (its epoch), and the position there it had been sent up to. */
   epoch: string;
   pos: number;
+  /** ms since the epoch, when it was saved (a gateway with another journal replays what it recorded after). */
+  at: number;
 }
 
 /**
@@ -40,20 +42,21 @@ export interface SessionLog {
 export const DEFAULT_MAX_STORED_SESSIONS = 1_000_000;
 
 export function encodeSession(s: StoredSession): string {
-  return JSON.stringify([s.user ?? null, s.labels, s.subscribed, s.connection, s.epoch, s.pos]);
+  return JSON.stringify([s.user ?? null, s.labels, s.subscribed, s.connection, s.epoch, s.pos, s.at]);
 }
 
 export function decodeSession(id: string, text: string): StoredSession | undefined {
   try {
-    const [user, labels, subscribed, connection, epoch, pos] = JSON.parse(text) as [
+    const [user, labels, subscribed, connection, epoch, pos, at] = JSON.parse(text) as [
       string | null,
       string[],
       string[],
       string,
       string,
       number,
+      number,
     ];
-    return { id, user: user ?? undefined, labels, subscribed, connection, epoch, pos };
+    return { id, user: user ?? undefined, labels, subscribed, connection, epoch, pos, at };
   } catch {
     return undefined;
   }
