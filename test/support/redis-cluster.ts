@@ -67,12 +67,13 @@ function bindable(port: number): Promise<boolean> {
 }
 
 /**
- * A port for a cluster node: it and its cluster bus port (+10000) free, so at most 55535. Picked
- * at random below the kernel's ephemeral range, where the OS does not hand out ports by itself.
+ * A port for a cluster node: it and its cluster bus port (+10000) free. Both are picked below the
+ * kernel's ephemeral range (32768 on Linux), where the OS does not hand out ports by itself to
+ * outgoing connections or to listeners on port 0: node ports 10000-21999, bus ports 20000-31999.
  */
 async function freeNodePort(taken: number[]): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const p = 20_000 + Math.floor(Math.random() * 12_000);
+    const p = 10_000 + Math.floor(Math.random() * 12_000);
     if (taken.includes(p) || taken.includes(p + 10_000) || taken.includes(p - 10_000)) continue;
     if ((await bindable(p)) && (await bindable(p + 10_000))) return p;
   }
