@@ -141,10 +141,14 @@ export class Resumes {
     const ttl = Math.max(this.options.window, this.options.historyAge);
     try {
       await st.log.putState(st.journal, this.journal.snapshot(Date.now()), ttl);
+      this.sealed = st.journal;
     } catch (err) {
       st.onError(err, 'resume: leaving the journal for the next run');
     }
   }
+
+  /** The state key of the journal left for the next run: a push recorded after it withdraws it. */
+  private sealed: string | undefined;
 
   get size(): number {
     return this.saved.size;
@@ -157,6 +161,14 @@ export class Resumes {
 
   /** Records a qos-0 push for sessions that resume; returns its journal position. */
   record(target: Target, push: Broadcast): number {
+    if (this.sealed !== undefined && this.store !== undefined) {
+      // Pushed after the journal was left: the next run must not take it as complete.
+      const { log, onError } = this.store;
+      log
+        .takeState(this.sealed)
+        .catch((err: unknown) => onError(err, 'resume: withdrawing the journal left'));
+      this.sealed = undefined;
+    }
     return this.journal.add(target, push, Date.now());
   }
 
