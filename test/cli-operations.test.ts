@@ -266,9 +266,12 @@ describe('pylon start -d, status, reload, stop', () => {
     const moved = await pylon('reload', '--config', 'good.yaml');
     expect(moved.code).toBe(1);
     expect(moved.err).toMatch(/reload failed: new worker \d exited \(1\) before it listened/);
-    expect(readFileSync(join(dir, 'pylon.log'), 'utf8')).toMatch(
-      /store changed from sqlite:\.\/data\/pylon\.db to sqlite:\.\/data\/other\.db: a reload cannot change store/,
-    );
+    // The worker's last words reach the log file a moment after the primary reported its exit.
+    await expect
+      .poll(() => readFileSync(join(dir, 'pylon.log'), 'utf8'), { timeout: 5000 })
+      .toMatch(
+        /store changed from sqlite:\.\/data\/pylon\.db to sqlite:\.\/data\/other\.db: a reload cannot change store/,
+      );
     writeFileSync(join(dir, 'pylon.yaml'), good);
     status = await pylon('status');
     expect(status.out.match(/\s2\s+serving\s/g)).toHaveLength(2);
