@@ -41,6 +41,7 @@ async function runNode() {
     cluster,
     logger: createLogger('warn'),
     rateLimit: false,
+    userRateLimit: false,
     keepalive: false,
   });
   const addr = await gateway.listen();

@@ -1,12 +1,21 @@
+import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type PylonClient } from '../src/client/index.js';
 import { connectViaDispatcher } from '../src/cluster/dispatch-client.js';
+import { RawTcp } from './support/gateway.js';
 import { Child } from './support/process.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 
 // Three gateway processes (test/support/cluster-node.mjs, built code) joined through a real
 // redis-server: broker, registry and message store.
 const TTL = 1500;
+const JWT_SECRET = 'a-test-secret-of-enough-length';
+const jwt = (sub: string, jti: string) =>
+  new SignJWT({ sub })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt()
+    .setJti(jti)
+    .sign(new TextEncoder().encode(JWT_SECRET));
 
 interface NodeProc {
   child: Child;
@@ -26,6 +35,7 @@ async function startNode(): Promise<NodeProc> {
     TTL: String(TTL),
     PREFIX: 'test:',
     LOG: 'warn',
+    JWT_SECRET,
   });
   procs.push(child);
   const m = await child.waitFor(/^node (\S+) tcp (\S+) ws (\S+) admin (\S+)/);
@@ -132,6 +142,65 @@ describe('cluster of three gateway processes over Redis', () => {
     });
     clients.push(viaDispatcher);
     expect(viaDispatcher.welcome?.connection.startsWith(`${a.id}-`)).toBe(true);
+  });
+
+  it('a ban on one node closes the user everywhere within a second and is refused on every node, resume included, until it ends', async () => {
+    const closes: Array<{ code: number; at: number }> = [];
+    const sessions: string[] = [];
+    for (const node of [a, b, c]) {
+      const cl = await connect(node.tcp, { token: 'zed', reconnect: { base: 50, max: 100 } });
+      sessions.push(cl.welcome?.session as string);
+      cl.on('close', (info) => closes.push({ code: info.code, at: Date.now() }));
+      clients.push(cl);
+    }
+    const bystander = await client(b, 'yoko');
+    const started = Date.now();
+    const r = await api<{ kicked: number }>(a, '/v1/users/zed/ban', { duration: 2500, reason: 'abuse' });
+    expect(r.kicked).toBe(1);
+    await expect.poll(() => closes.length, { timeout: 2000 }).toBe(3);
+    expect(closes.every((x) => x.code === 4508)).toBe(true);
+    expect(Math.max(...closes.map((x) => x.at)) - started).toBeLessThan(1000);
+    expect(bystander.connected).toBe(true);
+    // Every node refuses it, at the handshake and on resume; every node reports the ban.
+    for (const [i, node] of [a, b, c].entries()) {
+      const raw = await RawTcp.open(node.tcp);
+      raw.sendJson({ kind: 'hello', data: { token: 'zed', session: sessions[i] } });
+      await raw.until((x) => x.closed);
+      expect(raw.json().map((f) => f.kind)).toEqual(['kick']);
+      expect(raw.json()[0]?.data).toMatchObject({ code: 4508, name: 'banned' });
+      expect((await api<{ banned?: { reason: string } }>(node, '/v1/users/zed')).banned?.reason).toBe(
+        'abuse',
+      );
+    }
+    // After the ban: accepted on every node.
+    await new Promise((res) => setTimeout(res, Math.max(0, started + 2600 - Date.now())));
+    for (const node of [a, b, c]) {
+      const cl = await connect(node.tcp, { token: 'zed', reconnect: false });
+      expect(cl.welcome?.user).toBe('zed');
+      await cl.close();
+    }
+    await bystander.close();
+  });
+
+  it('a token revoked by jti on one node is closed and refused on every node; another token of the user is not', async () => {
+    const revoked = await jwt('yan', 'jti-1');
+    const other = await jwt('yan', 'jti-2');
+    const closes: number[] = [];
+    for (const node of [b, c]) {
+      const cl = await connect(node.ws, { token: revoked, reconnect: { base: 50, max: 100 } });
+      cl.on('close', (info) => closes.push(info.code));
+      clients.push(cl);
+    }
+    const keeps = await connect(c.tcp, { token: other, reconnect: false });
+    clients.push(keeps);
+    const r = await api<{ closed: number }>(a, '/v1/revocations', { jti: 'jti-1', duration: 60_000 });
+    expect(r.closed).toBe(0);
+    await expect.poll(() => closes, { timeout: 2000 }).toEqual([4509, 4509]);
+    expect(keeps.connected).toBe(true);
+    for (const node of [a, b, c]) {
+      await expect(connect(node.tcp, { token: revoked, reconnect: false })).rejects.toThrow(/\(4509\)/);
+    }
+    await keeps.close();
   });
 
   it('forgets the users of a node killed with SIGKILL within the TTL', async () => {

@@ -27,6 +27,7 @@ beforeAll(async () => {
     handshakeTimeout: 2000,
     maxFrame: 64 * 1024,
     rateLimit: false,
+    userRateLimit: false,
   });
   ({ gateway, tcpUrl, wsUrl } = g);
   installEcho(gateway);

@@ -19,6 +19,7 @@ async function chatGateway(historyLimits: Record<string, number>) {
     ...chatOptions(),
     historyLimits,
     rateLimit: false,
+    userRateLimit: false,
     subRateLimit: false,
   });
   installChat(g.gateway);

@@ -11,6 +11,7 @@ const options = {
   authorizeSub: () => true,
   presence: /^room:/,
   rateLimit: false as const,
+  userRateLimit: false as const,
 };
 
 async function member(url: string, user: string, label: string): Promise<RawTcp> {

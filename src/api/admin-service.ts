@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import { type ClusterStatus, clusterOf, type DispatchEntry } from '../cluster/cluster.js';
 import { nodeUrls } from '../cluster/support.js';
 import type { Gateway } from '../gateway/gateway.js';
-import type { GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
+import type { ConnectionInfo, GatewayStats, LabelPage, PushOptions, UserInfo } from '../gateway/types.js';
+import type { ConnectionFilter } from '../gateway/views.js';
 import type { Target } from '../hub/member.js';
 import { parseTarget } from '../hub/target.js';
 import type { Logger } from '../log/logger.js';
@@ -20,6 +21,8 @@ const MAX_TYPE = 256;
 const MAX_LABEL = 256;
 const MAX_LABEL_LIST = 1000;
 const MAX_REASON = 256;
+const MAX_ID = 256;
+const MAX_DURATION = 3650 * 24 * 3600 * 1000;
 
 export interface PushInput {
   /** `{user}`, `{users}`, `{connection}`, `{labels: {all, any, not}}` or `{all: true}`. */
@@ -94,6 +97,48 @@ export interface PageInput {
 
 export interface LabelsOutput {
   labels: Array<{ label: string; count: number }>;
+  next?: string;
+}
+
+export interface BanOutput {
+  user: string;
+  /** ISO 8601: when the ban ends. */
+  until: string;
+  /** Connections this node closed (the other nodes close theirs too). */
+  kicked: number;
+}
+
+export interface RevokeInput {
+  jti?: string;
+  user?: string;
+  /** ISO 8601 or ms since the epoch; with `user`. Default now. */
+  issuedBefore?: string | number;
+  /** ms the revocation lasts. Default 24 h. */
+  duration?: number;
+  reason?: string;
+}
+
+export interface RevokeOutput {
+  jti?: string;
+  user?: string;
+  issuedBefore?: string;
+  until: string;
+  /** Connections this node closed. */
+  closed: number;
+}
+
+export interface ConnectionsInput extends PageInput {
+  user?: string;
+  label?: string;
+  transport?: string;
+  address?: string;
+}
+
+export interface ConnectionsOutput {
+  /** The node that answered (its connections only). */
+  node: string;
+  connections: ConnectionInfo[];
+  /** Pass as `after` for the next page. */
   next?: string;
 }
 
@@ -268,10 +313,80 @@ export class AdminService {
     return user === undefined ? { nodes } : { user, nodes };
   }
 
-  /** Online or not, and each open connection of the user (an unknown user is simply offline). */
-  async getUser(input: { user: string }): Promise<UserInfo> {
+  /** Online or not, each open connection of the user (an unknown user is simply offline), and its ban. */
+  async getUser(input: {
+    user: string;
+  }): Promise<UserInfo & { banned?: { until: string; reason?: string } }> {
     const o = fields(input, 'body', ['user']);
-    return this.gateway.userInfo(nonEmpty(o.user, 'user'));
+    const user = nonEmpty(o.user, 'user');
+    const info = this.gateway.userInfo(user);
+    const ban = this.gateway.banned(user);
+    if (ban === undefined) return info;
+    const banned: { until: string; reason?: string } = { until: new Date(ban.until).toISOString() };
+    if (ban.reason !== undefined) banned.reason = ban.reason;
+    return { ...info, banned };
+  }
+
+  /**
+   * Ban a user for `duration` ms (default 24 h): its connections on every node closed with
+   * `banned` (4508), new ones refused until the ban ends.
+   */
+  async ban(input: { user: string; duration?: number; reason?: string }): Promise<BanOutput> {
+    const o = fields(input, 'body', ['user', 'duration', 'reason']);
+    const user = nonEmpty(o.user, 'user', MAX_ID);
+    const r = await this.gateway.ban(user, denyOptions(o));
+    return { user, until: new Date(r.until).toISOString(), kicked: r.kicked };
+  }
+
+  /** Lift a user's ban on every node. */
+  async unban(input: { user: string }): Promise<{ user: string; unbanned: boolean }> {
+    const o = fields(input, 'body', ['user']);
+    const user = nonEmpty(o.user, 'user', MAX_ID);
+    return { user, unbanned: await this.gateway.unban(user) };
+  }
+
+  /**
+   * Revoke a token by its id (`jti`), or a user's tokens issued before a time (`user`,
+   * `issuedBefore`: ISO 8601 or ms since the epoch, default now): connections that use it are
+   * closed with `token_revoked` (4509), and it is refused for `duration` ms (default 24 h).
+   */
+  async revoke(input: RevokeInput): Promise<RevokeOutput> {
+    const o = fields(input, 'body', ['jti', 'user', 'issuedBefore', 'duration', 'reason']);
+    if ((o.jti === undefined) === (o.user === undefined)) bad('body', 'needs exactly one of jti, user');
+    const options = denyOptions(o);
+    if (o.jti !== undefined) {
+      if (o.issuedBefore !== undefined) bad('issuedBefore', 'only with user');
+      const jti = nonEmpty(o.jti, 'jti', MAX_ID);
+      const r = await this.gateway.revoke({ jti }, options);
+      return { jti, until: new Date(r.until).toISOString(), closed: r.closed };
+    }
+    const user = nonEmpty(o.user, 'user', MAX_ID);
+    const before = o.issuedBefore === undefined ? Date.now() : instant(o.issuedBefore, 'issuedBefore');
+    const r = await this.gateway.revoke({ user, issuedBefore: before }, options);
+    return {
+      user,
+      issuedBefore: new Date(before).toISOString(),
+      until: new Date(r.until).toISOString(),
+      closed: r.closed,
+    };
+  }
+
+  /**
+   * A page of this node's open connections, in the order they were accepted, narrowed by user,
+   * label, transport and address (an IP address or a CIDR range).
+   */
+  async listConnections(input: ConnectionsInput = {}): Promise<ConnectionsOutput> {
+    const o = fields(input, 'query', ['user', 'label', 'transport', 'address', 'after', 'limit']);
+    const filter: ConnectionFilter = {};
+    if (o.user !== undefined) filter.user = nonEmpty(o.user, 'user');
+    if (o.label !== undefined) filter.label = nonEmpty(o.label, 'label', MAX_LABEL);
+    if (o.transport !== undefined) {
+      if (o.transport !== 'tcp' && o.transport !== 'ws') bad('transport', 'must be tcp or ws');
+      filter.transport = o.transport;
+    }
+    if (o.address !== undefined) filter.address = nonEmpty(o.address, 'address', 64);
+    const r = this.gateway.connectionsList(filter, page(o));
+    return { node: this.gateway.nodeId, ...r };
   }
 
   /** Add and remove labels on every open connection of a user; answers how many there were. */
@@ -336,6 +451,24 @@ function nonEmpty(value: unknown, field: string, max = 1024): string {
 function positive(value: unknown, field: string, message: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) bad(field, message);
   return value;
+}
+
+function denyOptions(o: Record<string, unknown>): { duration?: number; reason?: string } {
+  const out: { duration?: number; reason?: string } = {};
+  if (o.duration !== undefined) {
+    const d = positive(o.duration, 'duration', 'must be a positive number of ms');
+    if (d > MAX_DURATION) bad('duration', 'at most 10 years');
+    out.duration = d;
+  }
+  if (o.reason !== undefined) out.reason = text(o.reason, 'reason', MAX_REASON);
+  return out;
+}
+
+/** ISO 8601 text or ms since the epoch, as ms. */
+function instant(v: unknown, field: string): number {
+  const ms = typeof v === 'number' ? v : typeof v === 'string' && v.length <= 64 ? Date.parse(v) : Number.NaN;
+  if (!Number.isFinite(ms)) bad(field, 'must be an ISO 8601 time or ms since the epoch');
+  return ms;
 }
 
 function labelList(value: unknown, field: string): string[] {

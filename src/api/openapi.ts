@@ -264,13 +264,15 @@ const schemas = {
       id: str,
       user: str,
       transport: { enum: ['tcp', 'ws'] },
+      codec: { enum: ['json', 'msgpack', 'proto'] },
       remoteAddress: str,
       labels: strings,
       connectedAt: { type: 'string', format: 'date-time' },
+      buffered: { ...int, description: 'bytes written to it that its socket has not taken yet' },
       device: str,
       version: str,
     },
-    required: ['id', 'transport', 'remoteAddress', 'labels', 'connectedAt'],
+    required: ['id', 'transport', 'codec', 'remoteAddress', 'labels', 'connectedAt', 'buffered'],
   },
   UserInfo: {
     type: 'object',
@@ -278,8 +280,76 @@ const schemas = {
       user: str,
       online: { type: 'boolean' },
       connections: { type: 'array', items: ref('ConnectionInfo') },
+      banned: {
+        type: 'object',
+        description: 'the ban in force, if any',
+        properties: { until: { type: 'string', format: 'date-time' }, reason: str },
+        required: ['until'],
+      },
     },
     required: ['user', 'online', 'connections'],
+  },
+  BanRequest: {
+    type: 'object',
+    properties: {
+      duration: { type: 'number', exclusiveMinimum: 0, description: 'ms; default 24 h, at most 10 years' },
+      reason: { type: 'string', maxLength: 256, description: 'told to the connections it closes' },
+    },
+    additionalProperties: false,
+  },
+  BanResponse: {
+    type: 'object',
+    properties: {
+      user: str,
+      until: { type: 'string', format: 'date-time' },
+      kicked: { ...int, description: 'connections this node closed (the other nodes close theirs)' },
+    },
+    required: ['user', 'until', 'kicked'],
+  },
+  UnbanResponse: {
+    type: 'object',
+    properties: { user: str, unbanned: { type: 'boolean', description: 'false: it was not banned' } },
+    required: ['user', 'unbanned'],
+  },
+  RevokeRequest: {
+    type: 'object',
+    properties: {
+      jti: { ...nonEmpty, maxLength: 256, description: 'the token id (JWT jti)' },
+      user: { ...nonEmpty, maxLength: 256 },
+      issuedBefore: {
+        type: ['string', 'number'],
+        description:
+          'with user: tokens issued before this time (ISO 8601 or ms since the epoch); default now',
+      },
+      duration: {
+        type: 'number',
+        exclusiveMinimum: 0,
+        description: 'ms; default 24 h (your tokens’ lifetime)',
+      },
+      reason: { type: 'string', maxLength: 256 },
+    },
+    oneOf: [{ required: ['jti'] }, { required: ['user'] }],
+    additionalProperties: false,
+  },
+  RevokeResponse: {
+    type: 'object',
+    properties: {
+      jti: str,
+      user: str,
+      issuedBefore: { type: 'string', format: 'date-time' },
+      until: { type: 'string', format: 'date-time' },
+      closed: { ...int, description: 'connections this node closed' },
+    },
+    required: ['until', 'closed'],
+  },
+  ConnectionList: {
+    type: 'object',
+    properties: {
+      node: { ...str, description: 'the node that answered: its connections only' },
+      connections: { type: 'array', items: ref('ConnectionInfo') },
+      next: { ...str, description: 'pass as `after` for the next page' },
+    },
+    required: ['node', 'connections'],
   },
   LabelsChange: {
     type: 'object',
@@ -371,6 +441,45 @@ const paths = {
       summary: "A user's open connections (an unknown user is offline)",
       parameters: [{ name: 'id', in: 'path', required: true, schema: nonEmpty }],
       responses: { 200: json(ref('UserInfo')), ...errors(400, 401) },
+    },
+  },
+  '/v1/users/{id}/ban': {
+    post: {
+      operationId: 'BanUser',
+      summary:
+        'Ban a user: its connections on every node closed with `banned` (4508), new ones refused until the ban ends',
+      parameters: [{ name: 'id', in: 'path', required: true, schema: nonEmpty }],
+      requestBody: body('BanRequest'),
+      responses: { 200: json(ref('BanResponse')), ...errors(400, 401, 413, 415, 429, 503) },
+    },
+    delete: {
+      operationId: 'UnbanUser',
+      summary: "Lift a user's ban on every node",
+      parameters: [{ name: 'id', in: 'path', required: true, schema: nonEmpty }],
+      responses: { 200: json(ref('UnbanResponse')), ...errors(400, 401, 503) },
+    },
+  },
+  '/v1/revocations': {
+    post: {
+      operationId: 'RevokeToken',
+      summary:
+        'Revoke a token by id, or the tokens of a user issued before a time: connections using them closed with `token_revoked` (4509), refused at every handshake and resume',
+      requestBody: body('RevokeRequest'),
+      responses: { 200: json(ref('RevokeResponse')), ...errors(400, 401, 413, 415, 429, 503) },
+    },
+  },
+  '/v1/connections': {
+    get: {
+      operationId: 'ListConnections',
+      summary: "This node's open connections in the order they were accepted, filtered, a page at a time",
+      parameters: [
+        { name: 'user', in: 'query', schema: nonEmpty },
+        { name: 'label', in: 'query', schema: nonEmpty },
+        { name: 'transport', in: 'query', schema: { enum: ['tcp', 'ws'] } },
+        { name: 'address', in: 'query', schema: str, description: 'an IP address or a CIDR range' },
+        ...pageParams('connection id'),
+      ],
+      responses: { 200: json(ref('ConnectionList')), ...errors(400, 401) },
     },
   },
   '/v1/users/{id}/labels': {

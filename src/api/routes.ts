@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { PylonError } from '../protocol/errors.js';
-import type { AdminService, KickInput, PushInput } from './admin-service.js';
+import type { AdminService, ConnectionsInput, KickInput, PushInput, RevokeInput } from './admin-service.js';
 import { RESPONDED, type Route } from './http.js';
 import { openApiDocument } from './openapi.js';
 import { profilingRoutes } from './profiling.js';
@@ -58,6 +58,30 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
       method: 'GET',
       path: '/v1/users/{id}',
       handler: ({ params }) => service.getUser({ user: params.id as string }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/users/{id}/ban',
+      handler: ({ params, body }) =>
+        service.ban(withPath(body, { user: params.id as string }) as { user: string }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/users/{id}/ban',
+      handler: ({ params }) => service.unban({ user: params.id as string }),
+    },
+    { method: 'POST', path: '/v1/revocations', handler: ({ body }) => service.revoke(body as RevokeInput) },
+    {
+      method: 'GET',
+      path: '/v1/connections',
+      handler: ({ query }) => {
+        const input: ConnectionsInput = pageQuery(query);
+        for (const k of ['user', 'label', 'transport', 'address'] as const) {
+          const v = query.get(k);
+          if (v !== null) input[k] = v;
+        }
+        return service.listConnections(input);
+      },
     },
     {
       method: 'POST',

@@ -49,6 +49,8 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   alertWebhook?: string;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  maxConnectionsPerUser: number;
+  userRateLimit: number;
   maxFrame: number;
   maxPartialBytes: number;
   /** Seconds. */
@@ -112,6 +114,9 @@ export async function start(flags: StartFlags): Promise<void> {
     },
     maxConnections: flags.maxConnections,
     maxConnectionsPerIp: flags.maxConnectionsPerIp,
+    maxConnectionsPerUser: flags.maxConnectionsPerUser,
+    userRateLimit:
+      flags.userRateLimit > 0 ? { rate: flags.userRateLimit, burst: 2 * flags.userRateLimit } : false,
     maxFrame: flags.maxFrame,
     maxPartialBytes: flags.maxPartialBytes,
     frameTimeout: flags.frameTimeout * 1000,

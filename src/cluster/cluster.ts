@@ -80,7 +80,7 @@ export function clusterOf(gateway: { readonly cluster?: ClusterLink | undefined 
  *   connections; the nodes holding the users get a nudge (`qos1`) and send it from the store;
  *   qos 1 to labels → each node stores it for its members under the push's id, and the store's
  *   append is idempotent by id: a user on two nodes gets one seq;
- * - kick and label changes → the nodes of the user.
+ * - kick and label changes → the nodes of the user; bans and revocations → every node.
  * Everything is at most once (Broker): when the broker or registry is away, local delivery goes
  * on, qos-0 pushes that could not leave this node are reported as failed, and when they come
  * back each node re-registers its users and re-reads the store for them (no qos-1 loss).
@@ -160,6 +160,10 @@ export class Cluster implements ClusterLink {
   }
 
   async publish(op: Operation): Promise<void> {
+    if (op.op === 'deny') {
+      await this.send(this.ch.all, { t: 'op', op, origin: this.id }, 0);
+      return;
+    }
     if (op.op !== 'push') {
       await this.route(op.op === 'kick' ? op.target : { user: op.user }, { t: 'op', op, origin: this.id });
       return;

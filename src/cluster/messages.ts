@@ -18,7 +18,7 @@ export type ClusterMessage =
 export type ClusterMessageType = ClusterMessage['t'];
 
 const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>(['op', 'qos1', 'sessions']);
-const OPS: ReadonlySet<string> = new Set<Operation['op']>(['push', 'kick', 'labels']);
+const OPS: ReadonlySet<string> = new Set<Operation['op']>(['push', 'kick', 'labels', 'deny']);
 
 // MessagePack maps with string keys, no records: JSON values and Uint8Array data (bin) survive,
 // and any language can read what is on the wire.

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TransportName } from '../net/link.js';
+import type { TokenInfo } from './denials.js';
 import { checkLabel, checkRoom, type LabelLimits } from './labels.js';
 
 /** Who a connection is, as the validate hook says. */
@@ -13,6 +14,12 @@ export interface Identity {
   version?: string;
   /** Anything else; lands in `connection.data`. */
   data?: Record<string, unknown>;
+  /**
+   * The token's id, issue and expiry times (ms since the epoch), as far as the validator knows
+   * them: what bans and revocations are checked against (`jwtValidator` fills it from `jti`,
+   * `iat`, `exp`). A token without `issuedAt` is not concerned by "revoke issued before".
+   */
+  token?: TokenInfo;
 }
 
 /** What the validate hook knows about the connection besides its token. */
@@ -79,6 +86,17 @@ export function checkIdentity(id: unknown, limits: LabelLimits): Identity {
     const v = i[field];
     if (v !== undefined && v.length > IDENTITY_LIMITS[field]) {
       throw new IdentityTooLong(`${field} longer than ${IDENTITY_LIMITS[field]} characters`);
+    }
+  }
+  if (i.token !== undefined) {
+    const t = i.token as Record<string, unknown>;
+    if (typeof t !== 'object' || t === null)
+      throw new TypeError('identity.token must be an object when given');
+    if (t.id !== undefined && (typeof t.id !== 'string' || t.id.length > 256))
+      throw new TypeError('identity.token.id must be a string of at most 256 characters');
+    for (const f of ['issuedAt', 'expiresAt'] as const) {
+      if (t[f] !== undefined && (typeof t[f] !== 'number' || !Number.isFinite(t[f])))
+        throw new TypeError(`identity.token.${f} must be ms since the epoch`);
     }
   }
   if (i.labels !== undefined) {

@@ -2,6 +2,7 @@ import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
 import type { MessageStore } from '../store/store.js';
 import type { WheelTimer } from '../timer/wheel.js';
+import type { Denial } from './denials.js';
 import type { GatewayAddresses, GatewayStats, HandedSession, PushOptions } from './types.js';
 
 /**
@@ -16,7 +17,9 @@ export type Operation =
   /** Close the connections of a user, or one connection. */
   | { op: 'kick'; target: { user: string } | { connection: string }; reason?: string }
   /** Change the labels of the connections of a user. */
-  | { op: 'labels'; user: string; change: { add?: string[]; remove?: string[] } };
+  | { op: 'labels'; user: string; change: { add?: string[]; remove?: string[] } }
+  /** A ban or revocation added (it is in the store already), or one lifted (`remove`: its key). Every node. */
+  | { op: 'deny'; add?: Denial; remove?: string };
 
 /**
  * The adapter a gateway runs its operations through (the shape of socket.io's adapter and

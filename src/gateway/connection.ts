@@ -7,6 +7,7 @@ import type { Codec } from '../protocol/codec.js';
 import { DISCONNECT, type DisconnectInfo, type DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import type { WheelTimer } from '../timer/wheel.js';
+import type { TokenInfo } from './denials.js';
 import type { Bucket } from './rate-limit.js';
 import type { KeepaliveOptions } from './settings.js';
 
@@ -84,6 +85,10 @@ export class Connection implements Member, Recipient, Bucket {
   refilled = 0;
   /** The `sub`/`unsub` rate limit's bucket, made on the first one. */
   subBucket: Bucket | undefined = undefined;
+  /** The bucket of the user's frames, shared by its connections (set while it holds a slot of its user). */
+  userBucket: Bucket | undefined = undefined;
+  /** What the validator reported of the token (bans and revocations are checked against it). */
+  token: TokenInfo | undefined = undefined;
   private appData: Record<string, unknown> | undefined = undefined;
 
   constructor(

@@ -24,6 +24,7 @@ import {
   shouldReconnect,
 } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
+import { PylonError } from '../protocol/errors.js';
 import { getCodec, jsonCodec, SUBPROTOCOLS } from '../protocol/index.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { SessionLog } from '../store/session-log.js';
@@ -36,6 +37,15 @@ import { upgradeToken } from './auth.js';
 import type { ClusterLink, ClusterNode, Operation } from './cluster-link.js';
 import { clusterNodeOf } from './cluster-node.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import {
+  type Denial,
+  Denials,
+  denialKey,
+  denies,
+  type Refusal,
+  refusalOf,
+  type TokenInfo,
+} from './denials.js';
 import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
@@ -61,6 +71,7 @@ import type {
   PushOptions,
   PushResult,
 } from './types.js';
+import { UserSlots } from './user-slots.js';
 
 const CODEC_BY_SUBPROTOCOL: Record<string, string> = SUBPROTOCOLS;
 const PONG: Envelope = { kind: 'pong' };
@@ -105,6 +116,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly clusterNode: ClusterNode;
   /** Where operations go after running here: the cluster, or nowhere (the local adapter). */
   readonly adapter: ClusterLink;
+  /** Bans and token revocations in force (kept in the store too when it is durable). */
+  readonly denials: Denials;
+  /** Connections and frames per user. */
+  private readonly users: UserSlots;
+  /** Bumped by every change of `denials` here: a reload from the store that raced one is dropped. */
+  private denialChanges = 0;
+  private denialVersion: string | undefined;
   /** Idempotency keys of a gateway whose adapter has none (no cluster). */
   private readonly keys = new MemoryKeys();
   private readonly ownStore: MessageStore | undefined;
@@ -200,6 +218,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
         )
       : undefined;
     if (this.resumes) this.resumes.unwritten = (conn) => this.fanout.unwrittenFrom(conn);
+    this.denials = new Denials(o.maxDenials);
+    this.users = new UserSlots(o.maxConnectionsPerUser);
+    this.timers.every(30_000, () => {
+      this.denials.sweep();
+      void this.loadDenials();
+    });
     this.servers = new Listeners(o, this);
     this.admission = new AdmissionControl({
       maxConnections: o.maxConnections,
@@ -290,6 +314,74 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       case 'labels':
         updateLabels(this.hub, this.options.labels, op.user, op.change);
         return;
+      case 'deny':
+        this.denialChanges++;
+        if (op.remove !== undefined) this.denials.remove(op.remove);
+        if (op.add !== undefined) this.denyHere(op.add);
+        return;
+    }
+  }
+
+  /**
+   * A ban or revocation: kept in the store first (every gateway of the store refuses it, a later
+   * one too), then in force here (open connections it concerns closed), then on the other nodes.
+   */
+  async deny(d: Denial): Promise<number> {
+    this.denials.add(d); // refused here when too many are in force, before the store has it
+    this.denialChanges++;
+    try {
+      await this.delivery.store.denials?.put(d);
+    } catch (err) {
+      this.denials.remove(denialKey(d));
+      throw new PylonError('UNAVAILABLE', `the store could not keep it: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.publish({ op: 'deny', add: d });
+    return this.denyHere(d);
+  }
+
+  /** Lifts the rule of `key` everywhere; false if none was in force here. */
+  async allow(key: string): Promise<boolean> {
+    await this.delivery.store.denials?.remove(key);
+    this.denialChanges++;
+    const had = this.denials.remove(key);
+    this.publish({ op: 'deny', remove: key });
+    return had;
+  }
+
+  /** Puts `d` in force here and closes the open connections it concerns; returns how many. */
+  private denyHere(d: Denial): number {
+    this.denials.add(d);
+    const { name, reason } = refusalOf(d);
+    // A jti can be anyone's: every connection is looked at (a revocation is rare, the scan O(connections)).
+    const conns = d.kind === 'jti' ? this.connections.values() : this.hub.ofUser(d.user);
+    let n = 0;
+    for (const c of [...conns]) {
+      if (c.state === 'closing' || c.state === 'closed' || !denies(d, c.user, c.token)) continue;
+      this.disconnect(c, name, reason);
+      n++;
+    }
+    return n;
+  }
+
+  /** Reads the rules from the store (at listen, then every 30 s when another gateway changed them). */
+  private async loadDenials(): Promise<void> {
+    const log = this.delivery.store.denials;
+    if (log === undefined) return;
+    const changes = this.denialChanges;
+    try {
+      const version = await log.version();
+      if (version === this.denialVersion) return;
+      const list = await log.list();
+      if (changes !== this.denialChanges) return; // one came meanwhile: the next round reads again
+      // Rules this gateway did not have (their broadcast was missed) close what they concern now.
+      const fresh = list.filter((d) => !this.denials.known(d));
+      this.denials.replace(list);
+      this.denialVersion = version;
+      for (const d of fresh) this.denyHere(d);
+    } catch (err) {
+      this.logger.error({ err }, 'bans: reading them from the store failed');
     }
   }
 
@@ -360,6 +452,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   async listen(): Promise<GatewayAddresses> {
     await this.resumes?.start();
+    await this.loadDenials();
     await this.takeState();
     const addresses = await this.servers.start();
     Object.assign(this.addresses, addresses);
@@ -528,6 +621,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       this.disconnect(conn, 'rate_limited', `more than ${limit.rate} frames/s`);
       return;
     }
+    const perUser = this.options.userRateLimit;
+    const ub = conn.userBucket;
+    if (ub !== undefined && perUser !== undefined && !takeToken(ub, perUser, now)) {
+      this.logger.warn({ conn: conn.id, user: conn.user, remote: conn.remoteAddress }, 'user rate limited');
+      this.disconnect(conn, 'rate_limited', `the user's connections sent more than ${perUser.rate} frames/s`);
+      return;
+    }
     if (state === 'auth') {
       // Reading pauses while the validate hook runs: nothing should arrive.
       this.disconnect(conn, 'protocol_error', 'a frame arrived during authentication');
@@ -654,6 +754,18 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.counters.authFailures++;
   }
 
+  refusal(user: string | undefined, token: TokenInfo | undefined): Refusal | undefined {
+    return this.denials.check(user, token);
+  }
+
+  takeSlot(conn: Connection): boolean {
+    if (conn.user === undefined) return true;
+    const bucket = this.users.take(conn.user);
+    if (bucket === undefined) return false;
+    conn.userBucket = bucket;
+    return true;
+  }
+
   handlerFailed(conn: Connection, type: string | undefined, error: Error): void {
     this.logger.error({ err: error, conn: conn.id, type }, 'handler failed');
     if (this.events.listenerCount('error') > 0) this.events.emit('error', error, conn);
@@ -766,6 +878,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.hub.remove(conn);
     if (wasIndexed && conn.labels) for (const label of conn.labels) this.presence.left(conn, label);
     this.delivery.detach(conn);
+    if (conn.userBucket !== undefined) {
+      conn.userBucket = undefined;
+      this.users.give(conn.user as string);
+    }
     if (conn.session !== undefined && conn.opened && info.reconnect) this.resumes?.save(conn);
     const fields = { conn: conn.id, user: conn.user, code: info.code, name: info.name, reason: info.reason };
     if (conn.opened) this.logger.info(fields, info.name === 'kicked' ? 'kick' : 'disconnect');

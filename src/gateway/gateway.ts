@@ -6,10 +6,12 @@ import type { WheelTimer } from '../timer/wheel.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
 import { GatewayCore } from './core.js';
+import type { Denial } from './denials.js';
 import type { HistoryPage } from './history.js';
 import type { GatewayOptions } from './options.js';
 import type { Handler, Middleware } from './router.js';
 import type {
+  ConnectionInfo,
   GatewayAddresses,
   GatewayEvents,
   GatewayStats,
@@ -18,7 +20,7 @@ import type {
   PushResult,
   UserInfo,
 } from './types.js';
-import { labelMembers, labelsPage, userInfo } from './views.js';
+import { type ConnectionFilter, connectionsPage, labelMembers, labelsPage, userInfo } from './views.js';
 
 /**
  * A gateway: what an application calls. Register handlers and middleware, push to users,
@@ -122,6 +124,58 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.#core.kick(target, reason);
   }
 
+  /**
+   * Ban `user` for `duration` ms (default 24 h): every connection of the user is closed with
+   * `banned` (4508, clients do not reconnect), on every node of the cluster, and new ones are
+   * refused at the handshake (a resume too) until the ban ends. Kept in a durable store, so the
+   * gateways of the store and their later runs refuse the user too. A second ban replaces the
+   * first. Resolves with the end and how many connections this node closed.
+   */
+  async ban(user: string, options: DenyOptions = {}): Promise<{ until: number; kicked: number }> {
+    checkId(user, 'user');
+    const until = endOf(options);
+    const d: Denial = { kind: 'ban', user, until, at: Date.now(), ...reasonOf(options) };
+    return { until, kicked: await this.#core.deny(d) };
+  }
+
+  /** Lift the ban of `user` (everywhere). Resolves false if it was not banned (here). */
+  unban(user: string): Promise<boolean> {
+    checkId(user, 'user');
+    return this.#core.allow(`ban:${user}`);
+  }
+
+  /** The ban of `user` in force, if any. */
+  banned(user: string): { until: number; reason?: string } | undefined {
+    const b = this.#core.denials.ban(user);
+    return b && (b.reason === undefined ? { until: b.until } : { until: b.until, reason: b.reason });
+  }
+
+  /**
+   * Revoke a token: by its id (`{jti}`), or every token of a user issued before a time
+   * (`{user, issuedBefore}`, ms since the epoch, default now). Connections that authenticated
+   * with it are closed with `token_revoked` (4509), on every node, and it is refused at every
+   * handshake and resume for `duration` ms (default 24 h: make it your tokens' lifetime). The
+   * token's id and issue time are the identity's `token` (the JWT validator reads `jti`, `iat`).
+   */
+  async revoke(
+    target: { jti: string } | { user: string; issuedBefore?: number },
+    options: DenyOptions = {},
+  ): Promise<{ until: number; closed: number }> {
+    const until = endOf(options);
+    const at = Date.now();
+    let d: Denial;
+    if ('jti' in target) {
+      checkId(target.jti, 'jti');
+      d = { kind: 'jti', jti: target.jti, until, at, ...reasonOf(options) };
+    } else {
+      checkId(target.user, 'user');
+      const before = target.issuedBefore ?? at;
+      if (!Number.isFinite(before)) throw new TypeError('issuedBefore: must be ms since the epoch');
+      d = { kind: 'before', user: target.user, before, until, at, ...reasonOf(options) };
+    }
+    return { until, closed: await this.#core.deny(d) };
+  }
+
   /** Whether `user` has at least one open connection on this gateway. */
   online(user: string): boolean {
     return this.#core.hub.countUser(user) > 0;
@@ -153,6 +207,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     next?: string;
   } {
     return labelsPage(this.#core.hub, page);
+  }
+
+  /**
+   * A page of the open connections (in the order they were accepted), narrowed by user, label,
+   * transport and address (an IP or a CIDR range); `after`: the `next` of the previous page.
+   */
+  connectionsList(
+    filter: ConnectionFilter = {},
+    page: { after?: string; limit?: number } = {},
+  ): { connections: ConnectionInfo[]; next?: string } {
+    return connectionsPage(this.#core.connections, this.#core.hub, filter, page);
   }
 
   /** One label: its count and a page of its connections, in connection-id order. */
@@ -220,6 +285,36 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   reloadTls(): void {
     this.#core.reloadTls();
   }
+}
+
+/** How long a ban or revocation lasts, and why (the reason is told to the connections it closes). */
+export interface DenyOptions {
+  /** ms; default 24 h, at most 10 years. */
+  duration?: number;
+  /** At most 256 characters. */
+  reason?: string;
+}
+
+const DAY = 24 * 3600 * 1000;
+const MAX_DENY = 3650 * DAY;
+
+function endOf(o: DenyOptions): number {
+  const d = o.duration ?? DAY;
+  if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0 || d > MAX_DENY)
+    throw new TypeError('duration: must be a positive number of ms, at most 10 years');
+  return Date.now() + d;
+}
+
+function reasonOf(o: DenyOptions): { reason?: string } {
+  if (o.reason === undefined) return {};
+  if (typeof o.reason !== 'string' || o.reason.length > 256)
+    throw new TypeError('reason: must be a string of at most 256 characters');
+  return { reason: o.reason };
+}
+
+function checkId(v: unknown, field: string): void {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 256)
+    throw new TypeError(`${field}: must be a string of 1 to 256 characters`);
 }
 
 /** Create a gateway; call `listen()` to start its listeners. */

@@ -5,6 +5,7 @@ import { PylonError } from '../protocol/errors.js';
 import { getCodec } from '../protocol/index.js';
 import { type AuthMeta, checkIdentity, IdentityTooLong, type Validator } from './auth.js';
 import type { Connection } from './connection.js';
+import type { Refusal, TokenInfo } from './denials.js';
 import { isThenable } from './dispatch.js';
 import { checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
 import type { KeepaliveOptions } from './options.js';
@@ -34,6 +35,10 @@ export interface HandshakeHost {
   /** The user's open connections (for the duplicate-login policy). */
   connectionsOf(user: string): Connection[];
   authFailure(): void;
+  /** Why a connection of this user with this token is refused (a ban, a revocation), or undefined. */
+  refusal(user: string | undefined, token: TokenInfo | undefined): Refusal | undefined;
+  /** Count the connection against its user's bounds; false when the user holds as many as allowed. */
+  takeSlot(conn: Connection): boolean;
   /** The labels the process holds (a new connection's labels must fit). */
   readonly labelTotals: LabelTotals;
 }
@@ -117,6 +122,12 @@ function complete(host: HandshakeHost, conn: Connection): void {
 }
 
 function finish(host: HandshakeHost, conn: Connection, resumed: ResumeResult): void {
+  // A ban or revocation that came while the resume was read.
+  const refused = conn.user === undefined ? undefined : host.refusal(conn.user, conn.token);
+  if (refused !== undefined) {
+    host.disconnect(conn, refused.name, refused.reason);
+    return;
+  }
   welcome(host, conn, resumed);
   if (conn.state !== 'open') host.openConnection(conn);
   if (conn.state !== 'open') return; // closed by a connect listener
@@ -201,6 +212,16 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
     failed(host, conn, new PylonError('UNAUTHORIZED', 'identity refused'));
     return;
   }
+  const refused = host.refusal(identity.user, identity.token);
+  if (refused !== undefined) {
+    host.authFailure();
+    host.logger.info(
+      { conn: conn.id, user: identity.user, remote: conn.remoteAddress, reason: refused.reason },
+      'auth failure',
+    );
+    host.disconnect(conn, refused.name, refused.reason);
+    return;
+  }
   if (identity.labels && identity.labels.length > 0) {
     try {
       checkRoom(host.handshake.labels, host.labelTotals, undefined, identity.labels);
@@ -212,6 +233,7 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
   conn.user = identity.user ?? undefined;
   conn.device = identity.device;
   conn.version = identity.version;
+  conn.token = identity.token;
   if (identity.data) Object.assign(conn.data, identity.data);
   if (identity.labels && identity.labels.length > 0) {
     const labels = [...new Set(identity.labels)];
@@ -222,6 +244,10 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
     for (const older of host.connectionsOf(identity.user)) {
       host.disconnect(older, 'replaced', `replaced by connection ${conn.id}`);
     }
+  }
+  if (!host.takeSlot(conn)) {
+    host.disconnect(conn, 'too_many_user_connections');
+    return;
   }
   complete(host, conn);
 }

@@ -19,7 +19,8 @@ export interface JwtOptions {
 /**
  * The built-in JWT validator: HS256 with a secret, or RS256 with a public key or a JWKS. `sub` is
  * the user id; a `labels` claim (array of strings) sets the labels; `device`, `version` claims
- * are copied; the other claims land in `connection.data.claims`.
+ * are copied; the other claims land in `connection.data.claims`; `jti`, `iat` and `exp` are the
+ * identity's `token` (what revocations are checked against).
  */
 export async function jwtValidator(options: JwtOptions): Promise<Validator> {
   const given = [options.secret, options.publicKey, options.jwks].filter((v) => v !== undefined).length;
@@ -60,6 +61,15 @@ export async function jwtValidator(options: JwtOptions): Promise<Validator> {
     if (typeof payload.sub !== 'string' || payload.sub.length === 0)
       throw new PylonError('UNAUTHORIZED', 'token has no sub');
     const identity: Identity = { user: payload.sub, data: { claims: payload } };
+    const info: NonNullable<Identity['token']> = {};
+    if (typeof payload.jti === 'string' && payload.jti.length > 0) {
+      if (payload.jti.length > 256)
+        throw new PylonError('UNAUTHORIZED', 'token jti longer than 256 characters');
+      info.id = payload.jti;
+    }
+    if (typeof payload.iat === 'number') info.issuedAt = payload.iat * 1000;
+    if (typeof payload.exp === 'number') info.expiresAt = payload.exp * 1000;
+    identity.token = info;
     const labels = payload.labels;
     if (labels !== undefined) {
       if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string')) {

@@ -11,6 +11,7 @@ import type { Clock } from '../timer/clock.js';
 import type { Validator } from './auth.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
+import { DEFAULT_MAX_DENIALS } from './denials.js';
 import { DEFAULT_HISTORY_LIMITS, type HistoryLimits, type HistoryRule } from './history.js';
 import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
 import type { PresenceRule } from './presence.js';
@@ -87,8 +88,21 @@ export interface GatewayOptions {
   maxConnections?: number;
   /** Connections one remote address may hold; more are refused (WS: 429). Default 10,000. */
   maxConnectionsPerIp?: number;
+  /**
+   * Connections one user may hold on this process at once (whatever their addresses); one more is
+   * closed at its handshake with `too_many_user_connections` (4010). Default 100.
+   */
+  maxConnectionsPerUser?: number;
   /** Inbound frames per connection (token bucket); over it the connection is closed with `rate_limited` (4006). `false`: no limit. Default 1000/s, burst 2000. */
   rateLimit?: RateLimitOptions | false;
+  /**
+   * Inbound frames of all the connections of one user on this process together (one token bucket
+   * per user, apart from `rateLimit`); the connection whose frame is over it is closed with
+   * `rate_limited` (4006). `false`: no limit. Default 2000/s, burst 4000.
+   */
+  userRateLimit?: RateLimitOptions | false;
+  /** Bans and token revocations in force at once; one more is refused (TOO_MANY_REQUESTS). Default 100,000. */
+  maxDenials?: number;
   /**
    * `sub`/`unsub` frames per connection (token bucket), apart from `rateLimit`: each change of
    * labels may announce presence to every member. Over it the frame is answered
@@ -170,7 +184,10 @@ export interface ResolvedOptions {
     | undefined;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  maxConnectionsPerUser: number;
   rateLimit: RateLimitOptions | undefined;
+  userRateLimit: RateLimitOptions | undefined;
+  maxDenials: number;
   budgets: { maxPartialBytes: number; frameTimeout: number; maxOutboundBytes: number };
   trustedProxies: string[];
   maxBuffered: number;
@@ -271,6 +288,15 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     maxBuffered: positive('maxBuffered', o.maxBuffered, 4 * (o.highWaterMark ?? 1024 * 1024)),
     maxConnections: Math.floor(positive('maxConnections', o.maxConnections, 100_000)),
     maxConnectionsPerIp: Math.floor(positive('maxConnectionsPerIp', o.maxConnectionsPerIp, 10_000)),
+    maxConnectionsPerUser: Math.floor(positive('maxConnectionsPerUser', o.maxConnectionsPerUser, 100)),
+    userRateLimit:
+      o.userRateLimit === false
+        ? undefined
+        : {
+            rate: positive('userRateLimit.rate', o.userRateLimit?.rate, 2000),
+            burst: positive('userRateLimit.burst', o.userRateLimit?.burst, 4000),
+          },
+    maxDenials: Math.floor(positive('maxDenials', o.maxDenials, DEFAULT_MAX_DENIALS)),
     rateLimit:
       o.rateLimit === false
         ? undefined

@@ -99,10 +99,14 @@ export interface ConnectionInfo {
   id: string;
   user?: string;
   transport: string;
+  /** json, msgpack or proto. */
+  codec: string;
   remoteAddress: string;
   labels: string[];
   /** ISO 8601. */
   connectedAt: string;
+  /** Bytes written to it that the socket has not taken yet. */
+  buffered: number;
   device?: string;
   version?: string;
 }

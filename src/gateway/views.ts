@@ -1,4 +1,5 @@
 import type { Hub } from '../hub/hub.js';
+import { trustSet } from '../net/proxy.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Connection } from './connection.js';
 import type { ConnectionInfo, LabelPage, UserInfo } from './types.js';
@@ -40,13 +41,78 @@ export function labelMembers(
   return result;
 }
 
+/** Which connections `GET /v1/connections` lists: all of them match, each given field narrows. */
+export interface ConnectionFilter {
+  user?: string;
+  label?: string;
+  transport?: string;
+  /** An IP address or a CIDR range ("10.0.0.0/8"). */
+  address?: string;
+}
+
+/**
+ * A page of the open connections the filter selects, in the order they were accepted (`after`:
+ * the last connection id of the previous page). A user or a label is read from the hub's index;
+ * other filters look at every connection (O(connections) per page).
+ */
+export function connectionsPage(
+  all: ReadonlyMap<string, Connection>,
+  hub: Hub<Connection>,
+  filter: ConnectionFilter,
+  page: { after?: string; limit?: number },
+): { connections: ConnectionInfo[]; next?: string } {
+  const limit = clampLimit(page.limit);
+  const after = page.after === undefined ? -1 : seqOf(page.after);
+  if (Number.isNaN(after)) throw new PylonError('BAD_REQUEST', 'after: not a connection id of this node');
+  let address: { has(a: string): boolean } | undefined;
+  if (filter.address !== undefined) {
+    try {
+      address = trustSet([filter.address]);
+    } catch {
+      throw new PylonError('BAD_REQUEST', 'address: must be an IP address or a CIDR range');
+    }
+  }
+  let candidates: Iterable<Connection>;
+  if (filter.user !== undefined) candidates = bySeq(hub.ofUser(filter.user));
+  else if (filter.label !== undefined) candidates = bySeq(hub.ofLabel(filter.label));
+  else candidates = all.values(); // a Map keeps insertion order: the order of the ids
+  const out: ConnectionInfo[] = [];
+  let more = false;
+  for (const c of candidates) {
+    if (c.state !== 'open' || seqOf(c.id) <= after) continue;
+    if (filter.user !== undefined && c.user !== filter.user) continue;
+    if (filter.label !== undefined && !c.labels?.includes(filter.label)) continue;
+    if (filter.transport !== undefined && c.transport !== filter.transport) continue;
+    if (address !== undefined && !address.has(c.remoteAddress)) continue;
+    if (out.length === limit) {
+      more = true;
+      break;
+    }
+    out.push(describeConnection(c));
+  }
+  return more ? { connections: out, next: out.at(-1)?.id as string } : { connections: out };
+}
+
+/** The counter in a connection id (`<node>-<base 36>`); NaN for anything else. */
+function seqOf(id: string): number {
+  const i = id.lastIndexOf('-');
+  const tail = id.slice(i + 1);
+  return i > 0 && /^[0-9a-z]{1,10}$/.test(tail) ? Number.parseInt(tail, 36) : Number.NaN;
+}
+
+function bySeq(conns: Iterable<Connection>): Connection[] {
+  return [...conns].sort((a, b) => seqOf(a.id) - seqOf(b.id));
+}
+
 export function describeConnection(c: Connection): ConnectionInfo {
   const info: ConnectionInfo = {
     id: c.id,
     transport: c.transport,
+    codec: c.codec.name,
     remoteAddress: c.remoteAddress,
     labels: c.labels ? [...c.labels] : [],
     connectedAt: new Date(c.connectedAt).toISOString(),
+    buffered: c.link.buffered,
   };
   if (c.user !== undefined) info.user = c.user;
   if (c.device !== undefined) info.device = c.device;

@@ -28,6 +28,11 @@ export const DISCONNECT = {
     text: 'the server holds too many bytes of unfinished frames: try again later',
   },
   frame_timeout: { code: 4009, reconnect: true, text: 'a frame was started and not finished in time' },
+  too_many_user_connections: {
+    code: 4010,
+    reconnect: true,
+    text: 'the user holds as many connections as the server allows: try again later',
+  },
   protocol_error: { code: 4500, reconnect: false, text: 'bytes that are not protocol v1' },
   frame_too_large: { code: 4501, reconnect: false, text: 'frame larger than the maximum frame size' },
   unauthorized: { code: 4502, reconnect: false, text: 'authentication refused' },
@@ -39,6 +44,12 @@ export const DISCONNECT = {
     code: 4507,
     reconnect: false,
     text: 'the user id, device or version is longer than the server allows',
+  },
+  banned: { code: 4508, reconnect: false, text: 'the user is banned' },
+  token_revoked: {
+    code: 4509,
+    reconnect: false,
+    text: 'the token was revoked: connect again only with a new token',
   },
 } as const;
 

@@ -1,8 +1,10 @@
 import { type ChainableCommander, Cluster } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisHost } from '../util/redis.js';
+import type { DenialLog } from './denial-log.js';
 import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
+import { RedisDenials } from './redis-denials.js';
 import { RedisHistory } from './redis-history.js';
 import { RedisSessions } from './redis-sessions.js';
 import type { SessionLog } from './session-log.js';
@@ -252,6 +254,8 @@ export class RedisStore implements MessageStore {
   readonly history: HistoryLog;
   /** Resume sessions and journals, in the same Redis. */
   readonly sessions: SessionLog;
+  /** Bans and revocations, in the same Redis. */
+  readonly denials: DenialLog;
   private readonly cmd: ScriptCommands;
   /** The prefix of each bucket: [prefix] on a standalone Redis. */
   private readonly buckets: string[];
@@ -274,6 +278,7 @@ export class RedisStore implements MessageStore {
     this.buckets = buckets === 0 ? [prefix] : Array.from({ length: buckets }, (_, i) => `${prefix}{b${i}}:`);
     this.history = new RedisHistory(redis, prefix, buckets !== 0);
     this.sessions = new RedisSessions(redis, prefix);
+    this.denials = new RedisDenials(redis, prefix);
     // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
     // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
     this.deadPerBucket = this.maxDeadLetters;

@@ -1,9 +1,11 @@
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeDir } from '../util/make-dir.js';
+import type { DenialLog } from './denial-log.js';
 import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import type { SessionLog } from './session-log.js';
+import { SqliteDenials } from './sqlite-denials.js';
 import { SqliteHistory } from './sqlite-history.js';
 import { SqliteSessions } from './sqlite-sessions.js';
 import type {
@@ -144,6 +146,8 @@ export class SqliteStore implements MessageStore {
   readonly history: HistoryLog;
   /** Resume sessions and journals, in the same file. */
   readonly sessions: SessionLog;
+  /** Bans and revocations, in the same file. */
+  readonly denials: DenialLog;
   private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
   private readonly ackTx: (user: string, uptoSeq: number) => number;
   private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
@@ -160,6 +164,7 @@ export class SqliteStore implements MessageStore {
     this.s = s;
     this.history = new SqliteHistory(db);
     this.sessions = new SqliteSessions(db);
+    this.denials = new SqliteDenials(db);
 
     this.appendTx = immediate(db, (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;

@@ -1,3 +1,4 @@
+import type { DenialLog } from './denial-log.js';
 import type { HistoryLog } from './history-log.js';
 import type { SessionLog } from './session-log.js';
 /**
@@ -71,6 +72,11 @@ export interface MessageStore {
    * sessions live in each gateway's memory.
    */
   readonly sessions?: SessionLog;
+  /**
+   * Bans and token revocations kept in this store (SQLite and Redis): then every gateway of the
+   * store refuses the same users and tokens, after a restart too. Absent: each gateway's memory.
+   */
+  readonly denials?: DenialLog;
   /**
    * Store one message for each user, in one atomic step per user (one transaction for the batch
    * where the backend allows). Returns each user's seq, in the order of `users`: a new one, or,

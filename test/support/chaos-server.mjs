@@ -13,6 +13,7 @@ const gateway = createGateway({
   keepalive: { interval: 2000, timeout: 5000 },
   maxPendingRequests: 1000,
   rateLimit: false,
+  userRateLimit: false,
 });
 // Answered once the message is stored: from then on it must reach the user exactly once.
 gateway.handle('chaos.push', async ({ user, n }) => {

@@ -6,17 +6,20 @@
 
 import { pino } from 'pino';
 import { redisCluster } from '../../dist/cluster/index.js';
-import { createGateway, devValidator, RedisStore, startAdmin } from '../../dist/index.js';
+import { createGateway, devValidator, jwtValidator, RedisStore, startAdmin } from '../../dist/index.js';
 
 const url = process.env.REDIS;
 const prefix = process.env.PREFIX ?? 'pylon:';
 const ttl = Number(process.env.TTL ?? 1500);
 const store = await RedisStore.connect(url, { prefix: `${prefix}store:` });
 const cluster = await redisCluster(url, { ttl, prefix });
+// With $JWT_SECRET a token that looks like a JWT is verified as one (HS256); any other is the user id.
+const jwt = process.env.JWT_SECRET ? await jwtValidator({ secret: process.env.JWT_SECRET }) : undefined;
+const dev = devValidator();
 const gateway = createGateway({
   tcp: { port: 0, host: '127.0.0.1' },
   ws: { port: 0, host: '127.0.0.1' },
-  validate: devValidator(),
+  validate: (token, meta) => (jwt && token?.split('.').length === 3 ? jwt(token, meta) : dev(token, meta)),
   authorizeSub: () => true,
   store,
   cluster,
@@ -27,6 +30,7 @@ const gateway = createGateway({
   ),
   delivery: { redeliveryBase: 300, redeliveryMax: 1000 },
   rateLimit: false,
+  userRateLimit: false,
 });
 const addr = await gateway.listen();
 await cluster.ready;
