@@ -8,7 +8,8 @@ import { frameText, readFrames } from './lib/framing.js';
 import { Histogram } from './lib/histogram.js';
 import { serve } from './lib/ipc.js';
 
-const kind = process.argv[2];
+// A server variant (pylon-ws-traced) is driven like the server it varies.
+const kind = process.argv[2] === 'pylon-ws-traced' ? 'pylon-ws' : process.argv[2];
 const HOST = '127.0.0.1';
 const wallNow = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -6,7 +6,8 @@
 // Options:
 //   --full                 large sizes and longer windows (15 to 25 minutes)
 //   --repeats N            repeats of every workload (default 3); figures are median (min–max)
-//   --servers a,b          subset of: ws, pylon-ws, socket.io, net, pylon-tcp
+//   --servers a,b          subset of: ws, pylon-ws, socket.io, net, pylon-tcp, and (only when
+//                          named) pylon-ws-traced: pylon-ws with OpenTelemetry spans on
 //   --workloads a,b        subset of: idle, echo, fanout (idle is measured in the fan-out process)
 //   --cpu-prof[=a,b|all]   run these servers (default: the Pylon ones) with node --cpu-prof;
 //                          summarize with `node bench/profile.js <dir>`
@@ -25,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Histogram } from './lib/histogram.js';
 import { Child, killAll, running } from './lib/ipc.js';
 import { loadProbe } from './lib/load.js';
-import { KINDS } from './lib/servers.js';
+import { EXTRA_KINDS, KINDS } from './lib/servers.js';
 import { cell, fmt, ratio, summarize } from './lib/stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -60,7 +61,8 @@ function parseArgs(argv) {
       process.exit(0);
     } else throw new Error(`unknown option ${argv[i]}`);
   }
-  for (const s of o.servers) if (!KINDS.includes(s)) throw new Error(`unknown server "${s}"`);
+  for (const s of o.servers)
+    if (!KINDS.includes(s) && !EXTRA_KINDS.includes(s)) throw new Error(`unknown server "${s}"`);
   for (const w of o.workloads)
     if (!['idle', 'echo', 'fanout'].includes(w)) throw new Error(`unknown workload "${w}"`);
   if (!Number.isInteger(o.repeats) || o.repeats < 1) throw new Error('--repeats must be a positive integer');

@@ -66,3 +66,5 @@ export {
 } from './store/index.js';
 export { type Clock, FakeClock, systemClock } from './timer/clock.js';
 export type { WheelTimer } from './timer/wheel.js';
+export { type OtlpTracing, otlpTracing } from './trace/otlp.js';
+export type { TracingOption } from './trace/tracing.js';

@@ -11,6 +11,8 @@
 // - socket.io: its own packets; echo is an acknowledged emit, the broadcast `io.emit('b', data)`.
 
 export const KINDS = ['ws', 'pylon-ws', 'socket.io', 'net', 'pylon-tcp'];
+/** Servers measured only when named (--servers): Pylon with OpenTelemetry spans on. */
+export const EXTRA_KINDS = ['pylon-ws-traced'];
 
 const HOST = '127.0.0.1';
 
@@ -29,6 +31,8 @@ export async function createServer(kind) {
       return pylon('ws');
     case 'pylon-tcp':
       return pylon('tcp');
+    case 'pylon-ws-traced':
+      return pylon('ws', true);
     case 'ws':
       return wsServer();
     case 'socket.io':
@@ -47,14 +51,16 @@ function validate(token) {
   return { user: token, labels: ['version_2', `room_${n % 100}`] };
 }
 
-async function pylon(transport) {
+async function pylon(transport, traced = false) {
   const { createGateway, VERSION } = await import('../../dist/index.js');
   const gateway = createGateway({
     [transport]: { port: 0, host: HOST },
     validate,
-    // The per-connection inbound rate limit stays on (its cost is measured) but high enough that
-    // the echo clients (up to ~1,000 requests/s per connection here) never trip it.
+    // The inbound rate limits stay on (their cost is measured) but high enough that the echo
+    // clients (up to ~1,000 requests/s per connection here) never trip them.
     rateLimit: { rate: 1_000_000, burst: 1_000_000 },
+    userRateLimit: { rate: 1_000_000, burst: 1_000_000 },
+    ...(traced ? { tracing: await discardingTracer() } : {}),
   });
   gateway.handle('echo', (d) => d);
   const addresses = await gateway.listen();
@@ -69,6 +75,13 @@ async function pylon(transport) {
     },
     info: { pylon: VERSION, transport, codec: 'json', keepalive: gateway.keepalive ?? 'default' },
   };
+}
+
+/** Spans made, batched and handed to an exporter that drops them: the cost of tracing on, without a collector. */
+async function discardingTracer() {
+  const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+  const exporter = { export: (_spans, done) => done({ code: 0 }), shutdown: async () => {} };
+  return new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(exporter)] });
 }
 
 async function wsServer() {

@@ -162,7 +162,7 @@ export class AdminService {
   }
 
   /** Push to a target. Answers once the push is accepted (qos 1: stored); the fan-out goes on. */
-  async push(input: PushInput): Promise<PushOutput> {
+  async push(input: PushInput, call: { traceparent?: string } = {}): Promise<PushOutput> {
     const o = fields(input, 'body', [
       'to',
       'type',
@@ -201,6 +201,8 @@ export class AdminService {
     }
     if (o.idempotencyKey !== undefined)
       options.idempotencyKey = nonEmpty(o.idempotencyKey, 'idempotencyKey', 256);
+    // The caller's trace (a W3C traceparent header): the push's spans join it (tracing on).
+    if (call.traceparent !== undefined && call.traceparent.length <= 128) options.trace = call.traceparent;
     const r = await this.gateway.push(to, type, o.data, options);
     r.done.catch((err: unknown) => this.logger.error({ err, push: r.id }, 'admin push: fan-out failed'));
     const out: PushOutput = { id: r.id, targeted: r.targeted };

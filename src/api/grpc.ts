@@ -73,7 +73,10 @@ export async function startGrpc(service: AdminService, options: GrpcOptions): Pr
   });
 
   const unary =
-    (method: string, run: (req: Req) => Promise<object>): grpc.handleUnaryCall<Req, object> =>
+    (
+      method: string,
+      run: (req: Req, meta: grpc.Metadata) => Promise<object>,
+    ): grpc.handleUnaryCall<Req, object> =>
     (call, callback) => {
       const auth = call.metadata.get('authorization')[0];
       if (!keys.allows(typeof auth === 'string' ? auth : undefined)) {
@@ -85,7 +88,7 @@ export async function startGrpc(service: AdminService, options: GrpcOptions): Pr
         return;
       }
       Promise.resolve()
-        .then(() => run(call.request))
+        .then(() => run(call.request, call.metadata))
         .then(
           (out) => callback(null, snakeKeys(out) as object),
           (err: unknown) => callback(toStatus(err, method, logger)),
@@ -93,7 +96,11 @@ export async function startGrpc(service: AdminService, options: GrpcOptions): Pr
     };
 
   server.addService(loadAdminProto().service, {
-    Push: unary('Push', (r) => service.push(pushInput(r))),
+    // A traceparent in the metadata: the push's spans join the caller's trace (tracing on).
+    Push: unary('Push', (r, meta) => {
+      const tp = meta.get('traceparent')[0];
+      return service.push(pushInput(r), typeof tp === 'string' ? { traceparent: tp } : {});
+    }),
     Kick: unary('Kick', (r) =>
       service.kick(defined({ user: r.user, connection: r.connection, reason: r.reason }) as KickInput),
     ),

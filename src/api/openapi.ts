@@ -406,6 +406,14 @@ const paths = {
     post: {
       operationId: 'Push',
       summary: 'Push to a user, users, a connection, labels or everyone',
+      parameters: [
+        {
+          name: 'traceparent',
+          in: 'header',
+          schema: str,
+          description: "W3C trace context: with tracing on, the push's spans are children of the caller's",
+        },
+      ],
       requestBody: body('PushRequest'),
       responses: { 200: json(ref('PushResponse')), ...errors(400, 401, 413, 415) },
     },

@@ -33,13 +33,16 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
       method: 'POST',
       path: '/v1/push',
       // An Idempotency-Key header is the body's idempotencyKey (the body may not give another).
+      // A traceparent header makes the push's spans children of the caller's (tracing on).
       handler: ({ req, body }) => {
+        const tp = req.headers.traceparent;
+        const call = typeof tp === 'string' ? { traceparent: tp } : {};
         const key = req.headers['idempotency-key'];
-        if (typeof key !== 'string') return service.push(body as PushInput);
+        if (typeof key !== 'string') return service.push(body as PushInput, call);
         const b = (body ?? {}) as Record<string, unknown>;
         if (b.idempotencyKey !== undefined && b.idempotencyKey !== key)
           throw new PylonError('BAD_REQUEST', 'idempotencyKey: differs from the Idempotency-Key header');
-        return service.push({ ...b, idempotencyKey: key } as unknown as PushInput);
+        return service.push({ ...b, idempotencyKey: key } as unknown as PushInput, call);
       },
     },
     { method: 'POST', path: '/v1/kick', handler: ({ body }) => service.kick(body as KickInput) },

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { Agent, type ClientRequest, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import type { DeliveredEvent, UndeliveredEvent } from '../delivery/undelivered.js';
 import type { Connection } from '../gateway/connection.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -9,6 +10,7 @@ import { VERSION } from '../gateway/version.js';
 import type { DisconnectInfo } from '../protocol/disconnect.js';
 import { PylonError } from '../protocol/errors.js';
 import type { WheelTimer } from '../timer/wheel.js';
+import { failSpan, SpanKind } from '../trace/tracing.js';
 
 /**
  * How the gateway calls the business over HTTP(S); every endpoint is optional.
@@ -389,7 +391,20 @@ export class Webhooks {
     const https = url.startsWith('https:');
     const signal = AbortSignal.timeout(timeoutMs);
     const agent = https ? this.agents.https : this.agents.http;
-    const options = { method: 'POST', signal, agent, headers: this.headers(body, id) };
+    const headers = this.headers(body, id);
+    // Tracing on: a span per call, its traceparent in the headers (the business continues the trace).
+    const tr = this.gateway.tracing;
+    const span = tr?.start(
+      'pylon.webhook',
+      { 'url.full': url, 'pylon.delivery': id },
+      ROOT_CONTEXT,
+      SpanKind.CLIENT,
+    );
+    if (span !== undefined) {
+      const tp = tr?.traceparent(span);
+      if (tp !== undefined) headers.traceparent = tp;
+    }
+    const options = { method: 'POST', signal, agent, headers };
     let req: ClientRequest | undefined;
     this.inFlight++;
     return new Promise<Outcome>((resolve) => {
@@ -413,10 +428,19 @@ export class Webhooks {
       this.calls.add(req);
       req.on('error', fail);
       req.end(body);
-    }).finally(() => {
-      if (req) this.calls.delete(req);
-      if (--this.inFlight === 0) this.onSettled?.();
-    });
+    })
+      .then((outcome) => {
+        if (span !== undefined) {
+          span.setAttribute('http.response.status_code', outcome.status);
+          if (outcome.ok) span.end();
+          else failSpan(span, new Error(outcome.error ?? `HTTP ${outcome.status}`));
+        }
+        return outcome;
+      })
+      .finally(() => {
+        if (req) this.calls.delete(req);
+        if (--this.inFlight === 0) this.onSettled?.();
+      });
   }
 
   private headers(body: string, id: string): Record<string, string> {

@@ -338,6 +338,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   },
   // operations
   {
+    key: 'otel-endpoint',
+    kind: 'string',
+    section: 'operations',
+    arg: 'url',
+    help: 'export OpenTelemetry spans over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318); off when unset',
+  },
+  {
     key: 'log-level',
     kind: 'choice',
     section: 'operations',

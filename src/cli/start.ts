@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { alertingLogger } from '../api/alerts.js';
 import { startAdmin } from '../api/index.js';
 import { isLoopbackOrigin } from '../api/keys.js';
@@ -14,6 +15,7 @@ import { isDrainMessage } from '../cluster/workers.js';
 import { createGateway } from '../gateway/gateway.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { openStore } from '../store/index.js';
+import { otlpTracing } from '../trace/otlp.js';
 import { redisHost } from '../util/redis.js';
 import { type AuthFlags, isLoopback, resolveAuth } from './auth.js';
 import { chatOptions, installChat } from './chat.js';
@@ -47,6 +49,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   webhookTypes: string[];
   webhookSecret?: string;
   alertWebhook?: string;
+  otelEndpoint?: string;
   maxConnections: number;
   maxConnectionsPerIp: number;
   maxConnectionsPerUser: number;
@@ -98,6 +101,9 @@ export async function start(flags: StartFlags): Promise<void> {
     cluster: flags.redisCluster === true,
   });
   const cluster = await openCluster(flags);
+  const otel = flags.otelEndpoint
+    ? await otlpTracing(flags.otelEndpoint, { instance: `${hostname()}:${process.pid}` })
+    : undefined;
   const gateway = createGateway({
     store,
     validate: auth.validate,
@@ -130,6 +136,7 @@ export async function start(flags: StartFlags): Promise<void> {
     logger,
     ...chatOptions(),
     cluster,
+    ...(otel ? { tracing: otel.provider } : {}),
   });
   installEcho(gateway);
   installChat(gateway);
@@ -215,6 +222,9 @@ export async function start(flags: StartFlags): Promise<void> {
       .then(() => admin?.close())
       .then(() => webhooks?.close(2000))
       .then(() => store.close())
+      .then(() =>
+        otel?.shutdown().catch((err: unknown) => logger.warn({ err }, 'tracing: last spans not sent')),
+      )
       .then(
         () => {
           process.stdout.write('pylon: stopped\n');

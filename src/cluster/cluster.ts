@@ -193,13 +193,13 @@ export class Cluster implements ClusterLink {
     const sends: Promise<void>[] = [];
     if (byNode === undefined) {
       // Registry away: every node gets it and keeps what is for its own users.
-      const msg: ClusterMessage = qos === 1 ? { t: 'qos1', users, origin: this.id } : m(target);
+      const msg: ClusterMessage = qos === 1 ? nudge(users, this.id, op) : m(target);
       sends.push(this.send(this.ch.all, msg, qos, users));
     } else {
       for (const [node, list] of byNode) {
         if (node === this.id) continue;
         const t: Target = list.length === 1 ? { user: list[0] as string } : { users: list };
-        const msg: ClusterMessage = qos === 1 ? { t: 'qos1', users: list, origin: this.id } : m(t);
+        const msg: ClusterMessage = qos === 1 ? nudge(list, this.id, op) : m(t);
         sends.push(this.send(this.ch.node(node), msg, qos, list));
       }
     }
@@ -281,7 +281,7 @@ export class Cluster implements ClusterLink {
           );
           return;
         case 'qos1':
-          for (const u of m.users) g.notify(u);
+          for (const u of m.users) g.notify(u, m.trace);
           return;
         case 'sessions':
           g.adoptSessions(m.sessions);
@@ -418,4 +418,12 @@ export function labelChannels(q: LabelQuery, ch: { all: string; label(l: string)
 export function nodeOfConnection(connection: string): string | undefined {
   const i = connection.indexOf('-');
   return i > 0 ? connection.slice(0, i) : undefined;
+}
+
+/** The qos-1 nudge for the users of a push on one node, with the push's trace when it has one. */
+function nudge(users: string[], origin: string, op: Extract<Operation, { op: 'push' }>): ClusterMessage {
+  const traceparent = op.options.trace;
+  return traceparent === undefined
+    ? { t: 'qos1', users, origin }
+    : { t: 'qos1', users, origin, trace: { push: op.id, traceparent } };
 }

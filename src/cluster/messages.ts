@@ -11,9 +11,15 @@ export type ClusterMessage =
   /** Run this operation on this node's connections (ClusterNode.run). */
   | { t: 'op'; op: Operation; origin: string }
   /** qos 1: messages were stored for these users (shared store); send them (delivery.notify). */
-  | { t: 'qos1'; users: string[]; origin: string }
+  | { t: 'qos1'; users: string[]; origin: string; trace?: Qos1Trace }
   /** The sending node goes away: its clients may resume these sessions here (gateway.adoptSessions). */
   | { t: 'sessions'; sessions: HandedSession[]; origin: string };
+
+/** The push a qos-1 nudge is for and its traceparent (tracing on): the receiving node's delivery spans join its trace. */
+export interface Qos1Trace {
+  push: string;
+  traceparent: string;
+}
 
 export type ClusterMessageType = ClusterMessage['t'];
 

@@ -3,6 +3,7 @@ import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
 import type { MessageStore, NewMessage, StoredMessage } from '../store/store.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
+import type { Qos1Spans } from '../trace/qos1-spans.js';
 import { StoreHealth } from './store-health.js';
 import type { UndeliveredWatch } from './undelivered.js';
 
@@ -119,6 +120,8 @@ export class Delivery {
   private readonly sweeper: WheelTimer;
   /** Acked-or-notify (set by the gateway). */
   watch: UndeliveredWatch | undefined;
+  /** Spans from each traced message's write to its ack (set by the gateway when tracing is on). */
+  spans: Qos1Spans | undefined;
 
   constructor(
     readonly store: MessageStore,
@@ -229,6 +232,7 @@ export class Delivery {
 
   /** The connection closed: forget its cursor (the inbox keeps the messages). */
   detach(r: Recipient): void {
+    this.spans?.gone(r, 'connection closed before the ack');
     r.deliveryOn = false;
     const cur = r.qos1;
     if (cur === undefined) return;
@@ -253,6 +257,7 @@ export class Delivery {
       (err) => this.failed(err, 'store ack'),
     );
     for (const other of this.host.recipientsOf(user)) {
+      this.spans?.acked(other, upto);
       const c = other.qos1;
       if (c === undefined) continue;
       const before = c.inflight.length;
@@ -336,6 +341,7 @@ export class Delivery {
     const r = cur.recipient;
     r.deliver(encodeQos1(r.codec, m), 1);
     this.counters.sent++;
+    this.spans?.sent(r, m.seq, m.id, 1);
     cur.sent = m.seq;
     cur.inflight.push(m.seq);
     if (cur.timer === undefined) this.arm(cur);
@@ -380,6 +386,7 @@ export class Delivery {
       if (!wanted.has(m.seq)) continue;
       r.deliver(encodeQos1(r.codec, m), 1);
       this.counters.redelivered++;
+      this.spans?.sent(r, m.seq, m.id, cur.attempts + 1);
     }
     // Messages that expired or were acked elsewhere are no longer in flight.
     const present = new Set(again.map((m) => m.seq));

@@ -97,6 +97,9 @@ export interface ClusterNode {
   run(op: Operation): Promise<void>;
   /** Sessions another node handed over as it went away. */
   adoptSessions(sessions: readonly HandedSession[]): void;
-  /** New qos-1 messages for `user` were stored elsewhere: send them to this node's connections. */
-  notify(user: string): void;
+  /**
+   * New qos-1 messages for `user` were stored elsewhere: send them to this node's connections
+   * (`trace`: the push they are for and its traceparent, when it is traced).
+   */
+  notify(user: string, trace?: { push: string; traceparent: string }): void;
 }

@@ -67,6 +67,9 @@ export function clusterNodeOf(core: NodeHost): ClusterNode {
     },
     run: (op) => core.run(op),
     adoptSessions: (sessions) => core.adoptSessions(sessions),
-    notify: (user) => core.delivery.notify(user),
+    notify: (user, trace) => {
+      if (trace !== undefined) core.delivery.spans?.remember(trace.push, trace.traceparent);
+      core.delivery.notify(user);
+    },
   };
 }

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
+import { type Attributes, ROOT_CONTEXT, type Span } from '@opentelemetry/api';
 import { Delivery } from '../delivery/delivery.js';
 import { UndeliveredWatch } from '../delivery/undelivered.js';
 import { Fanout } from '../hub/fanout.js';
@@ -33,6 +34,8 @@ import { type Clock, systemClock } from '../timer/clock.js';
 import { TimerScope } from '../timer/scope.js';
 import { isShared, wheelFor } from '../timer/shared.js';
 import type { TimingWheel } from '../timer/wheel.js';
+import { Qos1Spans } from '../trace/qos1-spans.js';
+import { failSpan, SpanKind, type Tracing } from '../trace/tracing.js';
 import { upgradeToken } from './auth.js';
 import type { ClusterLink, ClusterNode, Operation } from './cluster-link.js';
 import { clusterNodeOf } from './cluster-node.js';
@@ -116,6 +119,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly clusterNode: ClusterNode;
   /** Where operations go after running here: the cluster, or nowhere (the local adapter). */
   readonly adapter: ClusterLink;
+  /** Spans (the `tracing` option); undefined: tracing is off. */
+  readonly tracing: Tracing | undefined;
   /** Bans and token revocations in force (kept in the store too when it is durable). */
   readonly denials: Denials;
   /** Connections and frames per user. */
@@ -218,6 +223,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
         )
       : undefined;
     if (this.resumes) this.resumes.unwritten = (conn) => this.fanout.unwrittenFrom(conn);
+    this.tracing = o.tracing;
+    if (o.tracing !== undefined) this.delivery.spans = new Qos1Spans(o.tracing);
     this.denials = new Denials(o.maxDenials);
     this.users = new UserSlots(o.maxConnectionsPerUser);
     this.timers.every(30_000, () => {
@@ -287,8 +294,71 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     options: PushOptions,
     id: string,
   ): Promise<PushResult> {
+    if (this.tracing !== undefined) return this.tracedPush(this.tracing, target, type, data, options, id);
     const result = await pushTo(this.pushing, target, type, data, options, id);
     await this.adapter.publish({ op: 'push', id, target, type, data, options });
+    return result;
+  }
+
+  /**
+   * A push with its spans: `pylon.push` from accept to handed to the cluster (its children:
+   * `pylon.store` for a qos-1 push, `pylon.fanout` until written to this node's connections, with
+   * counts); the other nodes' spans are children of it through the traceparent in its options.
+   */
+  private async tracedPush(
+    tr: Tracing,
+    target: Target,
+    type: string,
+    data: unknown,
+    options: PushOptions,
+    id: string,
+  ): Promise<PushResult> {
+    const qos = options.qos ?? 0;
+    const span = tr.start(
+      'pylon.push',
+      {
+        'pylon.push.id': id,
+        'pylon.push.type': type,
+        'pylon.push.qos': qos,
+        'pylon.push.target': targetKind(target),
+      },
+      tr.parent(options.trace),
+      SpanKind.PRODUCER,
+    );
+    const within = tr.within(span);
+    const traceparent = tr.traceparent(span);
+    const opts: PushOptions = traceparent === undefined ? options : { ...options, trace: traceparent };
+    if (qos === 1 && traceparent !== undefined) this.delivery.spans?.remember(id, traceparent);
+    const step = tr.start(qos === 1 ? 'pylon.store' : 'pylon.fanout', {}, within);
+    let result: PushResult;
+    try {
+      result = await pushTo(this.pushing, target, type, data, opts, id);
+    } catch (err) {
+      failSpan(step, err);
+      failSpan(span, err);
+      throw err;
+    }
+    span.setAttribute('pylon.targeted', result.targeted);
+    if (qos === 1) {
+      step.setAttribute('pylon.stored', result.stored ?? 0);
+      step.end();
+    } else {
+      step.setAttribute('pylon.targeted', result.targeted);
+      result.done.then(
+        (d) => {
+          step.setAttributes({ 'pylon.delivered': d.delivered, 'pylon.dropped': d.dropped });
+          step.end();
+        },
+        (err: unknown) => failSpan(step, err),
+      );
+    }
+    try {
+      await this.adapter.publish({ op: 'push', id, target, type, data, options: opts });
+    } catch (err) {
+      failSpan(span, err);
+      throw err;
+    }
+    span.end();
     return result;
   }
 
@@ -304,8 +374,34 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   async run(op: Operation): Promise<void> {
     switch (op.op) {
       case 'push': {
-        const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id, false);
-        await r.done;
+        const tr = this.tracing;
+        const trace = op.options.trace;
+        if (tr === undefined || trace === undefined) {
+          const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id, false);
+          await r.done;
+          return;
+        }
+        // This node's part of a traced push: one span with its counts.
+        if (op.options.qos === 1) this.delivery.spans?.remember(op.id, trace);
+        const span = tr.start(
+          'pylon.deliver',
+          { 'pylon.push.id': op.id, 'pylon.node': this.nodeId },
+          tr.parent(trace),
+          SpanKind.CONSUMER,
+        );
+        try {
+          const r = await pushTo(this.pushing, op.target, op.type, op.data, op.options, op.id, false);
+          const d = await r.done;
+          span.setAttributes({
+            'pylon.targeted': r.targeted,
+            'pylon.delivered': d.delivered,
+            'pylon.dropped': d.dropped,
+          });
+          span.end();
+        } catch (err) {
+          failSpan(span, err);
+          throw err;
+        }
         return;
       }
       case 'kick':
@@ -796,7 +892,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private route(conn: Connection, env: Envelope): void {
     switch (env.kind) {
       case 'req':
-        dispatchRequest(this, conn, env);
+        if (this.tracing === undefined) dispatchRequest(this, conn, env);
+        else dispatchRequest(this, conn, env, this.requestSpan(this.tracing, conn, env));
         return;
       case 'msg':
         dispatchMessage(this, conn, env);
@@ -823,6 +920,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       default:
         this.disconnect(conn, 'protocol_error', `kind "${env.kind}" is not sent by clients`);
     }
+  }
+
+  private requestSpan(tr: Tracing, conn: Connection, env: Envelope): Span {
+    const attributes: Attributes = { 'pylon.request.type': env.type ?? '', 'pylon.connection': conn.id };
+    if (conn.user !== undefined) attributes['pylon.user'] = conn.user;
+    return tr.start(`pylon.request ${env.type ?? ''}`, attributes, ROOT_CONTEXT, SpanKind.SERVER);
   }
 
   /** A label back on resume; one over the limits now is left out (logged), not fatal. */
@@ -906,4 +1009,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
 function onSlowCheck(conn: Connection): void {
   (conn.owner as GatewayCore).slowCheck(conn);
+}
+
+/** What a push is addressed to, for its span. */
+function targetKind(t: Target): string {
+  if ('user' in t) return 'user';
+  if ('users' in t) return 'users';
+  if ('connection' in t) return 'connection';
+  if ('labels' in t) return 'labels';
+  return 'all';
 }

@@ -1,6 +1,8 @@
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from '../log/logger.js';
 import type { Envelope, WireError } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
+import { endRequestSpan } from '../trace/tracing.js';
 import type { Connection } from './connection.js';
 import { type Context, NO_HANDLER, type Router } from './router.js';
 
@@ -18,14 +20,21 @@ export interface DispatchHost {
  * answer carries the request id, so they may finish in any order (woodpecker's case).
  * A synchronous handler without middleware is answered without a promise.
  */
-export function dispatchRequest(host: DispatchHost, conn: Connection, env: Envelope): void {
+export function dispatchRequest(host: DispatchHost, conn: Connection, env: Envelope, span?: Span): void {
   const id = env.id as number;
   if (env.type === undefined) {
-    reply(host, conn, id, undefined, new PylonError('BAD_REQUEST', 'req needs a type'));
+    answer(host, conn, id, undefined, new PylonError('BAD_REQUEST', 'req needs a type'), span);
     return;
   }
   if (conn.pending >= host.maxPendingRequests) {
-    reply(host, conn, id, undefined, new PylonError('TOO_MANY_REQUESTS', 'too many requests in flight'));
+    answer(
+      host,
+      conn,
+      id,
+      undefined,
+      new PylonError('TOO_MANY_REQUESTS', 'too many requests in flight'),
+      span,
+    );
     return;
   }
   const ctx: Context = { connection: conn, kind: 'req', type: env.type as string, id, data: env.data };
@@ -33,26 +42,39 @@ export function dispatchRequest(host: DispatchHost, conn: Connection, env: Envel
   try {
     result = host.router.run(ctx);
   } catch (err) {
-    reply(host, conn, id, undefined, err ?? new Error('thrown'));
+    answer(host, conn, id, undefined, err ?? new Error('thrown'), span);
     return;
   }
   if (result === NO_HANDLER) {
-    reply(host, conn, id, undefined, new PylonError('NOT_FOUND', `no handler for "${ctx.type}"`));
+    answer(host, conn, id, undefined, new PylonError('NOT_FOUND', `no handler for "${ctx.type}"`), span);
   } else if (isThenable(result)) {
     conn.pending++;
     result.then(
       (value) => {
         conn.pending--;
-        reply(host, conn, id, value, undefined);
+        answer(host, conn, id, value, undefined, span);
       },
       (err: unknown) => {
         conn.pending--;
-        reply(host, conn, id, undefined, err ?? new Error('rejected'));
+        answer(host, conn, id, undefined, err ?? new Error('rejected'), span);
       },
     );
   } else {
-    reply(host, conn, id, result, undefined);
+    answer(host, conn, id, result, undefined, span);
   }
+}
+
+/** Answers the request, and ends its span (tracing on) with how it went. */
+function answer(
+  host: DispatchHost,
+  conn: Connection,
+  id: number,
+  data: unknown,
+  err: unknown,
+  span: Span | undefined,
+): void {
+  reply(host, conn, id, data, err);
+  if (span !== undefined) endRequestSpan(span, err, conn.state === 'open');
 }
 
 /** Runs a one-way message's handler; failures are logged, nothing is answered. */

@@ -3,6 +3,7 @@ import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
 import type { MessageStore } from '../store/store.js';
 import type { WheelTimer } from '../timer/wheel.js';
+import type { Tracing } from '../trace/tracing.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
 import { GatewayCore } from './core.js';
@@ -65,6 +66,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Where qos-1 messages wait for their ack. */
   get store(): MessageStore {
     return this.#core.delivery.store;
+  }
+
+  /** @internal The gateway's spans when the `tracing` option is set (webhooks add theirs). */
+  get tracing(): Tracing | undefined {
+    return this.#core.tracing;
   }
 
   /** The cluster this gateway joined, if any (the `cluster` option). */

@@ -8,6 +8,7 @@ import type { TlsFiles } from '../net/tls.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
+import { Tracing, type TracingOption } from '../trace/tracing.js';
 import type { Validator } from './auth.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
@@ -17,6 +18,7 @@ import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
 import type { PresenceRule } from './presence.js';
 import type { ResumeOptions } from './resume.js';
 import type { KeepaliveOptions, RateLimitOptions } from './settings.js';
+import { VERSION } from './version.js';
 
 export type { KeepaliveOptions, RateLimitOptions } from './settings.js';
 
@@ -174,6 +176,12 @@ export interface GatewayOptions {
   clock?: Clock;
   /** Resolution of the timing wheel (ms). Default 10. */
   tickMs?: number;
+  /**
+   * OpenTelemetry: a Tracer or TracerProvider (from `@opentelemetry/api`) that gets the gateway's
+   * spans — pushes (accept, store, fan-out, delivery per node), requests, qos-1 delivery up to the
+   * ack. Off by default; off, no span is made and nothing is looked up.
+   */
+  tracing?: TracingOption;
 }
 
 export interface ResolvedOptions {
@@ -215,6 +223,7 @@ export interface ResolvedOptions {
   cluster: ClusterLink | undefined;
   logger: Logger;
   clock: Clock | undefined;
+  tracing: Tracing | undefined;
   tickMs: number;
 }
 
@@ -348,6 +357,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     cluster: o.cluster,
     logger: o.logger ?? createLogger('info'),
     clock: o.clock,
+    tracing: o.tracing === undefined ? undefined : new Tracing(o.tracing, VERSION),
     tickMs: positive('tickMs', o.tickMs, 10),
   };
 }

@@ -79,6 +79,11 @@ export interface PushOptions {
    * (`duplicate: true`).
    */
   idempotencyKey?: string;
+  /**
+   * The W3C `traceparent` of the caller's span (tracing on): the push's spans are its children.
+   * The admin API takes it from the request's `traceparent` header.
+   */
+  trace?: string;
 }
 
 export interface PushResult {

@@ -6,7 +6,14 @@
 
 import { pino } from 'pino';
 import { redisCluster } from '../../dist/cluster/index.js';
-import { createGateway, devValidator, jwtValidator, RedisStore, startAdmin } from '../../dist/index.js';
+import {
+  createGateway,
+  devValidator,
+  jwtValidator,
+  otlpTracing,
+  RedisStore,
+  startAdmin,
+} from '../../dist/index.js';
 
 const url = process.env.REDIS;
 const prefix = process.env.PREFIX ?? 'pylon:';
@@ -16,6 +23,10 @@ const cluster = await redisCluster(url, { ttl, prefix });
 // With $JWT_SECRET a token that looks like a JWT is verified as one (HS256); any other is the user id.
 const jwt = process.env.JWT_SECRET ? await jwtValidator({ secret: process.env.JWT_SECRET }) : undefined;
 const dev = devValidator();
+// With $OTEL_ENDPOINT: spans exported over OTLP/HTTP there, as `pylon start --otel-endpoint` does.
+const otel = process.env.OTEL_ENDPOINT
+  ? await otlpTracing(process.env.OTEL_ENDPOINT, { instance: process.env.NODE_NAME })
+  : undefined;
 const gateway = createGateway({
   tcp: { port: 0, host: '127.0.0.1' },
   ws: { port: 0, host: '127.0.0.1' },
@@ -29,6 +40,7 @@ const gateway = createGateway({
     pino.destination({ dest: 2, sync: true }),
   ),
   delivery: { redeliveryBase: 300, redeliveryMax: 1000 },
+  ...(otel ? { tracing: otel.provider } : {}),
   rateLimit: false,
   userRateLimit: false,
 });
@@ -46,5 +58,6 @@ process.on('SIGTERM', async () => {
   await gateway.close();
   await admin.close();
   await store.close();
+  await otel?.shutdown();
   process.exit(0);
 });
