@@ -192,6 +192,46 @@ describe('admin gRPC API', () => {
     expect(await call('Kick', { connection: 'nope' })).toEqual({ kicked: 0 });
   });
 
+  it('bans, revocations and the connection list', async () => {
+    const { tcpUrl, call } = await setup();
+    const eve = await client(tcpUrl, 'eve:a');
+    await client(tcpUrl, 'fay:a');
+    const list = await call<{ node: string; connections: Array<Record<string, unknown>> }>(
+      'ListConnections',
+      {
+        label: 'a',
+        limit: 10,
+      },
+    );
+    expect(list.connections.map((c) => c.user)).toEqual(['eve', 'fay']);
+    expect(list.connections[0]).toMatchObject({ transport: 'tcp', codec: 'json' });
+    expect(
+      (await call<{ connections: unknown[] }>('ListConnections', { user: 'fay' })).connections,
+    ).toHaveLength(1);
+
+    const closed = new Promise<number>((resolve) => eve.c.on('close', (e) => resolve(e.code)));
+    const ban = await call<{ kicked: number; until: string }>('BanUser', {
+      user: 'eve',
+      duration: 60_000,
+      reason: 'spam',
+    });
+    expect(ban.kicked).toBe(1);
+    expect(await closed).toBe(4508);
+    expect(await call('GetUser', { user: 'eve' })).toMatchObject({
+      banned: { reason: 'spam', until: ban.until },
+    });
+    expect(await call('UnbanUser', { user: 'eve' })).toEqual({ user: 'eve', unbanned: true });
+    expect(await call('RevokeToken', { jti: 'j-1' })).toMatchObject({ jti: 'j-1' });
+    expect(await call('RevokeToken', { user: 'fay', issued_before: '2026-01-01T00:00:00Z' })).toMatchObject({
+      user: 'fay',
+      issued_before: '2026-01-01T00:00:00.000Z',
+    });
+    await expect(call('BanUser', { user: 'eve', duration: -5 })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^duration:/),
+    });
+  });
+
   it('UNAUTHENTICATED without a valid key; INVALID_ARGUMENT naming the field', async () => {
     const { call } = await setup();
     await expect(call('Stats', {}, null)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });

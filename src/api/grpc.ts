@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from '../log/logger.js';
 import { PylonError } from '../protocol/errors.js';
-import type { AdminService, KickInput, PushInput } from './admin-service.js';
+import type { AdminService, KickInput, PushInput, RevokeInput } from './admin-service.js';
 import type { ApiKeys } from './keys.js';
 
 /**
@@ -112,6 +112,33 @@ export async function startGrpc(service: AdminService, options: GrpcOptions): Pr
     ListLabels: unary('ListLabels', (r) => service.listLabels(defined({ after: r.after, limit: r.limit }))),
     GetLabel: unary('GetLabel', (r) =>
       service.getLabel(defined({ label: r.label, after: r.after, limit: r.limit }) as { label: string }),
+    ),
+    BanUser: unary('BanUser', (r) =>
+      service.ban(defined({ user: r.user, duration: r.duration, reason: r.reason }) as { user: string }),
+    ),
+    UnbanUser: unary('UnbanUser', (r) => service.unban({ user: r.user as string })),
+    RevokeToken: unary('RevokeToken', (r) =>
+      service.revoke(
+        defined({
+          jti: r.jti,
+          user: r.user,
+          issuedBefore: r.issued_before,
+          duration: r.duration,
+          reason: r.reason,
+        }) as RevokeInput,
+      ),
+    ),
+    ListConnections: unary('ListConnections', (r) =>
+      service.listConnections(
+        defined({
+          user: r.user,
+          label: r.label,
+          transport: r.transport,
+          address: r.address,
+          after: r.after,
+          limit: r.limit,
+        }),
+      ),
     ),
   });
 
