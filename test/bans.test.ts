@@ -174,6 +174,23 @@ describe('bans', () => {
   });
 });
 
+describe('bans when the store fails', () => {
+  it('a ban the store cannot keep fails with UNAVAILABLE and leaves the ban in force before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pylon-bans-'));
+    dirs.push(dir);
+    const store = SqliteStore.open(join(dir, 'pylon.db'));
+    const { gateway } = await startGateway({ validate: devValidator(), store });
+    await gateway.ban('oscar', { duration: 3_600_000, reason: 'first' });
+    await store.close(); // every later write fails
+    await expect(gateway.ban('oscar', { duration: 1000, reason: 'second' })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+    await expect(gateway.ban('pete')).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    expect(gateway.banned('oscar')).toMatchObject({ reason: 'first' });
+    expect(gateway.banned('pete')).toBeUndefined();
+  });
+});
+
 describe('token revocation', () => {
   it('by jti: the connections of that token are closed with token_revoked (4509), the token is refused, others are not', async () => {
     const { gateway, tcpUrl, wsUrl } = await startGateway({
@@ -199,6 +216,8 @@ describe('token revocation', () => {
     const api = await adminOf(gateway);
     const old = await token('dave');
     const a = await client(tcpUrl, old);
+    // The revocation covers tokens issued in earlier seconds than its own.
+    await new Promise((res) => setTimeout(res, 1000 - (Date.now() % 1000) + 10));
     const someoneElse = await client(tcpUrl, await token('erin'));
     const r = await api('/v1/revocations', 'POST', { user: 'dave', reason: 'password changed' });
     expect(r.body).toMatchObject({ user: 'dave', closed: 1 });
@@ -206,9 +225,22 @@ describe('token revocation', () => {
     expect(a.closes[0]).toMatchObject({ code: 4509, reason: expect.stringMatching(/password changed$/) });
     expect(someoneElse.closes).toHaveLength(0);
     expect((await refusal(tcpUrl, old)).code).toBe(4509);
-    // JWT iat has whole seconds: a token issued in the same second as the revocation is before it.
-    await new Promise((res) => setTimeout(res, 1000 - (Date.now() % 1000) + 10));
+    // JWT iat has whole seconds, and so has the default "now": a token issued right after the revocation is accepted.
     expect((await client(tcpUrl, await token('dave'))).welcome?.user).toBe('dave');
+    // A second revocation with an earlier time does not bring the old token back.
+    await api('/v1/revocations', 'POST', {
+      user: 'dave',
+      issuedBefore: '2020-01-01T00:00:00Z',
+      duration: 1000,
+    });
+    expect((await refusal(tcpUrl, old)).code).toBe(4509);
+    const future = await api('/v1/revocations', 'POST', {
+      user: 'dave',
+      issuedBefore: Date.now() + 3_600_000,
+    });
+    expect((future.body.error as { message: string }).message).toBe(
+      'issuedBefore: must not be in the future',
+    );
     const bad = await api('/v1/revocations', 'POST', { jti: 'x', user: 'dave' });
     expect((bad.body.error as { message: string }).message).toBe('body: needs exactly one of jti, user');
   });

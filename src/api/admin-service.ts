@@ -202,7 +202,12 @@ export class AdminService {
     if (o.idempotencyKey !== undefined)
       options.idempotencyKey = nonEmpty(o.idempotencyKey, 'idempotencyKey', 256);
     // The caller's trace (a W3C traceparent header): the push's spans join it (tracing on).
-    if (call.traceparent !== undefined && call.traceparent.length <= 128) options.trace = call.traceparent;
+    if (
+      this.gateway.tracing !== undefined &&
+      call.traceparent !== undefined &&
+      call.traceparent.length <= 128
+    )
+      options.trace = call.traceparent;
     const r = await this.gateway.push(to, type, o.data, options);
     r.done.catch((err: unknown) => this.logger.error({ err, push: r.id }, 'admin push: fan-out failed'));
     const out: PushOutput = { id: r.id, targeted: r.targeted };
@@ -363,11 +368,18 @@ export class AdminService {
       return { jti, until: new Date(r.until).toISOString(), closed: r.closed };
     }
     const user = nonEmpty(o.user, 'user', MAX_ID);
-    const before = o.issuedBefore === undefined ? Date.now() : instant(o.issuedBefore, 'issuedBefore');
-    const r = await this.gateway.revoke({ user, issuedBefore: before }, options);
+    let before: number | undefined;
+    if (o.issuedBefore !== undefined) {
+      before = instant(o.issuedBefore, 'issuedBefore');
+      if (before < 0 || before > Date.now() + 60_000) bad('issuedBefore', 'must not be in the future');
+    }
+    const r = await this.gateway.revoke(
+      before === undefined ? { user } : { user, issuedBefore: before },
+      options,
+    );
     return {
       user,
-      issuedBefore: new Date(before).toISOString(),
+      issuedBefore: new Date(r.issuedBefore ?? 0).toISOString(),
       until: new Date(r.until).toISOString(),
       closed: r.closed,
     };

@@ -1,5 +1,5 @@
 import type { Codec } from '../protocol/codec.js';
-import { type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
+import { DISCONNECT, type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
 import { type Envelope, MAX_ID } from '../protocol/envelope.js';
 import { PylonError, TimeoutError } from '../protocol/errors.js';
 import { DEFAULT_CLIENT_MAX_FRAME } from '../protocol/framing.js';
@@ -74,6 +74,10 @@ export class PylonClient {
   private gate: Promise<unknown> = Promise.resolve();
   private closedWaiter: (() => void) | undefined;
   private readonly reconnectOptions: ReconnectOptions | undefined;
+  /** The token sent on the next connect: `options.token`, then each fresh one from getToken. */
+  private token: string | undefined;
+  /** The server closed with token_expired: get a fresh token before the next connect. */
+  private tokenExpired = false;
 
   constructor(
     readonly url: URL,
@@ -88,6 +92,7 @@ export class PylonClient {
     }
     this.codec = codec;
     this.lastSeq = options.lastSeq ?? 0;
+    this.token = options.token;
     this.wheel = wheelFor(options.clock);
     this.reconnectOptions =
       options.reconnect === false
@@ -294,7 +299,7 @@ export class PylonClient {
         this.url,
         {
           codec: this.codec.name,
-          token: this.options.token,
+          token: this.token,
           headers: this.options.headers,
           maxFrame: this.options.maxFrame ?? DEFAULT_CLIENT_MAX_FRAME,
           tls: this.options.tls,
@@ -316,7 +321,7 @@ export class PylonClient {
   private onLinkOpen(link: ClientLink): void {
     if (link !== this.link) return;
     const data: Record<string, unknown> = { codec: this.codec.name, client: 'pylon-js/0.1.0' };
-    if (this.options.token !== undefined) data.token = this.options.token;
+    if (this.token !== undefined) data.token = this.token;
     // Resume the last session: labels come back and missed pushes are replayed.
     if (this.welcome?.session !== undefined) data.session = this.welcome.session;
     const hello: Envelope = { kind: 'hello', data };
@@ -409,6 +414,10 @@ export class PylonClient {
 
   private onPush(env: Envelope): void {
     const type = env.type as string;
+    if (type === '$refresh' && env.seq === undefined) {
+      void this.refreshToken();
+      return;
+    }
     const meta: PushMeta = { type, seq: env.seq, qos: env.qos === 1 ? 1 : 0 };
     if (meta.qos === 0 || env.seq === undefined) {
       this.gate.then(() => this.runHandlers(env.data, meta)).catch((err) => this.emit('error', err as Error));
@@ -477,7 +486,15 @@ export class PylonClient {
     }
     const first = this.connectWaiter;
     const ro = this.reconnectOptions;
-    const retry = ro !== undefined && info.reconnect && first === undefined && this.attempt < ro.maxAttempts;
+    // token_expired: come back only with a fresh token, from getToken.
+    const expiredToken = info.code === DISCONNECT.token_expired.code;
+    if (expiredToken) this.tokenExpired = true;
+    const retry =
+      ro !== undefined &&
+      info.reconnect &&
+      first === undefined &&
+      this.attempt < ro.maxAttempts &&
+      !(expiredToken && this.options.getToken === undefined);
     this.state = retry ? 'waiting' : 'closed';
     if (wasOpen || !retry) this.emit('close', { ...info, willReconnect: retry });
     // A close listener may have called close(): then there is nothing to retry.
@@ -507,7 +524,44 @@ export class PylonClient {
   retry(): void {
     if (this.state !== 'waiting') return;
     this.state = 'connecting';
-    this.dial();
+    if (!this.tokenExpired || this.options.getToken === undefined) {
+      this.dial();
+      return;
+    }
+    // The server closed with token_expired: a fresh token first (a failure is a failed attempt).
+    Promise.resolve()
+      .then(this.options.getToken)
+      .then(
+        (token) => {
+          this.token = token;
+          this.tokenExpired = false;
+          if (this.state === 'connecting') this.dial();
+        },
+        (err: unknown) => {
+          this.emit('error', err instanceof Error ? err : new Error(String(err)));
+          if (this.state !== 'connecting') return;
+          this.state = 'waiting';
+          const ro = this.reconnectOptions as ReconnectOptions;
+          const delay = backoffDelay(this.attempt, ro, this.options.random);
+          this.attempt++;
+          this.emit('reconnecting', { attempt: this.attempt, delay });
+          this.timer = this.wheel.schedule(delay, onRetry, this);
+        },
+      );
+  }
+
+  /** The server asked for a new token: get one and send it; the connection stays up meanwhile. */
+  private async refreshToken(): Promise<void> {
+    const getToken = this.options.getToken;
+    if (getToken === undefined) return; // the server will close with token_expired; a reconnect is final
+    try {
+      const token = await getToken();
+      this.token = token;
+      const result = (await this.request('$refresh', { token })) as { expiresAt?: number; labels: string[] };
+      this.emit('refreshed', result);
+    } catch (err) {
+      this.emit('error', err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** @internal */

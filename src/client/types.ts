@@ -11,6 +11,13 @@ export interface ReconnectOptions extends BackoffOptions {
 export interface ClientOptions {
   /** Sent in the WS URL (?token=) and in hello. */
   token?: string;
+  /**
+   * Gets a fresh token from the application (its auth server). Called when the server asks for
+   * one before the current token expires (the connection stays up: the new token is sent with a
+   * `$refresh` request), and before reconnecting after the server closed the connection with
+   * `token_expired` (4011). Without it, a `token_expired` close is final.
+   */
+  getToken?: () => string | Promise<string>;
   /** Default "json". */
   codec?: CodecName;
   /** Default time for a request to be answered (ms). Default 10 s. */
@@ -91,6 +98,8 @@ export interface ClientEvents {
   reconnecting: [event: { attempt: number; delay: number }];
   reconnected: [welcome: Welcome];
   error: [error: Error];
+  /** The connection's token was replaced by a fresh one from `getToken` (its new expiry, labels). */
+  refreshed: [result: { expiresAt?: number; labels: string[] }];
 }
 
 /** Lifecycle event names; pushes of these types cannot be listened to with `on`. */
@@ -100,4 +109,5 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'reconnecting',
   'reconnected',
   'error',
+  'refreshed',
 ]);

@@ -373,6 +373,7 @@ export class Delivery {
       const seq = cur.inflight.shift() as number;
       cur.attempts = 0;
       this.counters.deadLetters++;
+      this.spans?.end(r, seq, 'redelivery cap: moved to dead letters');
       await this.store.bury(user, seq, 'redelivery_cap', Date.now());
       this.watch?.buried(user, seq);
     }
@@ -390,6 +391,9 @@ export class Delivery {
     }
     // Messages that expired or were acked elsewhere are no longer in flight.
     const present = new Set(again.map((m) => m.seq));
+    if (this.spans !== undefined)
+      for (const s of cur.inflight)
+        if (!present.has(s)) this.spans.end(r, s, 'expired or acknowledged elsewhere');
     cur.inflight = cur.inflight.filter((s) => present.has(s));
   }
 

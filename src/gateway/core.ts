@@ -45,6 +45,7 @@ import {
   Denials,
   denialKey,
   denies,
+  parseDenial,
   type Refusal,
   refusalOf,
   type TokenInfo,
@@ -66,6 +67,7 @@ import { installReadHandlers } from './read-handlers.js';
 import { handOffSessions, type ResumeResult, Resumes, resumeSession } from './resume.js';
 import { Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
+import { armExpiry, disarmExpiry, expired, installRefresh, type RefreshHost } from './token-refresh.js';
 import type {
   GatewayAddresses,
   GatewayEvents,
@@ -93,7 +95,7 @@ const LOCAL_ADAPTER: ClusterLink = {
  * and closes connections with documented codes. The public `Gateway` is the application's API
  * over it.
  */
-export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, SubscribeHost {
+export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, SubscribeHost, RefreshHost {
   /** Every connection past the transport's accept, by id (including ones still authenticating). */
   readonly connections = new Map<string, Connection>();
   readonly keepalive: KeepaliveOptions | undefined;
@@ -272,6 +274,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       history: this.history,
       authorizeSub: o.authorizeSub,
     });
+    installRefresh(this);
     this.adapter = o.cluster ?? LOCAL_ADAPTER;
     this.adapter.attach(this.clusterNode);
   }
@@ -410,11 +413,25 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       case 'labels':
         updateLabels(this.hub, this.options.labels, op.user, op.change);
         return;
-      case 'deny':
+      case 'deny': {
         this.denialChanges++;
-        if (op.remove !== undefined) this.denials.remove(op.remove);
-        if (op.add !== undefined) this.denyHere(op.add);
+        if (typeof op.remove === 'string') this.denials.remove(op.remove);
+        if (op.add === undefined) return;
+        const d = parseDenial(op.add);
+        if (d === undefined) {
+          this.logger.warn({ rule: op.add }, 'bans: a rule from another node is not readable; ignored');
+          return;
+        }
+        try {
+          this.denyHere(d);
+        } catch (err) {
+          this.logger.error(
+            { err, rule: denialKey(d) },
+            'bans: a rule from another node could not be put in force',
+          );
+        }
         return;
+      }
     }
   }
 
@@ -422,13 +439,17 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
    * A ban or revocation: kept in the store first (every gateway of the store refuses it, a later
    * one too), then in force here (open connections it concerns closed), then on the other nodes.
    */
-  async deny(d: Denial): Promise<number> {
+  async deny(rule: Denial): Promise<number> {
+    const previous = this.denials.get(denialKey(rule));
+    const d = this.denials.merge(rule);
     this.denials.add(d); // refused here when too many are in force, before the store has it
     this.denialChanges++;
     try {
       await this.delivery.store.denials?.put(d);
     } catch (err) {
-      this.denials.remove(denialKey(d));
+      // The rule in force before stays in force.
+      if (previous === undefined) this.denials.remove(denialKey(d));
+      else this.denials.add(previous);
       throw new PylonError('UNAVAILABLE', `the store could not keep it: ${(err as Error).message}`, {
         cause: err,
       });
@@ -851,7 +872,23 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   refusal(user: string | undefined, token: TokenInfo | undefined): Refusal | undefined {
+    if (token?.expiresAt !== undefined && expired(token, this.options.tokenRefresh.grace))
+      return { name: 'token_expired', reason: `token expired at ${new Date(token.expiresAt).toISOString()}` };
     return this.denials.check(user, token);
+  }
+
+  // ---- RefreshHost ----
+
+  get tokenRefresh(): ResolvedOptions['tokenRefresh'] {
+    return this.options.tokenRefresh;
+  }
+
+  get authorizeSub(): RefreshHost['authorizeSub'] {
+    return this.options.authorizeSub;
+  }
+
+  wheelOf(): TimingWheel {
+    return this.wheel;
   }
 
   takeSlot(conn: Connection): boolean {
@@ -880,6 +917,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     } else {
       conn.timer?.cancel();
     }
+    if (conn.token?.expiresAt !== undefined) armExpiry(this, conn);
     this.logger.info(
       { conn: conn.id, user: conn.user, transport: conn.transport, remote: conn.remoteAddress },
       'connect',
@@ -925,7 +963,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private requestSpan(tr: Tracing, conn: Connection, env: Envelope): Span {
     const attributes: Attributes = { 'pylon.request.type': env.type ?? '', 'pylon.connection': conn.id };
     if (conn.user !== undefined) attributes['pylon.user'] = conn.user;
-    return tr.start(`pylon.request ${env.type ?? ''}`, attributes, ROOT_CONTEXT, SpanKind.SERVER);
+    return tr.start('pylon.request', attributes, ROOT_CONTEXT, SpanKind.SERVER);
   }
 
   /** A label back on resume; one over the limits now is left out (logged), not fatal. */
@@ -976,6 +1014,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     conn.timer = undefined;
     conn.slowTimer?.cancel();
     conn.slowTimer = undefined;
+    if (conn.token?.expiresAt !== undefined) disarmExpiry(conn);
     this.connections.delete(conn.id);
     const wasIndexed = this.hub.has(conn);
     this.hub.remove(conn);

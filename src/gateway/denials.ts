@@ -18,7 +18,7 @@ export const DEFAULT_MAX_DENIALS = 100_000;
 
 /** Why a connection is refused: the disconnect name and the reason it is told. */
 export interface Refusal {
-  name: 'banned' | 'token_revoked';
+  name: 'banned' | 'token_revoked' | 'token_expired';
   reason: string;
 }
 
@@ -52,6 +52,20 @@ export class Denials {
 
   remove(key: string): boolean {
     return this.rules.delete(key);
+  }
+
+  get(key: string): Denial | undefined {
+    return this.rules.get(key);
+  }
+
+  /**
+   * `d` combined with the rule of its key in force: a later "issued before" never brings back
+   * tokens an earlier one revoked (the later of the two times, the later of the two ends).
+   */
+  merge(d: Denial): Denial {
+    const old = this.live(denialKey(d));
+    if (d.kind !== 'before' || old?.kind !== 'before') return d;
+    return { ...d, before: Math.max(d.before, old.before), until: Math.max(d.until, old.until) };
   }
 
   /** Every rule in force replaced by `list` (read back from the store). */

@@ -7,7 +7,7 @@ import type { Tracing } from '../trace/tracing.js';
 import type { ClusterLink } from './cluster-link.js';
 import type { Connection } from './connection.js';
 import { GatewayCore } from './core.js';
-import type { Denial } from './denials.js';
+import { type Denial, denialKey } from './denials.js';
 import type { HistoryPage } from './history.js';
 import type { GatewayOptions } from './options.js';
 import type { Handler, Middleware } from './router.js';
@@ -158,7 +158,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /**
    * Revoke a token: by its id (`{jti}`), or every token of a user issued before a time
-   * (`{user, issuedBefore}`, ms since the epoch, default now). Connections that authenticated
+   * (`{user, issuedBefore}`, ms since the epoch, default the start of this second). Connections that authenticated
    * with it are closed with `token_revoked` (4509), on every node, and it is refused at every
    * handshake and resume for `duration` ms (default 24 h: make it your tokens' lifetime). The
    * token's id and issue time are the identity's `token` (the JWT validator reads `jti`, `iat`).
@@ -166,7 +166,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async revoke(
     target: { jti: string } | { user: string; issuedBefore?: number },
     options: DenyOptions = {},
-  ): Promise<{ until: number; closed: number }> {
+  ): Promise<{ until: number; closed: number; issuedBefore?: number }> {
     const until = endOf(options);
     const at = Date.now();
     let d: Denial;
@@ -175,11 +175,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       d = { kind: 'jti', jti: target.jti, until, at, ...reasonOf(options) };
     } else {
       checkId(target.user, 'user');
-      const before = target.issuedBefore ?? at;
+      // JWT iat has whole seconds: "now" is the start of this second, so a token issued a moment
+      // after the revocation (in the same second) is not refused.
+      const before = target.issuedBefore ?? Math.floor(at / 1000) * 1000;
       if (!Number.isFinite(before)) throw new TypeError('issuedBefore: must be ms since the epoch');
       d = { kind: 'before', user: target.user, before, until, at, ...reasonOf(options) };
     }
-    return { until, closed: await this.#core.deny(d) };
+    const closed = await this.#core.deny(d);
+    const rule = this.#core.denials.get(denialKey(d));
+    return rule?.kind === 'before'
+      ? { until: rule.until, closed, issuedBefore: rule.before }
+      : { until, closed };
   }
 
   /** Whether `user` has at least one open connection on this gateway. */

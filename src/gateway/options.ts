@@ -18,6 +18,7 @@ import { DEFAULT_LABEL_LIMITS, type LabelLimits } from './labels.js';
 import type { PresenceRule } from './presence.js';
 import type { ResumeOptions } from './resume.js';
 import type { KeepaliveOptions, RateLimitOptions } from './settings.js';
+import { DEFAULT_TOKEN_REFRESH, type TokenRefreshOptions } from './token-refresh.js';
 import { VERSION } from './version.js';
 
 export type { KeepaliveOptions, RateLimitOptions } from './settings.js';
@@ -103,6 +104,12 @@ export interface GatewayOptions {
    * `rate_limited` (4006). `false`: no limit. Default 2000/s, burst 4000.
    */
   userRateLimit?: RateLimitOptions | false;
+  /**
+   * Tokens with an expiry (`identity.token.expiresAt`): the client is asked for a new one `lead`
+   * ms before it (a `$refresh` push; the SDK calls its `getToken`), and the connection is closed
+   * with `token_expired` (4011) `grace` ms after it if none came. Default lead 30 s, grace 0.
+   */
+  tokenRefresh?: TokenRefreshOptions;
   /** Bans and token revocations in force at once; one more is refused (TOO_MANY_REQUESTS). Default 100,000. */
   maxDenials?: number;
   /**
@@ -196,6 +203,7 @@ export interface ResolvedOptions {
   rateLimit: RateLimitOptions | undefined;
   userRateLimit: RateLimitOptions | undefined;
   maxDenials: number;
+  tokenRefresh: Required<TokenRefreshOptions>;
   budgets: { maxPartialBytes: number; frameTimeout: number; maxOutboundBytes: number };
   trustedProxies: string[];
   maxBuffered: number;
@@ -233,6 +241,14 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) {
     throw new RangeError(`option ${name} must be a positive number, got ${String(value)}`);
+  }
+  return value;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`option ${name} must be a number of 0 or more, got ${String(value)}`);
   }
   return value;
 }
@@ -306,6 +322,10 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
             burst: positive('userRateLimit.burst', o.userRateLimit?.burst, 4000),
           },
     maxDenials: Math.floor(positive('maxDenials', o.maxDenials, DEFAULT_MAX_DENIALS)),
+    tokenRefresh: {
+      lead: positive('tokenRefresh.lead', o.tokenRefresh?.lead, DEFAULT_TOKEN_REFRESH.lead),
+      grace: nonNegative('tokenRefresh.grace', o.tokenRefresh?.grace, DEFAULT_TOKEN_REFRESH.grace),
+    },
     rateLimit:
       o.rateLimit === false
         ? undefined

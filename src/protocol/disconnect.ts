@@ -33,6 +33,11 @@ export const DISCONNECT = {
     reconnect: true,
     text: 'the user holds as many connections as the server allows: try again later',
   },
+  token_expired: {
+    code: 4011,
+    reconnect: true,
+    text: 'the token expired before it was refreshed: fetch a new token, then reconnect',
+  },
   protocol_error: { code: 4500, reconnect: false, text: 'bytes that are not protocol v1' },
   frame_too_large: { code: 4501, reconnect: false, text: 'frame larger than the maximum frame size' },
   unauthorized: { code: 4502, reconnect: false, text: 'authentication refused' },

@@ -82,6 +82,19 @@ export class Qos1Spans {
     if (spans.size === 0) this.open.delete(to);
   }
 
+  /** Message `seq` left `to`'s flight unacknowledged (buried at the redelivery cap, expired): its span ends. */
+  end(to: Traced, seq: number, why: string): void {
+    const spans = this.open.get(to);
+    const span = spans?.get(seq);
+    if (spans === undefined || span === undefined) return;
+    span.setAttribute('pylon.acked', false);
+    span.setStatus({ code: SpanStatusCode.UNSET, message: why });
+    span.end();
+    spans.delete(seq);
+    this.openCount--;
+    if (spans.size === 0) this.open.delete(to);
+  }
+
   /** `to` is gone: its spans end unacknowledged (the message waits in the store for the next connection). */
   gone(to: Traced, why: string): void {
     const spans = this.open.get(to);
