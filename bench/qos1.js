@@ -1,7 +1,8 @@
 // qos 1 end to end: push (store) -> send -> client handler -> ack -> removed from the inbox, for
 // the memory, sqlite and redis stores. The gateway runs in its own process (bench/qos1-server.js);
 // 100 SDK clients (one per user) run in this one.
-// Run after `npm run build`:  node bench/qos1.js [--messages N] [--repeats N]
+// Run after `npm run build`:  node bench/qos1.js [--messages N] [--repeats N] [--stores a,b]
+//   [--cpu-prof DIR] (the gateway process writes a .cpuprofile per run there; bench/profile.js reads them)
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
@@ -15,6 +16,12 @@ const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
+const text = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const CPU_PROF = text('--cpu-prof');
+const ONLY = text('--stores')?.split(',');
 const MESSAGES = arg('--messages', 20_000);
 const REPEATS = arg('--repeats', 3);
 const USERS = 100;
@@ -78,6 +85,7 @@ async function startRedis() {
 async function once(store) {
   const server = fork(join(here, 'qos1-server.js'), [], {
     env: { ...process.env, STORE: store },
+    execArgv: CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const next = (type) => new Promise((resolve) => server.on('message', (m) => m.type === type && resolve(m)));
@@ -111,6 +119,7 @@ const stores = [
 const rows = [];
 try {
   for (const [name, spec] of stores) {
+    if (ONLY && !ONLY.includes(name)) continue;
     const runs = [];
     for (let i = 0; i < REPEATS; i++) runs.push(await once(spec(i)));
     const rate = runs.map((r) => MESSAGES / (r.elapsedMs / 1000));

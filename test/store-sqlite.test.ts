@@ -82,3 +82,40 @@ describe('SqliteStore shared by several processes', () => {
     }
   }, 60_000);
 });
+
+// Appends and acks of one event-loop turn share one transaction (group commit).
+describe('SqliteStore group commit', () => {
+  it('writes of one turn commit together; one that fails fails alone, the others are stored', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pylon-sqlite-group-'));
+    const path = join(dir, 'group.db');
+    let store = SqliteStore.open(path);
+    try {
+      const now = Date.now();
+      const msg = (id: string, data: unknown) => ({
+        id,
+        type: 't',
+        data,
+        createdAt: now,
+        expiresAt: now + 60_000,
+      });
+      // 50 appends and a bad one (a BigInt has no JSON form) in the same turn.
+      const calls = Array.from({ length: 50 }, (_, i) => store.append([`u${i % 5}`], msg(`m${i}`, { i })));
+      const bad = store.append(['u0'], msg('bad', 10n));
+      const seqs = await Promise.all(calls);
+      await expect(bad).rejects.toThrow(/BigInt/);
+      expect(seqs.map(([s]) => s)).toEqual(Array.from({ length: 50 }, (_, i) => Math.floor(i / 5) + 1));
+      // An ack and an append of the same turn, then reopened: what resolved is in the file.
+      await Promise.all([store.ack('u1', 4), store.append(['u1'], msg('late', 1))]);
+      await store.close();
+      store = SqliteStore.open(path);
+      const u0 = await store.pending('u0', 0, 100, Date.now());
+      expect(u0.map((m) => m.id)).toEqual(Array.from({ length: 10 }, (_, k) => `m${k * 5}`));
+      const u1 = await store.pending('u1', 0, 100, Date.now());
+      expect(u1.map((m) => m.seq)).toEqual([5, 6, 7, 8, 9, 10, 11]);
+      expect(u1.at(-1)?.id).toBe('late');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

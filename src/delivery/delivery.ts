@@ -19,6 +19,12 @@ export interface Recipient {
   qos1: Cursor | undefined;
   /** Slot owned by the delivery module: qos 1 is on for this connection (after its welcome). */
   deliveryOn: boolean;
+  /**
+   * Slot owned by the delivery module: the highest seq written when its cursor was released
+   * (everything up to it acked, nothing after it waiting), -1 before. A new cursor starts there,
+   * so the next message in sequence goes out without reading the store first.
+   */
+  qos1Sent: number;
 }
 
 export interface DeliveryHost {
@@ -211,7 +217,10 @@ export class Delivery {
 
   /** The connection's cursor, created on demand: an idle connection keeps none (~120 bytes saved). */
   private cursorOf(r: Recipient): Cursor {
-    r.qos1 ??= new Cursor(r, this);
+    if (r.qos1 === undefined) {
+      r.qos1 = new Cursor(r, this);
+      r.qos1.sent = r.qos1Sent;
+    }
     return r.qos1;
   }
 
@@ -220,6 +229,7 @@ export class Delivery {
     const r = cur.recipient;
     if (r.qos1 !== cur || cur.inflight.length > 0 || cur.syncing || cur.timer !== undefined) return;
     r.qos1 = undefined;
+    r.qos1Sent = cur.sent;
   }
 
   /**

@@ -80,6 +80,8 @@ export class Connection implements Member, Recipient, Bucket {
   /** qos-1 delivery state (owned by the delivery module). */
   qos1: Cursor | undefined = undefined;
   deliveryOn = false;
+  /** The seq the next qos-1 cursor starts after (owned by the delivery module). */
+  qos1Sent = -1;
   /** Inbound rate limit (token bucket, milli-tokens): -1 is a full bucket. */
   tokens = -1;
   refilled = 0;

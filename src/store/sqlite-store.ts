@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeDir } from '../util/make-dir.js';
 import type { DenialLog } from './denial-log.js';
+import { GroupCommit } from './group-commit.js';
 import type { HistoryLog } from './history-log.js';
 import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER } from './memory-store.js';
 import type { SessionLog } from './session-log.js';
@@ -123,9 +124,10 @@ interface DeadRow extends Row {
 }
 
 /**
- * A MessageStore in one SQLite file (better-sqlite3). Every method runs synchronously inside the
- * returned promise's executor, each write in one transaction (one per `append` batch, covering
- * all its users), so the file is always consistent.
+ * A MessageStore in one SQLite file (better-sqlite3). Reads run synchronously inside the
+ * returned promise's executor; appends and acks of one event-loop turn are committed together
+ * (GroupCommit: one transaction per turn, a savepoint per write, each promise settled after the
+ * commit), other writes each in one transaction, so the file is always consistent.
  *
  * Several processes may share the file (the workers of `pylon start --workers N`, and two
  * generations of them during a reload): every write transaction is BEGIN IMMEDIATE, so it takes
@@ -148,10 +150,13 @@ export class SqliteStore implements MessageStore {
   readonly sessions: SessionLog;
   /** Bans and revocations, in the same file. */
   readonly denials: DenialLog;
-  private readonly appendTx: (users: readonly string[], message: NewMessage) => number[];
-  private readonly ackTx: (user: string, uptoSeq: number) => number;
+  /** The statements of an append and an ack, run in a transaction by `group`. */
+  private readonly appendRows: (users: readonly string[], message: NewMessage) => number[];
+  private readonly ackRows: (user: string, uptoSeq: number) => number;
   private readonly buryTx: (user: string, seq: number, reason: DeadReason, now: number) => void;
   private readonly expireTx: (now: number) => number;
+  /** Appends and acks of one event-loop turn, in one transaction. */
+  private readonly group: GroupCommit;
 
   private constructor(
     private readonly db: Database.Database,
@@ -165,8 +170,9 @@ export class SqliteStore implements MessageStore {
     this.history = new SqliteHistory(db);
     this.sessions = new SqliteSessions(db);
     this.denials = new SqliteDenials(db);
+    this.group = new GroupCommit(db);
 
-    this.appendTx = immediate(db, (users: readonly string[], m: NewMessage): number[] => {
+    this.appendRows = (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;
       const data = encodeData(m.data);
       const seqs: number[] = [];
@@ -199,16 +205,16 @@ export class SqliteStore implements MessageStore {
       s.addCounter.run(fresh - moved, 'messages');
       if (moved > 0) this.movedAside(moved, lastDead);
       return seqs;
-    });
+    };
 
-    this.ackTx = immediate(db, (user: string, uptoSeq: number): number => {
+    this.ackRows = (user: string, uptoSeq: number): number => {
       const n = s.deleteUpTo.run(user, uptoSeq).changes;
       if (n > 0) {
         s.addPending.run(-n, user);
         s.addCounter.run(-n, 'messages');
       }
       return n;
-    });
+    };
 
     this.buryTx = immediate(db, (user: string, seq: number, reason: DeadReason, now: number): void => {
       const info = s.buryOne.run(reason, now, user, seq);
@@ -271,7 +277,7 @@ export class SqliteStore implements MessageStore {
 
   async append(users: readonly string[], message: NewMessage): Promise<number[]> {
     if (users.length === 0) return [];
-    return this.appendTx(users, message);
+    return this.group.run(() => this.appendRows(users, message));
   }
 
   async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
@@ -281,7 +287,7 @@ export class SqliteStore implements MessageStore {
   }
 
   async ack(user: string, uptoSeq: number): Promise<number> {
-    return this.ackTx(user, uptoSeq);
+    return this.group.run(() => this.ackRows(user, uptoSeq));
   }
 
   async lastSeq(user: string): Promise<number> {
@@ -310,6 +316,7 @@ export class SqliteStore implements MessageStore {
   }
 
   async close(): Promise<void> {
+    this.group.flush();
     if (this.db.open) this.db.close();
   }
 
