@@ -70,6 +70,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'close a connection idle this long (not less than keepalive-interval)',
   },
   {
+    key: 'ws-compression',
+    kind: 'bool',
+    section: 'connections',
+    default: false,
+    help: 'permessage-deflate with WebSocket clients that offer it (messages of 1 KiB and more; a broadcast is compressed once)',
+  },
+  {
     key: 'max-connections',
     kind: 'int',
     section: 'connections',

@@ -51,6 +51,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   alertWebhook?: string;
   otelEndpoint?: string;
   maxConnections: number;
+  wsCompression: boolean;
   maxConnectionsPerIp: number;
   maxConnectionsPerUser: number;
   userRateLimit: number;
@@ -117,6 +118,7 @@ export async function start(flags: StartFlags): Promise<void> {
       // Dev auth on loopback: only pages of this machine may open a WebSocket (a page elsewhere,
       // or one whose name was rebound to 127.0.0.1, could otherwise log in as anybody).
       ...(auth.mode === 'dev' && isLoopback(flags.host) ? { verify: loopbackPagesOnly } : {}),
+      ...(flags.wsCompression ? { compression: true } : {}),
     },
     maxConnections: flags.maxConnections,
     maxConnectionsPerIp: flags.maxConnectionsPerIp,

@@ -303,6 +303,7 @@ export class PylonClient {
           headers: this.options.headers,
           maxFrame: this.options.maxFrame ?? DEFAULT_CLIENT_MAX_FRAME,
           tls: this.options.tls,
+          compression: this.options.compression,
         },
         events,
       );

@@ -25,6 +25,8 @@ export interface DialOptions {
   maxFrame: number;
   /** TLS options for tls:// and wss:// (Node only), e.g. `{ ca }` for a private CA. */
   tls: { ca?: string | Uint8Array; rejectUnauthorized?: boolean } | undefined;
+  /** Offer permessage-deflate (Node's WebSocket only). */
+  compression?: boolean;
 }
 
 /** Opens a link to `url` (tcp://, ws://, wss://) and reports on it through `events`. */

@@ -97,7 +97,8 @@ class WsClientLink implements ClientLink {
       ...options.tls,
       headers: options.headers,
       maxPayload: options.maxFrame,
-      perMessageDeflate: false,
+      // Offered with client_max_window_bits, so a Pylon server accepts it (threshold: messages of 1 KiB and more).
+      perMessageDeflate: options.compression === true ? { threshold: 1024 } : false,
     });
     this.ws.on('open', () => events.open());
     this.ws.on('message', (data: Buffer) => events.frame(data));

@@ -41,6 +41,11 @@ export interface ClientOptions {
   maxFrame?: number;
   /** TLS options for tls:// and wss:// URLs (Node only), e.g. `{ ca }` for a private CA. */
   tls?: { ca?: string | Uint8Array; rejectUnauthorized?: boolean };
+  /**
+   * Offer permessage-deflate on ws:// and wss:// (Node only; browsers always offer it): used if the
+   * server has compression on. Default false.
+   */
+  compression?: boolean;
   /** Extra headers for the WebSocket upgrade (Node only). */
   headers?: Record<string, string>;
   /** Time source (tests pass a FakeClock). */

@@ -59,6 +59,7 @@ export class Listeners {
         protocols: Object.keys(SUBPROTOCOLS),
         handshakeTimeout: o.handshakeTimeout,
         trustedProxies: trustSet(o.trustedProxies),
+        ...(o.ws.compression ? { compression: o.ws.compression } : {}),
       });
       addresses.ws = await this.ws.listen();
     }

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import { createLogger } from '../log/logger.js';
 import { DEFAULT_BUDGET_LIMITS } from '../net/budget.js';
 import type { TlsFiles } from '../net/tls.js';
+import { DEFAULT_DEFLATE, type DeflateOptions } from '../net/ws-deflate.js';
 import { DEFAULT_MAX_FRAME } from '../protocol/framing.js';
 import type { MessageStore } from '../store/store.js';
 import type { Clock } from '../timer/clock.js';
@@ -47,6 +48,12 @@ export interface WsListenOptions extends ListenOptions {
     remoteAddress: string;
     headers: IncomingHttpHeaders;
   }) => boolean | { status: number; reason: string } | Promise<boolean | { status: number; reason: string }>;
+  /**
+   * permessage-deflate for clients that offer it: `true`, or `{ threshold, level,
+   * clientMaxWindowBits }` (defaults 1024 bytes, 1, 10). Off by default. A broadcast is compressed
+   * once for every compressing connection (the server keeps no context between messages).
+   */
+  compression?: boolean | Partial<DeflateOptions>;
 }
 
 export interface GatewayOptions {
@@ -194,8 +201,10 @@ export interface GatewayOptions {
 export interface ResolvedOptions {
   tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
   ws:
-    | (Required<Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'>> &
-        Pick<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'>)
+    | (Required<Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression'>> &
+        Pick<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'> & {
+          compression: DeflateOptions | undefined;
+        })
     | undefined;
   maxConnections: number;
   maxConnectionsPerIp: number;
@@ -243,6 +252,24 @@ function positive(name: string, value: number | undefined, fallback: number): nu
     throw new RangeError(`option ${name} must be a positive number, got ${String(value)}`);
   }
   return value;
+}
+
+function deflateOptions(c: WsListenOptions['compression']): DeflateOptions | undefined {
+  if (c === undefined || c === false) return undefined;
+  const o = c === true ? {} : c;
+  const level = o.level ?? DEFAULT_DEFLATE.level;
+  const bits = o.clientMaxWindowBits ?? DEFAULT_DEFLATE.clientMaxWindowBits;
+  if (!Number.isInteger(level) || level < 0 || level > 9)
+    throw new RangeError(`option ws.compression.level must be an integer from 0 to 9, got ${String(level)}`);
+  if (!Number.isInteger(bits) || bits < 9 || bits > 15)
+    throw new RangeError(
+      `option ws.compression.clientMaxWindowBits must be from 9 to 15, got ${String(bits)}`,
+    );
+  return {
+    threshold: nonNegative('ws.compression.threshold', o.threshold, DEFAULT_DEFLATE.threshold),
+    level,
+    clientMaxWindowBits: bits,
+  };
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
@@ -297,6 +324,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
           tls: o.ws.tls,
           origins: o.ws.origins,
           verify: o.ws.verify,
+          compression: deflateOptions(o.ws.compression),
         }
       : undefined,
     maxFrame: positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME),

@@ -1,5 +1,6 @@
 import { FRAME_HEADER_SIZE, writeFrameHeader } from '../protocol/framing.js';
-import { wsFrame } from './ws-frame.js';
+import { deflateMessage } from './ws-deflate.js';
+import { wsFrame, wsFrameDeflated } from './ws-frame.js';
 
 /**
  * One encoded message on its way out, framed lazily once per transport and then written as the
@@ -10,6 +11,9 @@ import { wsFrame } from './ws-frame.js';
 export class OutFrame {
   private tcpBytes: Uint8Array | undefined = undefined;
   private wsBytes: Uint8Array | undefined = undefined;
+  /** The compressed WebSocket frame, and the (level, window) it was compressed with. */
+  private deflated: Uint8Array | undefined = undefined;
+  private deflatedWith = -1;
 
   constructor(
     /** The codec's bytes for one envelope. */
@@ -28,6 +32,19 @@ export class OutFrame {
   ws(): Uint8Array {
     this.wsBytes ??= wsFrame(this.payload, this.text);
     return this.wsBytes;
+  }
+
+  /**
+   * The same message compressed (permessage-deflate, no context kept): once for every link that
+   * negotiated it with the same window, whatever their number.
+   */
+  wsDeflated(level: number, windowBits: number): Uint8Array {
+    const key = level * 16 + windowBits;
+    if (this.deflated === undefined || this.deflatedWith !== key) {
+      this.deflated = wsFrameDeflated(deflateMessage(this.payload, level, windowBits), this.text);
+      this.deflatedWith = key;
+    }
+    return this.deflated;
   }
 }
 

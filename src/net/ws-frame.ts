@@ -12,13 +12,13 @@ export const OP_CLOSE = 0x8;
 export const OP_PING = 0x9;
 export const OP_PONG = 0xa;
 
-/** One final frame of `opcode` with `payload`, header and payload in one buffer. */
-export function wsFrameOf(opcode: number, payload: Uint8Array): Buffer {
+/** One final frame of `opcode` with `payload`, header and payload in one buffer (`rsv1`: compressed). */
+export function wsFrameOf(opcode: number, payload: Uint8Array, rsv1 = false): Buffer {
   const n = payload.length;
   const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
   // Every byte is written below, so the pool's unzeroed memory is fine.
   const out = Buffer.allocUnsafe(headerLength + n);
-  out[0] = 0x80 | opcode;
+  out[0] = rsv1 ? 0xc0 | opcode : 0x80 | opcode;
   if (n < 126) {
     out[1] = n;
   } else if (n < 65536) {
@@ -37,6 +37,11 @@ export function wsFrameOf(opcode: number, payload: Uint8Array): Buffer {
 /** A data message as one frame: text for the JSON codec, binary otherwise. */
 export function wsFrame(payload: Uint8Array, text: boolean): Buffer {
   return wsFrameOf(text ? OP_TEXT : OP_BINARY, payload);
+}
+
+/** A data message compressed with permessage-deflate (RSV1 set), as one frame. */
+export function wsFrameDeflated(compressed: Uint8Array, text: boolean): Buffer {
+  return wsFrameOf(text ? OP_TEXT : OP_BINARY, compressed, true);
 }
 
 /** A close frame: the code (1005 and 1006 cannot be sent: 1000) and the reason, cut to 123 bytes. */

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { ProtocolError } from '../protocol/errors.js';
 import type { OutFrame } from './out-frame.js';
 import { CLOSED, OPEN, SocketLink, type SocketLinkOptions } from './socket-link.js';
+import { type Deflate, type DeflateOptions, deflateMessage, inflateMessage } from './ws-deflate.js';
 import {
   closeFrame,
   OP_BINARY,
@@ -12,20 +13,23 @@ import {
   OP_PONG,
   OP_TEXT,
   wsFrame,
+  wsFrameDeflated,
   wsFrameOf,
 } from './ws-frame.js';
 
 export interface WsLinkOptions extends SocketLinkOptions {
-  /** Largest message, in bytes (fragments together). */
+  /** Largest message, in bytes (fragments together; a compressed one also once inflated). */
   maxMessage: number;
+  /** permessage-deflate with clients that offer it (ws-deflate.ts). Default: never negotiated. */
+  compression?: DeflateOptions;
   /** Check that text messages are UTF-8 (off where the codec checks them anyway). */
   validateUtf8: boolean;
 }
 
 /**
  * A WebSocket connection, server side (RFC 6455), read by the one reassembly loop: each packet is
- * one frame. Client frames must be masked; no extensions (permessage-deflate is never
- * negotiated); control frames are at most 125 bytes and not fragmented; a fragmented message is
+ * one frame. Client frames must be masked; the one extension is permessage-deflate, when the
+ * listener has compression on and the client offers it (ws-deflate.ts); control frames are at most 125 bytes and not fragmented; a fragmented message is
  * kept as copies of its fragments, counted in the inbound budget and bound by `maxMessage`.
  * Pings are answered through the same write path as everything else (the hard cap and the
  * outbound budget count them). A close is answered and the socket ended; a close of ours waits
@@ -39,14 +43,26 @@ export class WsLink extends SocketLink {
   private frags: Uint8Array[] | undefined = undefined;
   /** @internal Bytes of the fragmented message under way. */
   fragBytes = 0;
+  /** The fragmented message under way is compressed (RSV1 on its first frame). */
+  private fragDeflated = false;
+  /** permessage-deflate, when the client offered it and the listener has compression on. */
+  deflate: Deflate | undefined = undefined;
 
   send(payload: Uint8Array, text: boolean): boolean {
     if (this.state !== OPEN) return false;
+    const d = this.deflate;
+    const c = this.options.compression;
+    if (d !== undefined && c !== undefined && payload.length >= c.threshold)
+      return this.write(wsFrameDeflated(deflateMessage(payload, c.level, d.serverBits), text));
     return this.write(wsFrame(payload, text));
   }
 
   sendFrame(f: OutFrame): boolean {
     if (this.state !== OPEN) return false;
+    const d = this.deflate;
+    const c = this.options.compression;
+    if (d !== undefined && c !== undefined && f.payload.length >= c.threshold)
+      return this.write(f.wsDeflated(c.level, d.serverBits));
     return this.write(f.ws());
   }
 
@@ -84,8 +100,10 @@ export class WsLink extends SocketLink {
     const fin = (b0 & 0x80) !== 0;
     if (op !== OP_CONTINUATION) {
       if (this.fragOp !== 0) throw new ProtocolError('a new message began before the last one ended');
-      if (fin) return this.deliver(payload, op === OP_TEXT);
+      const deflated = (b0 & 0x40) !== 0;
+      if (fin) return this.deliver(payload, op === OP_TEXT, deflated);
       this.fragOp = op;
+      this.fragDeflated = deflated;
       this.frags = [payload.slice()];
       this.fragBytes = payload.length;
       return true;
@@ -96,11 +114,16 @@ export class WsLink extends SocketLink {
     if (!fin) return true;
     const message = Buffer.concat(this.frags as Uint8Array[], this.fragBytes);
     const text = this.fragOp === OP_TEXT;
+    const deflated = this.fragDeflated;
     this.dropMessage();
-    return this.deliver(message, text);
+    return this.deliver(message, text, deflated);
   }
 
-  private deliver(message: Uint8Array, text: boolean): boolean {
+  private deliver(data: Uint8Array, text: boolean, deflated: boolean): boolean {
+    const message =
+      deflated && this.deflate !== undefined
+        ? inflateMessage(this.deflate, data, this.options.maxMessage)
+        : data;
     if (text && this.options.validateUtf8 && !isUtf8(message)) {
       throw new ProtocolError('a text message that is not UTF-8');
     }
@@ -146,6 +169,7 @@ export class WsLink extends SocketLink {
 
   private dropMessage(): void {
     this.fragOp = 0;
+    this.fragDeflated = false;
     this.frags = undefined;
     this.fragBytes = 0;
   }
@@ -168,8 +192,18 @@ export function wsFrameLength(buf: Uint8Array, link: SocketLink): number {
   const b0 = buf[0] as number;
   const b1 = buf[1] as number;
   if ((b1 & 0x80) === 0) throw new ProtocolError('a client frame must be masked');
-  if ((b0 & 0x70) !== 0) throw new ProtocolError('reserved bits set (no extension was negotiated)');
   const op = b0 & 0x0f;
+  // RSV1 marks a compressed message: only with permessage-deflate, only on a message's first frame.
+  const reserved = b0 & 0x70;
+  if (
+    reserved !== 0 &&
+    !(reserved === 0x40 && (link as WsLink).deflate !== undefined && (op === OP_TEXT || op === OP_BINARY))
+  )
+    throw new ProtocolError(
+      (link as WsLink).deflate === undefined
+        ? 'reserved bits set (no extension was negotiated)'
+        : 'reserved bits set on a frame that may not be compressed',
+    );
   let len = b1 & 0x7f;
   if (op >= OP_CLOSE) {
     if (op > OP_PONG) throw new ProtocolError(`opcode ${op} is not defined`);

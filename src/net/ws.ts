@@ -6,6 +6,7 @@ import { listenOn } from './listen.js';
 import { clientAddress, type TrustedProxies } from './proxy.js';
 import { wire } from './socket-link.js';
 import { readTls, reloadTls, type TlsFiles } from './tls.js';
+import { negotiate } from './ws-deflate.js';
 import { acceptKey } from './ws-frame.js';
 import { WsLink, type WsLinkOptions, wsFrameLength } from './ws-link.js';
 
@@ -138,14 +139,20 @@ export class WsListener {
   ): void {
     const o = this.options;
     const protocol = choose(req.headers['sec-websocket-protocol'], o.protocols);
+    const ext = req.headers['sec-websocket-extensions'];
+    const deflate = o.compression
+      ? negotiate(Array.isArray(ext) ? ext.join(',') : ext, o.compression)
+      : undefined;
     socket.setTimeout(0);
     socket.setNoDelay(true);
     socket.write(
       'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n${protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : ''}\r\n`,
+        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n${protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : ''}` +
+        `${deflate ? `Sec-WebSocket-Extensions: ${deflate.response}\r\n` : ''}\r\n`,
     );
     socket.off('error', ignore);
     const link = new WsLink(socket, o, remoteAddress, wsFrameLength);
+    link.deflate = deflate;
     wire(link);
     const info: LinkInfo = {
       transport: 'ws',
