@@ -13,7 +13,7 @@ export {
 } from './api/index.js';
 export { signBody, type WebhookOptions, type WebhookStats, Webhooks } from './api/webhooks.js';
 export type { DeliveryOptions } from './delivery/delivery.js';
-export { type AuthMeta, devValidator, type Identity, type Validator } from './gateway/auth.js';
+export { type AuthMeta, devValidator, type Identity, TokenExpired, type Validator } from './gateway/auth.js';
 export type { ClusterLink, ClusterNode } from './gateway/cluster-link.js';
 export { Connection, type ConnectionState } from './gateway/connection.js';
 export { createGateway, Gateway } from './gateway/gateway.js';

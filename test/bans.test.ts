@@ -371,3 +371,27 @@ describe('bans in the store', () => {
     }
   });
 });
+
+describe('bans in the Redis store at scale', () => {
+  it('a put among many rules deletes only ended ones and merges issued-before rules in the store', async () => {
+    const redis = await startRedis();
+    const store = await RedisStore.connect(redis.url, { prefix: 'bans2:' });
+    try {
+      const log = store.denials;
+      const now = Date.now();
+      await log.put({ kind: 'before', user: 'u', before: now, until: now + 60_000, at: now });
+      // Another gateway's earlier time and shorter end do not shorten what the store keeps.
+      await log.put({ kind: 'before', user: 'u', before: now - 10_000, until: now + 1000, at: now + 1 });
+      const [rule] = (await log.list()).filter((d) => d.kind === 'before');
+      expect(rule).toMatchObject({ before: now, until: now + 60_000 });
+      await log.put({ kind: 'ban', user: 'short', until: now + 30, at: now });
+      await new Promise((r) => setTimeout(r, 50));
+      await log.put({ kind: 'ban', user: 'long', until: now + 60_000, at: now });
+      const raw = await store.redis.hkeys('bans2:{denials}');
+      expect(raw.sort()).toEqual(['ban:long', 'before:u']);
+    } finally {
+      await store.close();
+      await redis.stop();
+    }
+  });
+});

@@ -31,8 +31,8 @@ const gatewayWithJwt = async (extra: Parameters<typeof startGateway>[0] = {}) =>
 
 describe('token refresh', () => {
   it('refreshes 2-second tokens in place over 8 s on WebSocket and TCP: the connection never drops', async () => {
-    // A refresh on a loaded machine may take a moment: half a second of grace after each expiry.
-    const { gateway, tcpUrl, wsUrl } = await gatewayWithJwt({ tokenRefresh: { grace: 500 } });
+    // A refresh on a loaded machine may take a moment: a second of grace after each expiry.
+    const { gateway, tcpUrl, wsUrl } = await gatewayWithJwt({ tokenRefresh: { grace: 1000 } });
     gateway.handle('echo', (d) => d);
     const run = async (url: string) => {
       let calls = 0;
@@ -114,6 +114,41 @@ describe('token refresh', () => {
     await raw.until((r) => r.closed);
     expect(raw.json()[0]).toMatchObject({ kind: 'kick', data: { code: 4011, name: 'token_expired' } });
   });
+
+  it('a token past the validator’s clock tolerance is refused with 4011 too (not 4502); a client with only getToken gets its first token from it', async () => {
+    const { tcpUrl } = await startGateway({ validate: await jwtValidator({ secret: SECRET }) });
+    const now = Math.floor(Date.now() / 1000);
+    const stale = await new SignJWT({ sub: 'fay' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuedAt(now - 3600)
+      .setExpirationTime(now - 600)
+      .sign(new TextEncoder().encode(SECRET));
+    const raw = await RawTcp.open(tcpUrl);
+    raw.sendJson({ kind: 'hello', data: { token: stale } });
+    await raw.until((r) => r.closed);
+    expect(raw.json()[0]).toMatchObject({ kind: 'kick', data: { code: 4011, name: 'token_expired' } });
+    const c = await connect(tcpUrl, { getToken: () => jwt('fay', [], '1h'), reconnect: false });
+    clients.push(c);
+    expect(c.welcome?.user).toBe('fay');
+    // A getToken that keeps failing ends in a close after maxAttempts, not an endless retry.
+    const failing = await connect(tcpUrl, {
+      token: await jwt('gus'),
+      getToken: () => Promise.reject(new Error('auth server down')),
+      reconnect: { base: 20, max: 40, maxAttempts: 2 },
+    });
+    clients.push(failing);
+    failing.on('error', () => {});
+    const closed = await new Promise<{ code: number; willReconnect: boolean; reason: string }>((resolve) =>
+      failing.on('close', (e) => {
+        if (!e.willReconnect) resolve(e);
+      }),
+    );
+    expect(closed).toMatchObject({
+      code: 4011,
+      willReconnect: false,
+      reason: 'could not get a token: auth server down',
+    });
+  }, 15_000);
 
   it('a refreshed token with fewer labels removes them; subscribed labels stay if still allowed; another user’s token is refused', async () => {
     const { gateway, tcpUrl } = await gatewayWithJwt();

@@ -113,7 +113,9 @@ export class PylonClient {
   start(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.connectWaiter = { resolve, reject };
-      this.dial();
+      // Only getToken: the first token comes from it too.
+      if (this.token === undefined && this.options.getToken !== undefined) this.tokenExpired = true;
+      this.dialWithToken();
     });
   }
 
@@ -525,13 +527,21 @@ export class PylonClient {
   retry(): void {
     if (this.state !== 'waiting') return;
     this.state = 'connecting';
-    if (!this.tokenExpired || this.options.getToken === undefined) {
+    this.dialWithToken();
+  }
+
+  /**
+   * Dial, after getting a fresh token from getToken when the last one expired (or there is none
+   * yet). A getToken that fails is a failed attempt: backoff, then again, up to maxAttempts.
+   */
+  private dialWithToken(): void {
+    const getToken = this.options.getToken;
+    if (!this.tokenExpired || getToken === undefined) {
       this.dial();
       return;
     }
-    // The server closed with token_expired: a fresh token first (a failure is a failed attempt).
     Promise.resolve()
-      .then(this.options.getToken)
+      .then(getToken)
       .then(
         (token) => {
           this.token = token;
@@ -539,10 +549,28 @@ export class PylonClient {
           if (this.state === 'connecting') this.dial();
         },
         (err: unknown) => {
-          this.emit('error', err instanceof Error ? err : new Error(String(err)));
+          const e = err instanceof Error ? err : new Error(String(err));
+          this.emit('error', e);
           if (this.state !== 'connecting') return;
+          const first = this.connectWaiter;
+          const ro = this.reconnectOptions;
+          if (first !== undefined || ro === undefined || this.attempt >= ro.maxAttempts) {
+            this.state = 'closed';
+            this.connectWaiter = undefined;
+            const reason = `could not get a token: ${e.message}`;
+            if (first !== undefined) first.reject(new PylonError('UNAVAILABLE', reason));
+            else
+              this.emit('close', {
+                code: 4011,
+                name: 'token_expired',
+                reason,
+                reconnect: true,
+                willReconnect: false,
+              });
+            this.failAll(new PylonError('UNAVAILABLE', reason));
+            return;
+          }
           this.state = 'waiting';
-          const ro = this.reconnectOptions as ReconnectOptions;
           const delay = backoffDelay(this.attempt, ro, this.options.random);
           this.attempt++;
           this.emit('reconnecting', { attempt: this.attempt, delay });

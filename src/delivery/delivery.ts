@@ -380,12 +380,19 @@ export class Delivery {
     const user = r.user;
     if (cur.attempts > this.options.redeliveryCap) {
       // A client that never acks cannot loop forever: the oldest message is moved aside.
-      const seq = cur.inflight.shift() as number;
+      const seq = cur.inflight[0] as number;
       cur.attempts = 0;
-      this.counters.deadLetters++;
-      this.spans?.end(r, seq, 'redelivery cap: moved to dead letters');
-      await this.store.bury(user, seq, 'redelivery_cap', Date.now());
-      this.watch?.buried(user, seq);
+      try {
+        await this.store.bury(user, seq, 'redelivery_cap', Date.now());
+        // Out of flight only once it is buried: a failed bury keeps it, for a later round.
+        const i = cur.inflight.indexOf(seq);
+        if (i >= 0) cur.inflight.splice(i, 1);
+        this.counters.deadLetters++;
+        this.spans?.end(r, seq, 'redelivery cap: moved to dead letters');
+        this.watch?.buried(user, seq);
+      } catch (err) {
+        this.failed(err, 'store bury');
+      }
     }
     this.arm(cur);
     if (cur.inflight.length === 0) return;

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { TransportName } from '../net/link.js';
+import { PylonError } from '../protocol/errors.js';
 import type { TokenInfo } from './denials.js';
 import { checkLabel, checkRoom, type LabelLimits } from './labels.js';
 
@@ -65,6 +66,17 @@ export const IDENTITY_LIMITS = { user: 256, device: 128, version: 64 } as const;
 
 /** A validate hook gave a user id, device or version over IDENTITY_LIMITS: refused with identity_too_long (4507). */
 export class IdentityTooLong extends Error {}
+
+/**
+ * Thrown by a validate hook for a token that is good but expired (the JWT validator does past
+ * its clock tolerance): refused with token_expired (4011), so a client with a token source
+ * gets a new one and reconnects, instead of unauthorized (4502), after which it stays away.
+ */
+export class TokenExpired extends PylonError {
+  constructor(message = 'token expired', options?: { cause?: unknown }) {
+    super('UNAUTHORIZED', message, options);
+  }
+}
 
 /**
  * Checks an identity returned by a validate hook. A broken one (wrong types, too many labels) is

@@ -423,7 +423,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
           return;
         }
         try {
-          this.denyHere(d);
+          // A later "issued before" never revives tokens an earlier one here revoked.
+          this.denyHere(this.denials.merge(d));
         } catch (err) {
           this.logger.error(
             { err, rule: denialKey(d) },

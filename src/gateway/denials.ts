@@ -1,5 +1,5 @@
 import { PylonError } from '../protocol/errors.js';
-import { type Denial, denialKey } from '../store/denial-log.js';
+import { type Denial, denialKey, mergeDenials } from '../store/denial-log.js';
 
 export { type Denial, denialKey, parseDenial } from '../store/denial-log.js';
 
@@ -63,9 +63,7 @@ export class Denials {
    * tokens an earlier one revoked (the later of the two times, the later of the two ends).
    */
   merge(d: Denial): Denial {
-    const old = this.live(denialKey(d));
-    if (d.kind !== 'before' || old?.kind !== 'before') return d;
-    return { ...d, before: Math.max(d.before, old.before), until: Math.max(d.until, old.until) };
+    return mergeDenials(this.live(denialKey(d)), d);
   }
 
   /** Every rule in force replaced by `list` (read back from the store). */

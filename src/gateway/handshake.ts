@@ -3,7 +3,7 @@ import type { DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import { getCodec } from '../protocol/index.js';
-import { type AuthMeta, checkIdentity, IdentityTooLong, type Validator } from './auth.js';
+import { type AuthMeta, checkIdentity, IdentityTooLong, TokenExpired, type Validator } from './auth.js';
 import type { Connection } from './connection.js';
 import type { Refusal, TokenInfo } from './denials.js';
 import { isThenable } from './dispatch.js';
@@ -258,5 +258,5 @@ function failed(host: HandshakeHost, conn: Connection, err: unknown): void {
   const reason = err instanceof PylonError ? err.message : 'token refused';
   if (!(err instanceof PylonError)) host.logger.error({ err, conn: conn.id }, 'validate hook failed');
   host.logger.info({ conn: conn.id, remote: conn.remoteAddress, reason }, 'auth failure');
-  host.disconnect(conn, 'unauthorized', reason);
+  host.disconnect(conn, err instanceof TokenExpired ? 'token_expired' : 'unauthorized', reason);
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, importSPKI, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import { PylonError } from '../protocol/errors.js';
-import type { Identity, Validator } from './auth.js';
+import { type Identity, TokenExpired, type Validator } from './auth.js';
 
 export interface JwtOptions {
   /** HS256 shared secret. */
@@ -56,6 +56,8 @@ export async function jwtValidator(options: JwtOptions): Promise<Validator> {
         verifyOptions,
       ));
     } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_JWT_EXPIRED')
+        throw new TokenExpired(`token expired: ${(err as Error).message}`, { cause: err });
       throw new PylonError('UNAUTHORIZED', `token refused: ${(err as Error).message}`, { cause: err });
     }
     if (typeof payload.sub !== 'string' || payload.sub.length === 0)

@@ -147,6 +147,8 @@ export function installRefresh(host: RefreshHost): void {
     }
     if (conn.state !== 'open') throw new PylonError('UNAVAILABLE', 'connection closed');
     await relabel(host, conn, identity.labels ?? []);
+    // Closed while authorizeSub answered: nothing to update (and no timer to arm for it).
+    if (conn.state !== 'open') throw new PylonError('UNAVAILABLE', 'connection closed');
     conn.token = identity.token;
     if (identity.device !== undefined) conn.device = identity.device;
     if (identity.version !== undefined) conn.version = identity.version;

@@ -86,7 +86,7 @@ export function negotiate(header: string | undefined, o: DeflateOptions): Deflat
 }
 
 function bits(v: string): number | undefined {
-  if (!/^\d{1,2}$/.test(v)) return undefined;
+  if (!/^(9|1[0-5])$/.test(v)) return undefined;
   const n = Number(v);
   // zlib's raw deflate has no 8-bit window (it uses 9): 8 is refused rather than answered wrong.
   return n >= 9 && n <= 15 ? n : undefined;
@@ -122,7 +122,11 @@ export function inflateMessage(d: Deflate, data: Uint8Array, max: number): Buffe
   if (d.clientBits > 0) {
     const keep = 1 << d.clientBits;
     const h = d.history === undefined ? out : Buffer.concat([d.history, out]);
-    d.history = Buffer.from(h.subarray(Math.max(0, h.length - keep)));
+    const tail = h.subarray(Math.max(0, h.length - keep));
+    // A buffer of its own (not a slice of Node's 8 KiB pool, which one connection would pin).
+    if (d.history === undefined || d.history.length !== tail.length)
+      d.history = Buffer.allocUnsafeSlow(tail.length);
+    tail.copy(d.history);
   }
   return out;
 }

@@ -15,6 +15,15 @@ export function denialKey(d: Denial): string {
   return d.kind === 'jti' ? `jti:${d.jti}` : `${d.kind}:${d.user}`;
 }
 
+/**
+ * `d` over the rule of its key already there: a later "issued before" never brings back tokens
+ * an earlier one revoked (the later time and the later end of the two are kept); other kinds replace.
+ */
+export function mergeDenials(old: Denial | undefined, d: Denial): Denial {
+  if (d.kind !== 'before' || old?.kind !== 'before') return d;
+  return { ...d, before: Math.max(d.before, old.before), until: Math.max(d.until, old.until) };
+}
+
 /** Reads a rule off the wire or the store; undefined for anything else. */
 export function parseDenial(v: unknown): Denial | undefined {
   if (typeof v !== 'object' || v === null) return undefined;

@@ -22,12 +22,21 @@ const MAX_OPS = 2000;
 export class GroupCommit {
   private ops: Op[] = [];
   private scheduled = false;
+  /** The last batch failed in one of its writes (not in BEGIN or COMMIT). */
+  private opFailed = false;
   private readonly tx: Database.Transaction<(ops: Op[]) => void>;
   private readonly one: Database.Transaction<(op: Op) => void>;
 
   constructor(private readonly db: Database.Database) {
     this.tx = db.transaction((ops: Op[]) => {
-      for (const op of ops) op.value = op.fn();
+      for (const op of ops) {
+        try {
+          op.value = op.fn();
+        } catch (err) {
+          this.opFailed = true;
+          throw err;
+        }
+      }
     });
     this.one = db.transaction((op: Op) => {
       op.value = op.fn();
@@ -49,7 +58,12 @@ export class GroupCommit {
     });
   }
 
-  /** Commits what is gathered (also before the file is closed). */
+  /** Whether writes wait for this turn's commit (a read must not run before them). */
+  get waiting(): boolean {
+    return this.ops.length > 0;
+  }
+
+  /** Commits what is gathered: before the file is closed, and before a read or another write. */
   flush(): void {
     const ops = this.ops;
     if (ops.length === 0) return;
@@ -58,12 +72,18 @@ export class GroupCommit {
       for (const op of ops) op.reject(new TypeError('The database connection is not open'));
       return;
     }
+    this.opFailed = false;
     try {
       this.tx.immediate(ops);
       for (const op of ops) op.resolve(op.value);
       return;
-    } catch {
-      // Rolled back, nothing of it stored: each write again on its own.
+    } catch (err) {
+      // BEGIN or COMMIT failed (the file is locked past busy_timeout, the disk is full): none is stored.
+      if (!this.opFailed) {
+        for (const op of ops) op.reject(err);
+        return;
+      }
+      // One write threw: rolled back, nothing of it stored; each write again on its own.
     }
     for (const op of ops) {
       try {

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { Denial } from './denial-log.js';
-import { type DenialLog, decodeDenial, denialKey, encodeDenial } from './denial-log.js';
+import { type DenialLog, decodeDenial, denialKey, encodeDenial, mergeDenials } from './denial-log.js';
 
 /*
  * Tables (created on open, also in files of older versions):
@@ -33,12 +33,16 @@ export class SqliteDenials implements DenialLog {
       remove: db.prepare('DELETE FROM denials WHERE key = ?'),
       expire: db.prepare('DELETE FROM denials WHERE until <= ?'),
       list: db.prepare('SELECT data FROM denials WHERE until > ?'),
+      get: db.prepare('SELECT data FROM denials WHERE key = ? AND until > ?'),
       bump: db.prepare('UPDATE denials_version SET v = v + 1 WHERE id = 1'),
       version: db.prepare('SELECT v FROM denials_version WHERE id = 1'),
     };
     this.s = s;
-    this.putTx = db.transaction((d: Denial) => {
-      s.expire.run(Date.now());
+    this.putTx = db.transaction((rule: Denial) => {
+      const now = Date.now();
+      const had = s.get.get(denialKey(rule), now) as { data: string } | undefined;
+      const d = mergeDenials(had === undefined ? undefined : decodeDenial(had.data), rule);
+      s.expire.run(now);
       s.put.run(denialKey(d), encodeDenial(d), d.until);
       s.bump.run();
     });

@@ -281,6 +281,7 @@ export class SqliteStore implements MessageStore {
   }
 
   async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
+    if (this.group.waiting) this.group.flush(); // a read or write sees this turn's appends and acks
     if (limit <= 0) return [];
     const rows = this.s.pending.all(user, afterSeq, now, Math.floor(limit)) as Row[];
     return rows.map(toStored);
@@ -291,15 +292,18 @@ export class SqliteStore implements MessageStore {
   }
 
   async lastSeq(user: string): Promise<number> {
+    if (this.group.waiting) this.group.flush(); // a read or write sees this turn's appends and acks
     const row = this.s.lastSeq.get(user) as { last_seq: number } | undefined;
     return row?.last_seq ?? 0;
   }
 
   async bury(user: string, seq: number, reason: DeadReason, now: number): Promise<void> {
+    if (this.group.waiting) this.group.flush(); // a read or write sees this turn's appends and acks
     this.buryTx(user, seq, reason, now);
   }
 
   async expire(now: number): Promise<number> {
+    if (this.group.waiting) this.group.flush(); // a read or write sees this turn's appends and acks
     return this.expireTx(now);
   }
 
