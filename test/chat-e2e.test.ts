@@ -1,18 +1,17 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolvePath } from '../src/cli/static.js';
 import { connect } from '../src/client/index.js';
+import { haveChromium, launchChromium } from './support/chromium.js';
 import { Child } from './support/process.js';
 
 // The chat example end to end: the built CLI serves the page and the SDK, headless Chromium
 // runs it (npm test builds first). Debian's chromium (.ci/run installs it).
-const CHROMIUM = process.env.PYLON_CHROMIUM ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 /** PYLON_SCREENSHOT=1 rewrites docs/chat.png. */
 const SCREENSHOT = process.env.PYLON_SCREENSHOT === '1';
 
@@ -204,18 +203,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
   const contexts: BrowserContext[] = [];
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

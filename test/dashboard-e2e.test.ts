@@ -2,11 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AdminServer, startAdmin } from '../src/api/index.js';
 import { type CloseEvent, connect, type PylonClient } from '../src/client/index.js';
 import type { Gateway } from '../src/index.js';
+import { launchChromium } from './support/chromium.js';
 import { startGateway, stopAll } from './support/gateway.js';
 
 /**
@@ -26,18 +27,7 @@ const clients: PylonClient[] = [];
 beforeAll(async () => {
   // The page is served from dist/web: build it from web/ (a copy, fast) so it is never stale.
   execFileSync(process.execPath, [join(root, 'scripts/build-web.mjs')], { stdio: 'ignore' });
-  browser = await chromium.launch({
-    executablePath: process.env.PYLON_CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
