@@ -222,6 +222,47 @@ describe('admin dashboard, other cases', () => {
     }
   });
 
+  it('lists connections filtered by user, label and transport, and kicks one', async () => {
+    const { gateway, wsUrl, tcpUrl } = await startGateway({ validate: (token) => ({ user: String(token) }) });
+    const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.on('dialog', (d) => void d.accept()); // "Kick connection …?"
+    try {
+      const carol = [await client(wsUrl, 'carol'), await client(tcpUrl, 'carol')];
+      for (let i = 0; i < 3; i++) await client(tcpUrl, `other${i}`);
+      gateway.connectionsOf('carol')[0]?.join('room:vip');
+      await page.goto(`http://127.0.0.1:${server.http.port}/`);
+      await page.locator('#main').waitFor({ state: 'visible' });
+      await page.click('#conns-form button[type=submit]');
+      await waitText(page, '#conns-result', '^5 shown$');
+      await page.fill('#conns-user', 'carol');
+      await page.click('#conns-form button[type=submit]');
+      await waitText(page, '#conns-result', '^2 shown$');
+      expect(await page.locator('#conns-body tr').count()).toBe(2);
+      await page.selectOption('#conns-transport', 'tcp');
+      await page.click('#conns-form button[type=submit]');
+      await waitText(page, '#conns-result', '^1 shown$');
+      expect(await page.locator('#conns-body tr td').nth(2).textContent()).toBe('tcp');
+      await page.selectOption('#conns-transport', '');
+      await page.fill('#conns-user', '');
+      await page.fill('#conns-label', 'room:vip');
+      await page.click('#conns-form button[type=submit]');
+      await waitText(page, '#conns-result', '^1 shown$');
+      expect(await page.locator('#conns-body tr td').nth(5).textContent()).toBe('room:vip');
+      // Kick that one: its client is told 4503, the list no longer has it.
+      const closed = new Promise<number>((resolve) => carol[0]?.on('close', (e) => resolve(e.code)));
+      await page.click('#conns-body button[data-kick]');
+      expect(await closed).toBe(4503);
+      await waitText(page, '#conns-body', 'no open connection matches');
+      expect(gateway.connectionsOf('carol')).toHaveLength(1);
+      // The filters are labelled inputs (found by their label, as a screen reader names them).
+      expect(await page.getByLabel('Address').count()).toBe(1);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+
   it('works without a login when the admin server has no keys (loopback)', async () => {
     const { gateway, wsUrl } = await startGateway({ validate: (token) => ({ user: String(token) }) });
     const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });

@@ -3,6 +3,7 @@
 import { installActions } from './actions.js';
 import { api, getKey, setKey, streamStats } from './api.js';
 import { createCharts } from './charts.js';
+import { installConnections } from './connections.js';
 import { $, duration, num, say } from './dom.js';
 import { addDisconnects, lookupUser, refreshLabels, renderNodes, setDisconnects } from './tables.js';
 
@@ -145,6 +146,7 @@ function boot() {
     );
   });
   $('labels-refresh').addEventListener('click', () => refreshLabels().catch(report));
+  installConnections();
   tryStart();
 }
 
