@@ -7,6 +7,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolvePath } from '../src/cli/static.js';
 import { connect } from '../src/client/index.js';
+import { overflowX, seriousViolations } from './support/axe.js';
 import { haveChromium, launchChromium } from './support/chromium.js';
 import { Child } from './support/process.js';
 
@@ -243,6 +244,65 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
     await page.fill('#text', text);
     await page.press('#text', 'Enter');
   }
+
+  it('on a phone (390x844): no horizontal scroll, rooms in a drawer, room names explained, a long emoji and a two-line message whole, no serious accessibility violation', async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, bypassCSP: true });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(`phone: ${err.message}`));
+    await page.goto(pageUrl);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.fill('#name', 'phoebe');
+    await page.press('#name', 'Enter');
+    await page.waitForSelector('#status[data-status="connected"]');
+    expect(await overflowX(page)).toBe(0);
+    expect(await seriousViolations(page)).toEqual([]);
+    // The rooms are a drawer: closed, then open with its button.
+    expect(await page.locator('#sidebar').isVisible()).toBe(true);
+    const box = await page.locator('#sidebar').boundingBox();
+    expect((box?.x ?? 0) + (box?.width ?? 0)).toBeLessThanOrEqual(1);
+    await page.click('#drawer');
+    expect(await page.getAttribute('#drawer', 'aria-expanded')).toBe('true');
+    await expect.poll(async () => (await page.locator('#sidebar').boundingBox())?.x).toBe(0);
+    // A name the pattern refuses says what is allowed; "Dev-Ops" is fine (rooms are lower case).
+    await page.fill('#join-name', 'bad name!');
+    await page.press('#join-name', 'Enter');
+    expect(await page.$eval('#join-name', (e) => (e as HTMLInputElement).validationMessage)).toBe(
+      'Room names: letters, digits, - and _ (up to 32 characters).',
+    );
+    await page.fill('#join-name', 'Dev-Ops');
+    await page.press('#join-name', 'Enter');
+    await page.waitForSelector('.room.active[data-room="dev-ops"]');
+    // The leave button is there for touch and keyboard, not only on hover.
+    await page.focus('.room[data-room="general"] .room-link');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('aria-label'))).toBe(
+      'leave #general',
+    );
+    expect(await page.$eval('.room[data-room="general"] .leave', (e) => getComputedStyle(e).opacity)).toBe(
+      '1',
+    );
+    // Choosing a room closes the drawer.
+    await page.click('.room[data-room="dev-ops"] .room-link');
+    expect(await page.getAttribute('#drawer', 'aria-expanded')).toBe('false');
+    // 1,500 emoji (3,000 UTF-16 units) and a two-line text arrive whole.
+    const emoji = '🙂'.repeat(1500);
+    await say(page, emoji);
+    await page.waitForFunction(
+      (n) =>
+        [...document.querySelectorAll('.bubble .text')].some((b) => [...(b.textContent ?? '')].length === n),
+      1500,
+    );
+    await page.fill('#text', 'line one');
+    await page.press('#text', 'Shift+Enter');
+    await page.type('#text', 'line two');
+    await page.press('#text', 'Enter');
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('.bubble .text')].some((b) => b.textContent === 'line one\nline two'),
+    );
+    expect(await overflowX(page)).toBe(0);
+    expect(await seriousViolations(page)).toEqual([]);
+  });
 
   /** The messages of #general as the page holds them. */
   function shown(page: Page): Promise<Shown[]> {

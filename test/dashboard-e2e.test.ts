@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AdminServer, startAdmin } from '../src/api/index.js';
 import { type CloseEvent, connect, type PylonClient } from '../src/client/index.js';
 import type { Gateway } from '../src/index.js';
+import { overflowX, seriousViolations } from './support/axe.js';
 import { launchChromium } from './support/chromium.js';
 import { startGateway, stopAll } from './support/gateway.js';
 
@@ -135,6 +136,7 @@ describe('admin dashboard', () => {
     // Push to the user from the page; the client gets it.
     await page.selectOption('#push-target', 'user');
     expect(await page.inputValue('#push-id')).toBe('alice'); // prefilled by the lookup
+    expect(await page.inputValue('#kick-user')).toBe(''); // but never the Kick field
     await page.fill('#push-type', 'notice');
     await page.fill('#push-data', '{"from": "dashboard"}');
     await page.click('#push-form button[type=submit]');
@@ -158,6 +160,7 @@ describe('admin dashboard', () => {
     await waitText(page, '#labels-body', 'vip');
 
     // Kick it: the client sees 4503, the page the disconnect.
+    await page.fill('#kick-user', 'alice');
     await page.fill('#kick-reason', 'dashboard e2e');
     await page.click('#kick-form button');
     await waitText(page, '#kick-result', 'kicked 1 connection of alice');
@@ -261,6 +264,39 @@ describe('admin dashboard, other cases', () => {
       await page.close();
       await server.close();
     }
+  });
+
+  it('at 1280 and at 390 px wide: no horizontal scroll, no serious or critical accessibility violation', async () => {
+    const { gateway, wsUrl } = await startGateway({
+      validate: (token) => ({ user: String(token), labels: ['a11y'] }),
+    });
+    const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false, keys: [KEY] });
+    await client(wsUrl, 'dora');
+    for (const width of [1280, 390]) {
+      const context = await browser.newContext({ viewport: { width, height: 844 }, bypassCSP: true });
+      const page = await context.newPage();
+      try {
+        await page.goto(`http://127.0.0.1:${server.http.port}/`);
+        await page.locator('#login-key').waitFor({ state: 'visible' });
+        expect(await seriousViolations(page), `login at ${width}`).toEqual([]);
+        await page.fill('#login-key', 'not-the-key-0123456789');
+        await page.click('#login-form button');
+        await waitText(page, '#login-error', 'refused');
+        expect(await page.getAttribute('#login-error', 'role')).toBe('alert');
+        await page.fill('#login-key', KEY);
+        await page.click('#login-form button');
+        await waitText(page, '#tile-connections', '^1$');
+        await page.fill('#lookup-user', 'dora');
+        await page.click('#lookup-form button');
+        await page.click('#conns-form button[type=submit]');
+        await waitText(page, '#conns-result', '^1 shown$');
+        expect(await overflowX(page), `overflow at ${width}`).toBe(0);
+        expect(await seriousViolations(page), `dashboard at ${width}`).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    }
+    await server.close();
   });
 
   it('works without a login when the admin server has no keys (loopback)', async () => {

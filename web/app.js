@@ -109,13 +109,16 @@ function onSample(s) {
 }
 
 function prefill(user) {
-  for (const id of ['push-id', 'kick-user', 'labels-user']) {
+  // Not the Kick field: a lookup must not leave a loaded kick behind.
+  for (const id of ['push-id', 'labels-user']) {
     const input = $(id);
     if (!input.value) input.value = user;
   }
 }
 
 function boot() {
+  // A table that scrolls inside its card is reachable by keyboard (its arrow keys scroll it).
+  for (const region of document.querySelectorAll('.scroll, .wide')) region.tabIndex = 0;
   charts = createCharts();
   installActions((user) => {
     if (user === shownUser) setTimeout(() => lookupUser(user).catch(() => {}), 300);

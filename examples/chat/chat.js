@@ -310,7 +310,11 @@ function renderRooms() {
     if (room.unread > 0) open.append(el('span', { class: 'unread' }, String(room.unread)));
     li.append(open);
     if (state.rooms.size > 1) {
-      const leave = el('button', { class: 'leave', type: 'button', title: `leave #${room.name}` }, '×');
+      const leave = el(
+        'button',
+        { class: 'leave', type: 'button', title: `leave #${room.name}`, 'aria-label': `leave #${room.name}` },
+        '×',
+      );
       leave.addEventListener('click', () => leaveRoom(room.name));
       li.append(leave);
     }
@@ -425,6 +429,36 @@ $('join-form').addEventListener('submit', (e) => {
   if (!name) return;
   $('join-name').value = '';
   joinRoom(name);
+});
+
+// The message list scrolls: reachable by keyboard, so its arrow keys scroll it.
+$('messages').tabIndex = 0;
+
+// The composer is a textarea (a pasted text keeps its lines): Enter sends, Shift+Enter is a new line.
+$('text').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+// A room name the pattern refuses says what is allowed (not the browser's bare "match the format").
+$('join-name').addEventListener('input', () => $('join-name').setCustomValidity(''));
+$('join-name').addEventListener('invalid', () => {
+  $('join-name').setCustomValidity('Room names: letters, digits, - and _ (up to 32 characters).');
+});
+
+// A phone: the rooms and the online list are a drawer.
+function setDrawer(open) {
+  $('app').classList.toggle('drawer-open', open);
+  $('drawer').setAttribute('aria-expanded', String(open));
+}
+$('drawer').addEventListener('click', () => setDrawer(!$('app').classList.contains('drawer-open')));
+$('rooms').addEventListener('click', (e) => {
+  if (e.target.closest('.room-link')) setDrawer(false);
+});
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') setDrawer(false);
 });
 
 $('composer').addEventListener('submit', (e) => {

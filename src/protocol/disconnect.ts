@@ -9,6 +9,11 @@
 export const DISCONNECT = {
   normal: { code: 1000, reconnect: false, text: 'closed by the client' },
   closed: { code: 1000, reconnect: false, text: 'closed by the server application' },
+  going_away: {
+    code: 1001,
+    reconnect: true,
+    text: 'the peer went away (a browser page closed or navigated away; never sent by the server)',
+  },
   connection_lost: { code: 1006, reconnect: true, text: 'the link dropped without a close (never sent)' },
   shutdown: { code: 4000, reconnect: true, text: 'server shutting down' },
   reconnect_elsewhere: {
