@@ -266,6 +266,38 @@ describe('admin dashboard, other cases', () => {
     }
   });
 
+  it('a label of the top list opens its view: members on this node, and a push to it from the form', async () => {
+    const { gateway, wsUrl } = await startGateway({
+      validate: (token) => ({ user: String(token), labels: ['news'] }),
+    });
+    const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      const readers = [await client(wsUrl, 'rita'), await client(wsUrl, 'rolf')];
+      const got: unknown[] = [];
+      for (const r of readers) r.on('flash', (d) => void got.push(d));
+      await page.goto(`http://127.0.0.1:${server.http.port}/`);
+      await page.locator('#main').waitFor({ state: 'visible' });
+      await page.click('#labels-refresh');
+      await page.click('#labels-body button[data-label="news"]');
+      await waitText(page, '#label-view-note', '^2 connections on this node$');
+      expect(await page.locator('#label-view-body tr').count()).toBe(2);
+      expect((await page.locator('#label-view-body').textContent()) ?? '').toMatch(/rita/);
+      await page.click('#label-view-push');
+      expect(await page.inputValue('#push-target')).toBe('labels');
+      expect(await page.inputValue('#push-labels-all')).toBe('news');
+      await page.fill('#push-type', 'flash');
+      await page.fill('#push-data', '{"n": 1}');
+      await page.click('#push-form button[type=submit]');
+      await until(() => got.length === 2);
+      // The nodes table shows the process's memory.
+      await waitText(page, '#nodes-body', 'MiB');
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+
   it('at 1280 and at 390 px wide: no horizontal scroll, no serious or critical accessibility violation', async () => {
     const { gateway, wsUrl } = await startGateway({
       validate: (token) => ({ user: String(token), labels: ['a11y'] }),

@@ -5,7 +5,15 @@ import { api, getKey, setKey, streamStats } from './api.js';
 import { createCharts } from './charts.js';
 import { installConnections } from './connections.js';
 import { $, duration, num, say } from './dom.js';
-import { addDisconnects, lookupUser, refreshLabels, renderNodes, setDisconnects } from './tables.js';
+import {
+  addDisconnects,
+  lookupUser,
+  refreshLabels,
+  renderNodes,
+  setDisconnects,
+  showLabel,
+  shownLabel,
+} from './tables.js';
 
 const LABELS_EVERY = 30_000;
 const USER_EVERY = 5_000;
@@ -149,6 +157,20 @@ function boot() {
     );
   });
   $('labels-refresh').addEventListener('click', () => refreshLabels().catch(report));
+  // A label of the top list opens its view: members, and a push to it.
+  $('labels-body').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-label]');
+    if (b) showLabel(b.dataset.label).catch(report);
+  });
+  $('label-view-more').addEventListener('click', () => showLabel(shownLabel(), true).catch(report));
+  $('label-view-push').addEventListener('click', () => {
+    $('push-target').value = 'labels';
+    $('push-target').dispatchEvent(new Event('change'));
+    $('push-labels-all').value = shownLabel() ?? '';
+    $('push-labels-any').value = '';
+    $('push-labels-not').value = '';
+    $('push-type').focus();
+  });
   installConnections();
   tryStart();
 }

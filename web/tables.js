@@ -29,11 +29,16 @@ export function renderNodes(sample) {
         el('td', { class: 'num' }, num(n.pushesDropped)),
         el('td', { class: 'num' }, num(n.slowConsumers)),
         el('td', { class: 'num' }, num(n.resumable)),
+        el('td', { class: 'num' }, bytes(n.process?.rss)),
+        el('td', { class: 'num' }, bytes(n.process?.heapUsed)),
+        el('td', { class: 'num' }, num(n.qos1?.stored)),
+        el('td', { class: 'num' }, num(n.qos1?.deadLetters)),
+        el('td', { class: 'num' }, num(n.authFailures)),
       ),
     );
   }
   previousNodes = next;
-  fillRows($('nodes-body'), rows, 10);
+  fillRows($('nodes-body'), rows, 15);
 }
 
 // ---- top labels: /v1/labels is name-ordered and paged; read pages, sort by count here ----
@@ -62,7 +67,7 @@ export async function refreshLabels() {
     el(
       'tr',
       {},
-      el('td', { class: 'mono' }, l.label),
+      el('td', {}, el('button', { type: 'button', class: 'link mono', 'data-label': l.label }, l.label)),
       el('td', { class: 'num' }, num(l.count)),
       el('td', { class: 'bar-cell' }, el('meter', { min: 0, max: most, value: l.count })),
     ),
@@ -70,6 +75,42 @@ export async function refreshLabels() {
   fillRows($('labels-body'), rows, 3, 'no labels');
   const capped = after !== undefined ? ` (the first ${num(all.length)} by name)` : '';
   $('labels-note').textContent = `top ${top.length} of ${num(all.length)} labels${capped}`;
+}
+
+/** Bytes as MiB (one decimal); '–' when the node did not report it. */
+function bytes(n) {
+  return typeof n === 'number' ? `${(n / 1048576).toFixed(1)} MiB` : '–';
+}
+
+// ---- one label: its members, a page at a time, and a push to it ----
+
+let labelShown = { label: undefined, next: undefined };
+
+export async function showLabel(label, more = false) {
+  const q = new URLSearchParams({ limit: '100' });
+  if (more && labelShown.next !== undefined) q.set('after', labelShown.next);
+  const page = await api('GET', `/v1/labels/${encodeURIComponent(label)}?${q}`);
+  const rows = page.members.map((m) =>
+    el(
+      'tr',
+      {},
+      el('td', { class: 'mono' }, m.connection),
+      el('td', { class: 'mono' }, m.user ?? '(anonymous)'),
+    ),
+  );
+  const body = $('label-view-body');
+  if (more) body.append(...rows);
+  else fillRows(body, rows, 2, 'no member on this node');
+  labelShown = { label, next: page.next };
+  $('label-view').hidden = false;
+  $('label-view-name').textContent = label;
+  $('label-view-note').textContent =
+    `${num(page.count)} connection${page.count === 1 ? '' : 's'} on this node`;
+  $('label-view-more').hidden = page.next === undefined;
+}
+
+export function shownLabel() {
+  return labelShown.label;
 }
 
 // ---- recent disconnects: /v1/disconnects once, then the stream's deltas ----
