@@ -32,16 +32,12 @@ describe('JWT validator', () => {
     expect((await gateway.push({ labels: { all: ['room_2018', 'version_v2'] } }, 'x')).targeted).toBe(2);
   });
 
-  it('refuses a wrong signature, an expired token, a missing sub and a wrong issuer with 4502', async () => {
+  it('refuses a wrong signature, a missing sub and a wrong issuer with 4502, an expired token with 4011 (get a new one)', async () => {
     const { tcpUrl } = await startGateway({
       validate: await jwtValidator({ secret: SECRET, issuer: 'pylon-test' }),
     });
     const attempts = {
       'wrong secret': await hs256({ sub: 'u', iss: 'pylon-test' }, 'another-secret-of-enough-length'),
-      expired: await new SignJWT({ sub: 'u', iss: 'pylon-test' })
-        .setProtectedHeader({ alg: 'HS256' })
-        .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
-        .sign(new TextEncoder().encode(SECRET)),
       'no sub': await hs256({ iss: 'pylon-test' }),
       'wrong issuer': await hs256({ sub: 'u', iss: 'someone-else' }),
       garbage: 'not.a.jwt',
@@ -49,6 +45,11 @@ describe('JWT validator', () => {
     for (const [what, token] of Object.entries(attempts)) {
       await expect(connect(tcpUrl, { token, reconnect: false }), what).rejects.toThrow(/4502/);
     }
+    const expired = await new SignJWT({ sub: 'u', iss: 'pylon-test' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
+      .sign(new TextEncoder().encode(SECRET));
+    await expect(connect(tcpUrl, { token: expired, reconnect: false })).rejects.toThrow(/\(4011\)/);
   });
 
   it('RS256 with a PEM public key, and with a JWKS file (key picked by kid)', async () => {
