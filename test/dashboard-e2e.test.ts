@@ -225,6 +225,47 @@ describe('admin dashboard, other cases', () => {
     }
   });
 
+  it("a new stream's first sample brings the last minutes, so the charts of a page opened (or reloaded) later are not empty", async () => {
+    const { gateway, wsUrl } = await startGateway({ validate: (token) => ({ user: String(token) }) });
+    const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await client(wsUrl, 'hist');
+      // Nobody watches for 4 s: the server samples anyway.
+      await new Promise((r) => setTimeout(r, 4200));
+      const base = `http://127.0.0.1:${server.http.port}`;
+      const abort = new AbortController();
+      const res = await fetch(`${base}/v1/stats/stream`, { signal: abort.signal });
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      let text = '';
+      while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+      abort.abort();
+      const first = JSON.parse(text.slice(6, text.indexOf('\n\n')));
+      expect(first.history.length).toBeGreaterThanOrEqual(3);
+      expect(first.history.at(-1)).toMatchObject({
+        stats: { connections: 1, users: 1 },
+        rates: expect.any(Object),
+      });
+      // The page draws them at once: more points than its own samples could give it in the time.
+      await page.goto(`${base}/`);
+      await page.locator('#main').waitFor({ state: 'visible' });
+      await page.waitForFunction(
+        () => Number((document.querySelector('#chart-connections') as HTMLElement).dataset.points) >= 3,
+        undefined,
+        { timeout: 900 },
+      );
+      await page.reload();
+      await page.waitForFunction(
+        () => Number((document.querySelector('#chart-connections') as HTMLElement).dataset.points) >= 4,
+        undefined,
+        { timeout: 900 },
+      );
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+
   it('lists connections filtered by user, label and transport, and kicks one', async () => {
     const { gateway, wsUrl, tcpUrl } = await startGateway({ validate: (token) => ({ user: String(token) }) });
     const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });

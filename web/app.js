@@ -111,6 +111,12 @@ function onSample(s) {
     lag: s.lag.p99,
   };
   for (const [id, v] of Object.entries(tiles)) $(`tile-${id}`).textContent = num(v);
+  // A stream's first sample brings the server's last minutes: the charts start from them
+  // (after a reconnect or a reload too), not from an empty chart.
+  if (Array.isArray(s.history)) {
+    charts.reset();
+    for (const p of s.history) charts.push(p);
+  }
   charts.push(s);
   renderNodes(s);
   addDisconnects(s.disconnects);

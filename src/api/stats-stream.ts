@@ -9,7 +9,10 @@ import { RESPONDED, type Route } from './http.js';
  * every open stream gets one `data:` line of JSON (a StreamSample): the stats (as /v1/stats),
  * the rates per second of the counters since the previous sample, the event-loop lag over that
  * second (perf_hooks.monitorEventLoopDelay) and the disconnects recorded since the previous
- * sample. One sample is computed per second whoever listens, and only while someone does.
+ * sample. One sample is computed per second, listened to or not: the last five minutes of the
+ * charted figures are kept (a ring of HISTORY points, ~100 bytes each) and sent with the first
+ * sample a new stream gets, so the page's charts start from what happened before it opened
+ * (after a reload too) instead of from nothing.
  *
  * It is authenticated like the rest of the API, with `Authorization: Bearer <key>`: the page
  * reads it with fetch() and a stream reader rather than EventSource (which cannot send
@@ -26,7 +29,20 @@ export interface StreamSample {
   lag: { p50: number; p99: number; max: number };
   /** Disconnects since the previous sample, oldest first (`seq` orders them). */
   disconnects: DisconnectRecord[];
+  /** In the first sample of a stream only: the charted figures of the last minutes, oldest first. */
+  history?: HistoryPoint[];
 }
+
+/** What the charts draw of one sample. */
+export interface HistoryPoint {
+  t: number;
+  stats: { connections: number; users: number };
+  rates: StreamSample['rates'];
+  lag: { p99: number; max: number };
+}
+
+/** Points kept: five minutes at one a second. */
+const HISTORY = 300;
 
 export interface StatsStreamOptions {
   /** ms between samples. Default 1000. */
@@ -44,8 +60,9 @@ export class StatsStream {
   private timer: NodeJS.Timeout | undefined;
   private lag: IntervalHistogram | undefined;
   private previous: { at: number; counters: Counters; seq: number } | undefined;
-  private latest: string | undefined;
+  private latest: StreamSample | undefined;
   private ticking = false;
+  private readonly history: HistoryPoint[] = [];
 
   constructor(
     private readonly service: AdminService,
@@ -54,6 +71,7 @@ export class StatsStream {
   ) {
     this.interval = options.interval ?? 1000;
     this.maxBuffered = options.maxBuffered ?? 64 * 1024;
+    void this.start();
   }
 
   /** The route to add to the admin server's table. */
@@ -72,9 +90,13 @@ export class StatsStream {
         res.flushHeaders();
         req.socket.setNoDelay(true);
         this.clients.add(res);
-        res.once('close', () => this.unsubscribe(res));
-        if (this.timer === undefined) await this.start();
-        else if (this.latest !== undefined) res.write(this.latest);
+        res.once('close', () => this.clients.delete(res));
+        // At once: the latest sample (numbers without waiting) with the minutes before it.
+        const latest = this.latest ?? (await this.tick());
+        if (latest !== undefined && !res.writableEnded) {
+          const history = this.history.filter((p) => p.t < latest.t);
+          res.write(`data: ${JSON.stringify({ ...latest, history })}\n\n`);
+        }
         return RESPONDED;
       },
     };
@@ -97,7 +119,6 @@ export class StatsStream {
     this.lag.enable();
     this.timer = setInterval(() => void this.tick(), this.interval);
     this.timer.unref();
-    // The first sample at once (rates 0), so a new page shows numbers without waiting.
     await this.tick();
   }
 
@@ -110,22 +131,34 @@ export class StatsStream {
     this.latest = undefined;
   }
 
-  private unsubscribe(res: ServerResponse): void {
-    this.clients.delete(res);
-    if (this.clients.size === 0) this.stop();
-  }
-
-  private async tick(): Promise<void> {
-    if (this.ticking) return;
+  /** One sample: kept in the history (from the second on: the first has no rates) and sent to every stream. */
+  private async tick(): Promise<StreamSample | undefined> {
+    if (this.ticking) return this.latest;
     this.ticking = true;
     try {
+      const first = this.previous === undefined;
       const sample = await this.sample();
-      if (this.timer === undefined) return; // stopped meanwhile
-      this.latest = `data: ${JSON.stringify(sample)}\n\n`;
-      for (const res of this.clients) {
-        if (res.writableLength > this.maxBuffered) continue; // a slow reader misses samples
-        res.write(this.latest);
+      if (this.timer === undefined) return undefined; // stopped meanwhile
+      this.latest = sample;
+      if (!first) {
+        this.history.push({
+          t: sample.t,
+          stats: { connections: sample.stats.connections, users: sample.stats.users },
+          rates: sample.rates,
+          lag: { p99: sample.lag.p99, max: sample.lag.max },
+        });
+        if (this.history.length > HISTORY) this.history.shift();
       }
+      if (this.clients.size > 0) {
+        const line = `data: ${JSON.stringify(sample)}\n\n`;
+        for (const res of this.clients) {
+          if (res.writableLength > this.maxBuffered) continue; // a slow reader misses samples
+          res.write(line);
+        }
+      }
+      return sample;
+    } catch {
+      return this.latest; // the stats could not be read this second (a cluster outage): the next tick tries again
     } finally {
       this.ticking = false;
     }
