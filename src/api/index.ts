@@ -74,8 +74,9 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
   const service = new AdminService(gateway, serviceOptions);
   const metrics = createAdminMetrics(gateway, options.registry);
   const disconnects = new DisconnectLog(gateway);
-  const stream = new StatsStream(service, disconnects);
   const dashboard = options.dashboard ?? true;
+  // The dashboard's charts start from the last minutes: sampled always while it is served.
+  const stream = new StatsStream(service, disconnects, { history: dashboard !== false });
   const fallback =
     options.fallback ??
     (dashboard === false ? undefined : dashboardFallback(dashboard === true ? undefined : dashboard));

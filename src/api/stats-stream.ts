@@ -49,6 +49,11 @@ export interface StatsStreamOptions {
   interval?: number;
   /** A stream whose unsent data is over this many bytes skips samples until it drains. Default 64 KiB. */
   maxBuffered?: number;
+  /**
+   * Sample whether watched or not, and keep the last minutes for new streams (the dashboard's
+   * charts). Default true. False: sample only while a stream is open, no history.
+   */
+  history?: boolean;
 }
 
 type Counters = { messagesIn: number; messagesOut: number; pushesDropped: number; redelivered: number };
@@ -63,6 +68,7 @@ export class StatsStream {
   private latest: StreamSample | undefined;
   private ticking = false;
   private readonly history: HistoryPoint[] = [];
+  private readonly keepHistory: boolean;
 
   constructor(
     private readonly service: AdminService,
@@ -71,7 +77,8 @@ export class StatsStream {
   ) {
     this.interval = options.interval ?? 1000;
     this.maxBuffered = options.maxBuffered ?? 64 * 1024;
-    void this.start();
+    this.keepHistory = options.history ?? true;
+    if (this.keepHistory) void this.start();
   }
 
   /** The route to add to the admin server's table. */
@@ -90,7 +97,14 @@ export class StatsStream {
         res.flushHeaders();
         req.socket.setNoDelay(true);
         this.clients.add(res);
-        res.once('close', () => this.clients.delete(res));
+        res.once('close', () => {
+          this.clients.delete(res);
+          if (!this.keepHistory && this.clients.size === 0) this.stop();
+        });
+        if (this.timer === undefined) {
+          await this.start(); // its first sample went to every open stream, this one included
+          return RESPONDED;
+        }
         // At once: the latest sample (numbers without waiting) with the minutes before it.
         const latest = this.latest ?? (await this.tick());
         if (latest !== undefined && !res.writableEnded) {
@@ -140,7 +154,7 @@ export class StatsStream {
       const sample = await this.sample();
       if (this.timer === undefined) return undefined; // stopped meanwhile
       this.latest = sample;
-      if (!first) {
+      if (!first && this.keepHistory) {
         this.history.push({
           t: sample.t,
           stats: { connections: sample.stats.connections, users: sample.stats.users },
