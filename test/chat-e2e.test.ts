@@ -257,13 +257,16 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
     await page.waitForSelector('#status[data-status="connected"]');
     expect(await overflowX(page)).toBe(0);
     expect(await seriousViolations(page)).toEqual([]);
-    // The rooms are a drawer: closed, then open with its button.
-    expect(await page.locator('#sidebar').isVisible()).toBe(true);
-    const box = await page.locator('#sidebar').boundingBox();
-    expect((box?.x ?? 0) + (box?.width ?? 0)).toBeLessThanOrEqual(1);
+    // The rooms are a drawer: closed (off screen and out of the tab order), then open with its button.
+    expect(await page.locator('#sidebar').isVisible()).toBe(false);
     await page.click('#drawer');
     expect(await page.getAttribute('#drawer', 'aria-expanded')).toBe('true');
     await expect.poll(async () => (await page.locator('#sidebar').boundingBox())?.x).toBe(0);
+    expect(await page.locator('#sidebar').isVisible()).toBe(true);
+    // The focus moved into it.
+    await expect
+      .poll(() => page.evaluate(() => document.activeElement?.closest('#sidebar') !== null))
+      .toBe(true);
     // A name the pattern refuses says what is allowed; "Dev-Ops" is fine (rooms are lower case).
     await page.fill('#join-name', 'bad name!');
     await page.press('#join-name', 'Enter');

@@ -339,6 +339,53 @@ describe('admin dashboard, other cases', () => {
     }
   });
 
+  it('a live tail of a label and of a user shows their pushes and what the user sends; off unless enabled; 16 at once', async () => {
+    const { gateway, wsUrl } = await startGateway({
+      validate: (token) => ({ user: String(token), labels: ['desk'] }),
+    });
+    gateway.handle('note', () => {});
+    const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false, tail: true });
+    const off = await startAdmin(gateway, { httpPort: 0, grpcPort: false });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      const tina = await client(wsUrl, 'tina');
+      await page.goto(`http://127.0.0.1:${server.http.port}/`);
+      await page.locator('#main').waitFor({ state: 'visible' });
+      await page.selectOption('#tail-kind', 'label');
+      await page.fill('#tail-name', 'desk');
+      await page.click('#tail-start');
+      await waitText(page, '#tail-result', '^tailing label desk$');
+      await gateway.push({ labels: { all: ['desk'] } }, 'ticket', { id: 7 });
+      await waitText(page, '#tail-log', 'push ticket \\(qos 0\\) to labels all desk');
+      expect((await page.locator('#tail-log').textContent()) ?? '').toContain('{"id":7}');
+      await page.selectOption('#tail-kind', 'user');
+      await page.fill('#tail-name', 'tina');
+      await page.click('#tail-start');
+      await waitText(page, '#tail-result', '^tailing user tina$');
+      tina.send('note', { text: 'hello' });
+      await waitText(page, '#tail-log', 'msg note from tina');
+      await page.click('#tail-stop');
+      await waitText(page, '#tail-result', '^stopped$');
+      // Off unless enabled: the page says how to turn it on.
+      await page.goto(`http://127.0.0.1:${off.http.port}/`);
+      await page.locator('#main').waitFor({ state: 'visible' });
+      await page.fill('#tail-name', 'tina');
+      await page.click('#tail-start');
+      await waitText(page, '#tail-result', 'the live tail is off on this server');
+      // 16 taps per process: the 17th is refused with 429.
+      const aborts = Array.from({ length: 16 }, () => new AbortController());
+      const base = `http://127.0.0.1:${server.http.port}/v1/tail?user=x`;
+      await Promise.all(aborts.map((a) => fetch(base, { signal: a.signal })));
+      expect((await fetch(base)).status).toBe(429);
+      for (const a of aborts) a.abort();
+      expect((await fetch(`http://127.0.0.1:${server.http.port}/v1/tail`)).status).toBe(400);
+    } finally {
+      await page.close();
+      await server.close();
+      await off.close();
+    }
+  });
+
   it('at 1280 and at 390 px wide: no horizontal scroll, no serious or critical accessibility violation', async () => {
     const { gateway, wsUrl } = await startGateway({
       validate: (token) => ({ user: String(token), labels: ['a11y'] }),

@@ -13,6 +13,9 @@ export function installActions(changed) {
     $('push-labels-row').hidden = t !== 'labels';
   };
   target.addEventListener('change', showTarget);
+  for (const k of ['all', 'any', 'not']) {
+    $(`push-labels-${k}`).addEventListener('input', (e) => delete e.target.dataset.exact);
+  }
   showTarget();
 
   $('push-form').addEventListener('submit', (e) => {
@@ -80,7 +83,9 @@ function pushTarget() {
   if (t === 'labels') {
     const labels = {};
     for (const k of ['all', 'any', 'not']) {
-      const v = list($(`push-labels-${k}`).value);
+      const input = $(`push-labels-${k}`);
+      // Filled from the label view: the one label as it is (a label may contain a comma).
+      const v = input.dataset.exact === input.value ? [input.value] : list(input.value);
       if (v.length) labels[k] = v;
     }
     if (Object.keys(labels).length === 0) throw new Error('labels: give at least one of all, any, not');

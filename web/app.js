@@ -14,6 +14,7 @@ import {
   showLabel,
   shownLabel,
 } from './tables.js';
+import { installTail } from './tail.js';
 
 const LABELS_EVERY = 30_000;
 const USER_EVERY = 5_000;
@@ -113,10 +114,7 @@ function onSample(s) {
   for (const [id, v] of Object.entries(tiles)) $(`tile-${id}`).textContent = num(v);
   // A stream's first sample brings the server's last minutes: the charts start from them
   // (after a reconnect or a reload too), not from an empty chart.
-  if (Array.isArray(s.history)) {
-    charts.reset();
-    for (const p of s.history) charts.push(p);
-  }
+  if (Array.isArray(s.history)) charts.seed(s.history);
   charts.push(s);
   renderNodes(s);
   addDisconnects(s.disconnects);
@@ -132,7 +130,7 @@ function prefill(user) {
 
 function boot() {
   // A table that scrolls inside its card is reachable by keyboard (its arrow keys scroll it).
-  for (const region of document.querySelectorAll('.scroll, .wide')) region.tabIndex = 0;
+  for (const region of document.querySelectorAll('.scroll, .wide, .tail-log')) region.tabIndex = 0;
   charts = createCharts();
   installActions((user) => {
     if (user === shownUser) setTimeout(() => lookupUser(user).catch(() => {}), 300);
@@ -173,11 +171,13 @@ function boot() {
     $('push-target').value = 'labels';
     $('push-target').dispatchEvent(new Event('change'));
     $('push-labels-all').value = shownLabel() ?? '';
+    $('push-labels-all').dataset.exact = shownLabel() ?? '';
     $('push-labels-any').value = '';
     $('push-labels-not').value = '';
     $('push-type').focus();
   });
   installConnections();
+  installTail();
   tryStart();
 }
 

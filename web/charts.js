@@ -109,6 +109,19 @@ export function createCharts() {
         m.box.dataset.points = String(m.data[0].length);
       }
     },
+    /** Replace what is drawn with `samples` (the server's history), drawn once. */
+    seed(samples) {
+      for (const m of made) {
+        for (const d of m.data) d.length = 0;
+        for (const sample of samples.slice(-POINTS)) {
+          m.data[0].push(sample.t / 1000);
+          m.chart.series.forEach((s, i) => {
+            m.data[i + 1].push(s.pick(sample) ?? null);
+          });
+        }
+        m.plot.setData(m.data);
+      }
+    },
     reset() {
       for (const m of made) {
         for (const d of m.data) d.length = 0;

@@ -4,8 +4,8 @@ import { api } from './api.js';
 import { $, clock, el, fillRows, num, say } from './dom.js';
 
 const PAGE = 50;
-/** The query of the page shown, and the `after` of the next one. */
-let shown = { query: new URLSearchParams(), next: undefined };
+/** The query of the page shown (without and with its `after`), and the `after` of the next one. */
+let shown = { query: new URLSearchParams(), page: new URLSearchParams(), next: undefined };
 
 export function installConnections() {
   $('conns-form').addEventListener('submit', (e) => {
@@ -23,10 +23,12 @@ export function installConnections() {
     if (!button) return;
     const id = button.dataset.kick;
     if (!confirm(`Kick connection ${id}? (code 4503: it will not reconnect)`)) return;
-    api('POST', '/v1/kick', { connection: id, reason: 'kicked from the dashboard' }).then((r) => {
-      say($('conns-result'), r.kicked === 1 ? `kicked ${id}` : `${id} was gone already`);
-      return load(shown.query);
-    }, report);
+    api('POST', '/v1/kick', { connection: id, reason: 'kicked from the dashboard' })
+      .then(async (r) => {
+        await load(shown.page); // the same page again, without the one kicked
+        say($('conns-result'), r.kicked === 1 ? `kicked ${id}` : `${id} was gone already`);
+      })
+      .catch(report);
   });
 }
 
@@ -48,7 +50,7 @@ async function load(query) {
   const page = await api('GET', `/v1/connections?${query}`);
   const base = new URLSearchParams(query);
   base.delete('after');
-  shown = { query: base, next: page.next };
+  shown = { query: base, page: new URLSearchParams(query), next: page.next };
   const rows = page.connections.map((c) =>
     el(
       'tr',

@@ -85,11 +85,21 @@ function bytes(n) {
 // ---- one label: its members, a page at a time, and a push to it ----
 
 let labelShown = { label: undefined, next: undefined };
+/** The label a request is under way for (a second click waits for it; another label wins). */
+let loading;
 
 export async function showLabel(label, more = false) {
+  if (more && loading === label) return;
+  loading = label;
   const q = new URLSearchParams({ limit: '100' });
   if (more && labelShown.next !== undefined) q.set('after', labelShown.next);
-  const page = await api('GET', `/v1/labels/${encodeURIComponent(label)}?${q}`);
+  let page;
+  try {
+    page = await api('GET', `/v1/labels/${encodeURIComponent(label)}?${q}`);
+  } finally {
+    if (loading === label) loading = undefined;
+  }
+  if (more && labelShown.label !== label) return; // another label was opened meanwhile
   const rows = page.members.map((m) =>
     el(
       'tr',
@@ -107,6 +117,7 @@ export async function showLabel(label, more = false) {
   $('label-view-note').textContent =
     `${num(page.count)} connection${page.count === 1 ? '' : 's'} on this node`;
   $('label-view-more').hidden = page.next === undefined;
+  if (!more) $('label-view-name').closest('h2').focus();
 }
 
 export function shownLabel() {

@@ -436,7 +436,8 @@ $('messages').tabIndex = 0;
 
 // The composer is a textarea (a pasted text keeps its lines): Enter sends, Shift+Enter is a new line.
 $('text').addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+  // Not the Enter that ends an input-method composition (Safari reports it as keyCode 229).
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
     $('composer').requestSubmit();
   }
@@ -450,9 +451,20 @@ $('join-name').addEventListener('invalid', () => {
 
 // A phone: the rooms and the online list are a drawer.
 function setDrawer(open) {
+  const was = $('app').classList.contains('drawer-open');
   $('app').classList.toggle('drawer-open', open);
   $('drawer').setAttribute('aria-expanded', String(open));
+  if (open && !was) {
+    // Read its style first: that applies the class now (a hidden element takes no focus).
+    void getComputedStyle($('sidebar')).visibility;
+    $('sidebar').querySelector('button, input')?.focus();
+  }
+  if (!open && was) $('drawer').focus();
 }
+// A tap on the conversation beside the open drawer closes it.
+$('app').addEventListener('click', (e) => {
+  if ($('app').classList.contains('drawer-open') && !e.target.closest('#sidebar, #drawer')) setDrawer(false);
+});
 $('drawer').addEventListener('click', () => setDrawer(!$('app').classList.contains('drawer-open')));
 $('rooms').addEventListener('click', (e) => {
   if (e.target.closest('.room-link')) setDrawer(false);
@@ -466,6 +478,11 @@ $('composer').addEventListener('submit', (e) => {
   const input = $('text');
   const text = input.value;
   if (text.trim() === '' || client === undefined) return;
+  // Too long: said, and the text stays in the composer to be shortened.
+  if ([...text].length > MAX_TEXT) {
+    showError(new Error(`a message is at most ${MAX_TEXT} characters (this one has ${[...text].length})`));
+    return;
+  }
   input.value = '';
   send(text);
 });

@@ -12,6 +12,7 @@ import { ApiKeys, assertBindable } from './keys.js';
 import { createAdminMetrics } from './metrics.js';
 import { adminRoutes } from './routes.js';
 import { StatsStream } from './stats-stream.js';
+import { tailRoute } from './tail.js';
 
 /**
  * The admin API of a gateway: business systems push, kick and look at users and labels over
@@ -47,6 +48,8 @@ export interface AdminOptions {
   dashboard?: boolean | string;
   /** More HTTP routes, after the built-in ones. */
   routes?: Route[];
+  /** Serve `GET /v1/tail` (the live traffic of one user or label; the dashboard's live tail). Default false. */
+  tail?: boolean;
   /** The metrics registry, if the caller already registered metrics in it (e.g. storeLatencyHistogram). */
   registry?: Registry;
   /** Node id in stats. Default hostname:pid. */
@@ -85,6 +88,7 @@ export async function startAdmin(gateway: Gateway, options: AdminOptions = {}): 
       ...adminRoutes(service, metrics.registry),
       ...dashboardRoutes(disconnects),
       stream.route(),
+      ...(options.tail === true ? [tailRoute(gateway)] : []),
       ...(options.routes ?? []),
     ],
     keys,

@@ -69,6 +69,8 @@ export class StatsStream {
   private ticking = false;
   private readonly history: HistoryPoint[] = [];
   private readonly keepHistory: boolean;
+  private closed = false;
+  private warned = 0;
 
   constructor(
     private readonly service: AdminService,
@@ -101,13 +103,18 @@ export class StatsStream {
           this.clients.delete(res);
           if (!this.keepHistory && this.clients.size === 0) this.stop();
         });
+        if (this.closed) {
+          res.end();
+          return RESPONDED;
+        }
         if (this.timer === undefined) {
           await this.start(); // its first sample went to every open stream, this one included
           return RESPONDED;
         }
         // At once: the latest sample (numbers without waiting) with the minutes before it.
-        const latest = this.latest ?? (await this.tick());
-        if (latest !== undefined && !res.writableEnded) {
+        const latest = this.latest;
+        if (latest === undefined) return RESPONDED; // the first tick is under way: it writes to every stream
+        if (!res.writableEnded) {
           const history = this.history.filter((p) => p.t < latest.t);
           res.write(`data: ${JSON.stringify({ ...latest, history })}\n\n`);
         }
@@ -123,6 +130,7 @@ export class StatsStream {
 
   /** End every stream and stop sampling. */
   close(): void {
+    this.closed = true;
     for (const res of this.clients) res.end();
     this.clients.clear();
     this.stop();
@@ -171,8 +179,14 @@ export class StatsStream {
         }
       }
       return sample;
-    } catch {
-      return this.latest; // the stats could not be read this second (a cluster outage): the next tick tries again
+    } catch (err) {
+      // The stats could not be read this second: said (at most once a minute), the next tick tries again.
+      const now = Date.now();
+      if (now - this.warned > 60_000) {
+        this.warned = now;
+        this.service.gateway.logger.warn({ err }, 'stats stream: a sample failed');
+      }
+      return this.latest;
     } finally {
       this.ticking = false;
     }

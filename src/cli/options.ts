@@ -275,6 +275,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'admin API key (repeat the flag or comma-separate; none: loopback only)',
   },
   {
+    key: 'admin-tail',
+    kind: 'bool',
+    section: 'admin API',
+    default: false,
+    help: "serve GET /v1/tail: the live traffic of one user or label (the dashboard's live tail), behind the admin key",
+  },
+  {
     key: 'admin-open-health',
     kind: 'bool',
     section: 'admin API',

@@ -40,6 +40,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   grpcPort: number;
   adminKey: string[];
   adminOpenHealth: boolean;
+  adminTail: boolean;
   webhookConnect?: string;
   webhookDisconnect?: string;
   webhookUndelivered?: string;
@@ -163,6 +164,7 @@ export async function start(flags: StartFlags): Promise<void> {
           grpcPort: flags.grpcPort >= 0 ? flags.grpcPort : false,
           keys: flags.adminKey,
           openHealth: flags.adminOpenHealth,
+          tail: flags.adminTail,
         })
       : undefined;
   const hostPart = (a: { address: string; family: string }) =>

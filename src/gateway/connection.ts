@@ -155,6 +155,8 @@ export class Connection implements Member, Recipient, Bucket {
   /** Close with a disconnect code from the table (default "kicked": the client will not reconnect). */
   close(name: DisconnectName = 'kicked', reason?: string): void {
     if (!(name in DISCONNECT)) throw new RangeError(`unknown disconnect name "${name}"`);
+    if (name === 'going_away')
+      throw new RangeError('going_away (1001) is what clients send; the server closes with another name');
     this.owner.disconnect(this, name, reason);
   }
 

@@ -67,6 +67,7 @@ import { installReadHandlers } from './read-handlers.js';
 import { handOffSessions, type ResumeResult, Resumes, resumeSession } from './resume.js';
 import { Router } from './router.js';
 import { type SubscribeHost, subscribe } from './subscribe.js';
+import { Taps } from './taps.js';
 import { armExpiry, disarmExpiry, expired, installRefresh, type RefreshHost } from './token-refresh.js';
 import type {
   GatewayAddresses,
@@ -121,6 +122,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly clusterNode: ClusterNode;
   /** Where operations go after running here: the cluster, or nowhere (the local adapter). */
   readonly adapter: ClusterLink;
+  /** Live taps on one user's or label's traffic (off until one is added). */
+  readonly taps = new Taps();
   /** Spans (the `tracing` option); undefined: tracing is off. */
   readonly tracing: Tracing | undefined;
   /** Bans and token revocations in force (kept in the store too when it is durable). */
@@ -283,6 +286,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   /** A push accepted here: run on this node's connections, then carried by the adapter. */
   push(target: Target, type: string, data: unknown, options: PushOptions): Promise<PushResult> {
+    if (this.taps.active) this.taps.push(target, type, data, options.qos ?? 0);
     const { idempotencyKey, ...rest } = options;
     if (idempotencyKey === undefined) return this.pushHere(target, type, data, rest, randomUUID());
     return pushOnce(this.adapter.keys ?? this.keys, idempotencyKey, DEFAULT_KEY_WINDOW, rest.qos ?? 0, (id) =>
@@ -931,10 +935,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private route(conn: Connection, env: Envelope): void {
     switch (env.kind) {
       case 'req':
+        if (this.taps.active && conn.user !== undefined) this.taps.inbound(conn.id, conn.user, env);
         if (this.tracing === undefined) dispatchRequest(this, conn, env);
         else dispatchRequest(this, conn, env, this.requestSpan(this.tracing, conn, env));
         return;
       case 'msg':
+        if (this.taps.active && conn.user !== undefined) this.taps.inbound(conn.id, conn.user, env);
         dispatchMessage(this, conn, env);
         return;
       case 'ping':

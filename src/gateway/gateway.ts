@@ -11,6 +11,7 @@ import { type Denial, denialKey } from './denials.js';
 import type { HistoryPage } from './history.js';
 import type { GatewayOptions } from './options.js';
 import type { Handler, Middleware } from './router.js';
+import type { TapEvent, TapFilter } from './taps.js';
 import type {
   ConnectionInfo,
   GatewayAddresses,
@@ -186,6 +187,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return rule?.kind === 'before'
       ? { until: rule.until, closed, issuedBefore: rule.before }
       : { until, closed };
+  }
+
+  /**
+   * Watch one user's or one label's traffic on this gateway: the pushes accepted here for it, and
+   * the requests and messages the user's connections send (data cut to 1,024 characters). At
+   * most 16 taps per process (TOO_MANY_REQUESTS). Returns the function that closes the tap.
+   */
+  tap(filter: TapFilter, listener: (e: TapEvent) => void): () => void {
+    return this.#core.taps.add(filter, listener);
   }
 
   /** Whether `user` has at least one open connection on this gateway. */
