@@ -260,6 +260,16 @@ describe('admin dashboard, other cases', () => {
         undefined,
         { timeout: 900 },
       );
+      // A few seconds of points: the time axis labels each second once at most (no repeats).
+      const ticks = await page.evaluate(() =>
+        [...document.querySelectorAll<HTMLElement>('[id^=chart-]')].map((c) => c.dataset.ticks ?? ''),
+      );
+      expect(ticks).toHaveLength(4);
+      for (const t of ticks) {
+        const labels = t.split('|');
+        expect(labels.length, t).toBeGreaterThanOrEqual(2);
+        expect(new Set(labels).size, t).toBe(labels.length);
+      }
     } finally {
       await page.close();
       await server.close();
@@ -310,27 +320,38 @@ describe('admin dashboard, other cases', () => {
   it('a label of the top list opens its view: members on this node, and a push to it from the form', async () => {
     const { gateway, wsUrl } = await startGateway({
       validate: (token) => ({ user: String(token), labels: ['news'] }),
+      presence: ['news'],
+      history: [{ match: 'news', size: 10 }],
     });
     const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     try {
-      const readers = [await client(wsUrl, 'rita'), await client(wsUrl, 'rolf')];
+      const readers = [await client(wsUrl, 'rita'), await client(wsUrl, 'rolf'), await client(wsUrl, 'rita')];
       const got: unknown[] = [];
       for (const r of readers) r.on('flash', (d) => void got.push(d));
+      await gateway.push({ labels: { all: ['news'] } }, 'headline', { title: '<b>Rates</b> hold' });
+      await gateway.push({ labels: { all: ['news'] } }, 'headline', { title: 'Second' });
       await page.goto(`http://127.0.0.1:${server.http.port}/`);
       await page.locator('#main').waitFor({ state: 'visible' });
       await page.click('#labels-refresh');
       await page.click('#labels-body button[data-label="news"]');
-      await waitText(page, '#label-view-note', '^2 connections on this node$');
-      expect(await page.locator('#label-view-body tr').count()).toBe(2);
+      await waitText(page, '#label-view-note', '^3 connections on this node$');
+      expect(await page.locator('#label-view-body tr').count()).toBe(3);
       expect((await page.locator('#label-view-body').textContent()) ?? '').toMatch(/rita/);
+      // Presence counts a user once; the history shows the last pushes, newest first, as text.
+      await waitText(page, '#label-view-presence', '^2 users present on this node: rita, rolf$');
+      const history = page.locator('#label-view-history tr');
+      expect(await history.count()).toBe(2);
+      expect(await history.nth(0).locator('td').nth(0).textContent()).toBe('2');
+      expect(await history.nth(1).locator('td').nth(3).textContent()).toBe('{"title":"<b>Rates</b> hold"}');
+      expect(await page.locator('#label-view-history b').count()).toBe(0);
       await page.click('#label-view-push');
       expect(await page.inputValue('#push-target')).toBe('labels');
       expect(await page.inputValue('#push-labels-all')).toBe('news');
       await page.fill('#push-type', 'flash');
       await page.fill('#push-data', '{"n": 1}');
       await page.click('#push-form button[type=submit]');
-      await until(() => got.length === 2);
+      await until(() => got.length === 3);
       // The nodes table shows the process's memory.
       await waitText(page, '#nodes-body', 'MiB');
     } finally {
@@ -389,9 +410,11 @@ describe('admin dashboard, other cases', () => {
   it('at 1280 and at 390 px wide: no horizontal scroll, no serious or critical accessibility violation', async () => {
     const { gateway, wsUrl } = await startGateway({
       validate: (token) => ({ user: String(token), labels: ['a11y'] }),
+      history: [{ match: 'a11y', size: 5 }],
     });
     const server = await startAdmin(gateway, { httpPort: 0, grpcPort: false, keys: [KEY] });
     await client(wsUrl, 'dora');
+    await gateway.push({ labels: { all: ['a11y'] } }, 'wide', { text: 'w'.repeat(400) });
     for (const width of [1280, 390]) {
       const context = await browser.newContext({ viewport: { width, height: 844 }, bypassCSP: true });
       const page = await context.newPage();
@@ -410,6 +433,10 @@ describe('admin dashboard, other cases', () => {
         await page.click('#lookup-form button');
         await page.click('#conns-form button[type=submit]');
         await waitText(page, '#conns-result', '^1 shown$');
+        // The label view too, with a long history entry.
+        await page.click('#labels-refresh');
+        await page.click('#labels-body button[data-label="a11y"]');
+        await waitText(page, '#label-view-history', 'wide');
         expect(await overflowX(page), `overflow at ${width}`).toBe(0);
         expect(await seriousViolations(page), `dashboard at ${width}`).toEqual([]);
       } finally {

@@ -62,7 +62,18 @@ function options(chart, width) {
     legend: { live: true },
     scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
     axes: [
-      { ...AXIS, values: (_u, ticks) => ticks.map(time) },
+      {
+        ...AXIS,
+        // Whole seconds only: the labels show seconds, so a finer step would repeat them.
+        incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600],
+        values: (_u, ticks) => {
+          const labels = ticks.map(time);
+          // For tests and for the curious: the labels drawn on the time axis.
+          const box = document.getElementById(chart.id);
+          if (box) box.dataset.ticks = labels.join('|');
+          return labels;
+        },
+      },
       { ...AXIS, size: 56, values: (_u, ticks) => ticks.map((t) => `${t}`) },
     ],
     series: [

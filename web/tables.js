@@ -93,13 +93,25 @@ export async function showLabel(label, more = false) {
   loading = label;
   const q = new URLSearchParams({ limit: '100' });
   if (more && labelShown.next !== undefined) q.set('after', labelShown.next);
+  const path = `/v1/labels/${encodeURIComponent(label)}`;
   let page;
+  let presence;
+  let history;
   try {
-    page = await api('GET', `/v1/labels/${encodeURIComponent(label)}?${q}`);
+    // The first view also reads who is present and the last pushes kept for the label.
+    [page, presence, history] = await Promise.all([
+      api('GET', `${path}?${q}`),
+      more ? undefined : api('GET', `${path}/presence?limit=50`),
+      more ? undefined : api('GET', `${path}/history?limit=20`),
+    ]);
   } finally {
     if (loading === label) loading = undefined;
   }
   if (more && labelShown.label !== label) return; // another label was opened meanwhile
+  if (!more) {
+    renderPresence(presence);
+    renderHistory(history);
+  }
   const rows = page.members.map((m) =>
     el(
       'tr',
@@ -118,6 +130,46 @@ export async function showLabel(label, more = false) {
     `${num(page.count)} connection${page.count === 1 ? '' : 's'} on this node`;
   $('label-view-more').hidden = page.next === undefined;
   if (!more) $('label-view-name').closest('h2').focus();
+}
+
+function renderPresence(p) {
+  const shown = p.users.join(', ');
+  $('label-view-presence').textContent =
+    p.count === 0
+      ? 'no user present on this node'
+      : `${num(p.count)} user${p.count === 1 ? '' : 's'} present on this node: ${shown}${
+          p.count > p.users.length ? ` and ${num(p.count - p.users.length)} more` : ''
+        }`;
+}
+
+/** Data as one line of at most 200 characters. */
+function preview(m) {
+  if (m.binary !== undefined) return `(binary, ${num(Math.floor((m.binary.length * 3) / 4))} bytes)`;
+  if (m.data === undefined) return '';
+  const text = JSON.stringify(m.data);
+  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
+}
+
+function renderHistory(h) {
+  const rows = h.messages
+    .slice()
+    .reverse()
+    .map((m) =>
+      el(
+        'tr',
+        {},
+        el('td', { class: 'num' }, String(m.pos)),
+        el('td', {}, clock(m.at)),
+        el('td', { class: 'mono' }, m.type),
+        el('td', { class: 'mono' }, preview(m)),
+      ),
+    );
+  fillRows(
+    $('label-view-history'),
+    rows,
+    4,
+    h.epoch === '' ? 'no history kept for this label' : 'nothing kept yet',
+  );
 }
 
 export function shownLabel() {

@@ -429,6 +429,61 @@ export class AdminService {
     const result = this.gateway.labelMembers(label, page(o));
     return { ...result, members: result.members.map(dropUndefined) };
   }
+
+  /** Who is in a label on this node, by user (each once, sorted), as clients read it with `$presence`. */
+  async labelPresence(input: { label: string; limit?: number }): Promise<LabelPresence> {
+    const o = fields(input, 'query', ['label', 'limit']);
+    const label = nonEmpty(o.label, 'label', MAX_LABEL);
+    return this.gateway.presence.of(label, page({ limit: o.limit }).limit ?? 100);
+  }
+
+  /**
+   * The last pushes kept for a label (labels with a history rule; the store's when it keeps
+   * them), oldest first: `limit` of them (default 50), after position `since` when given.
+   */
+  async labelHistory(input: { label: string; limit?: number; since?: number }): Promise<LabelHistory> {
+    const o = fields(input, 'query', ['label', 'limit', 'since']);
+    const label = nonEmpty(o.label, 'label', MAX_LABEL);
+    const limit = page({ limit: o.limit }).limit ?? 50;
+    let since = 0;
+    if (o.since !== undefined) {
+      if (typeof o.since !== 'number' || !Number.isSafeInteger(o.since) || o.since < 0) {
+        bad('since', 'must be a position (an integer, 0 or more)');
+      }
+      since = o.since;
+    }
+    const h = await this.gateway.history.read(label, limit, since);
+    return {
+      ...h,
+      messages: h.messages.map(({ type, data, at, pos }) =>
+        data instanceof Uint8Array
+          ? {
+              type,
+              binary: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'),
+              at,
+              pos,
+            }
+          : { type, data, at, pos },
+      ),
+    };
+  }
+}
+
+/** What GET /v1/labels/{label}/history answers: binary data is given as base64 in `binary`. */
+export interface LabelHistory {
+  label: string;
+  epoch: string;
+  last: number;
+  messages: Array<{ type: string; data?: unknown; binary?: string; at: number; pos: number }>;
+}
+
+/** What GET /v1/labels/{label}/presence answers. */
+export interface LabelPresence {
+  label: string;
+  /** Users present (a user with several connections counts once). */
+  count: number;
+  /** The first `limit` of them, sorted. */
+  users: string[];
 }
 
 // ---- checks ----

@@ -128,6 +128,24 @@ export async function startGrpc(service: AdminService, options: GrpcOptions): Pr
         }) as RevokeInput,
       ),
     ),
+    GetLabelPresence: unary('GetLabelPresence', (r) =>
+      service.labelPresence(defined({ label: r.label, limit: r.limit }) as { label: string }),
+    ),
+    GetLabelHistory: unary('GetLabelHistory', async (r) => {
+      const h = await service.labelHistory(
+        defined({ label: r.label, limit: r.limit, since: r.since }) as { label: string },
+      );
+      return {
+        ...h,
+        messages: h.messages.map((m) => ({
+          type: m.type,
+          data_json: m.data === undefined ? '' : JSON.stringify(m.data),
+          binary: m.binary === undefined ? undefined : Buffer.from(m.binary, 'base64'),
+          at: m.at,
+          pos: m.pos,
+        })),
+      };
+    }),
     ListConnections: unary('ListConnections', (r) =>
       service.listConnections(
         defined({
@@ -222,7 +240,7 @@ function defined(o: Record<string, unknown>): Record<string, unknown> {
 /** camelCase keys to the proto's snake_case, deeply (outputs have no user-chosen keys). */
 function snakeKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(snakeKeys);
-  if (typeof value !== 'object' || value === null) return value;
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     if (v !== undefined) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = snakeKeys(v);

@@ -385,6 +385,45 @@ const schemas = {
     },
     required: ['label', 'count', 'members'],
   },
+  LabelPresence: {
+    type: 'object',
+    properties: {
+      label: str,
+      count: {
+        ...int,
+        description: 'Users present on this node (a user with several connections counts once).',
+      },
+      users: { type: 'array', items: str, description: 'The first `limit` of them, sorted.' },
+    },
+    required: ['label', 'count', 'users'],
+  },
+  LabelHistory: {
+    type: 'object',
+    properties: {
+      label: str,
+      epoch: {
+        ...str,
+        description: 'Changes when the history started again; empty when the label has none.',
+      },
+      last: { ...int, description: 'Position of the newest entry in this epoch (0: none).' },
+      messages: {
+        type: 'array',
+        description: 'Oldest first.',
+        items: {
+          type: 'object',
+          properties: {
+            type: str,
+            data: {},
+            binary: { ...str, description: 'Binary data (a binary push), as base64; `data` is absent.' },
+            at: { ...int, description: 'ms since the epoch' },
+            pos: int,
+          },
+          required: ['type', 'at', 'pos'],
+        },
+      },
+    },
+    required: ['label', 'epoch', 'last', 'messages'],
+  },
   CpuProfile: {
     type: 'object',
     description: 'A .cpuprofile (Chrome DevTools format).',
@@ -516,6 +555,35 @@ const paths = {
         ...pageParams('connection id'),
       ],
       responses: { 200: json(ref('LabelPage')), ...errors(400, 401) },
+    },
+  },
+  '/v1/labels/{label}/presence': {
+    get: {
+      operationId: 'GetLabelPresence',
+      summary: 'Who is in a label on this node, by user, as clients read it with $presence',
+      parameters: [
+        { name: 'label', in: 'path', required: true, schema: nonEmpty },
+        { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+      ],
+      responses: { 200: json(ref('LabelPresence')), ...errors(400, 401) },
+    },
+  },
+  '/v1/labels/{label}/history': {
+    get: {
+      operationId: 'GetLabelHistory',
+      summary:
+        'The last pushes kept for a label with a history rule, oldest first, as clients read them with $history',
+      parameters: [
+        { name: 'label', in: 'path', required: true, schema: nonEmpty },
+        { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } },
+        {
+          name: 'since',
+          in: 'query',
+          schema: { type: 'integer', minimum: 0, default: 0 },
+          description: 'Only entries after this position.',
+        },
+      ],
+      responses: { 200: json(ref('LabelHistory')), ...errors(400, 401) },
     },
   },
   '/v1/debug/cpu-profile': {

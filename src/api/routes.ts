@@ -103,6 +103,29 @@ export function adminRoutes(service: AdminService, registry: Registry): Route[] 
       handler: ({ params, query }) =>
         service.getLabel({ ...pageQuery(query), label: params.label as string }),
     },
+    {
+      method: 'GET',
+      path: '/v1/labels/{label}/presence',
+      handler: ({ params, query }) =>
+        service.labelPresence({ limit: pageQuery(query).limit, label: params.label as string }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/labels/{label}/history',
+      handler: ({ params, query }) => {
+        const since = query.get('since');
+        return service.labelHistory({
+          label: params.label as string,
+          limit: pageQuery(query).limit,
+          since:
+            since === null
+              ? undefined
+              : /^\d{1,15}$/.test(since)
+                ? Number(since)
+                : (since as unknown as number),
+        });
+      },
+    },
     ...profilingRoutes(),
   ];
 }
