@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type PylonClient } from '../src/client/index.js';
 import { connectViaDispatcher } from '../src/cluster/dispatch-client.js';
 import { RawTcp } from './support/gateway.js';
+import { HttpPeer } from './support/http-peer.js';
 import { Child } from './support/process.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 
@@ -103,6 +104,25 @@ describe('cluster of three gateway processes over Redis', () => {
     expect(r.stored).toBe(1);
     await expect.poll(() => got.length).toBe(3);
     expect(got).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+  });
+
+  it('an HTTP session on node A takes POSTs that land on nodes B and C (no sticky sessions)', async () => {
+    const httpOf = (node: NodeProc) => node.ws.replace(/^ws:/, 'http:').replace(/\/ws$/, '');
+    const peer = await HttpPeer.open(httpOf(a), { hello: { kind: 'hello', data: { token: 'hana' } } });
+    await peer.until((p) => p.of('welcome').length === 1);
+    expect(peer.session.startsWith(`${a.id}-`)).toBe(true);
+    const viaB = await peer.send([{ kind: 'sub', id: 1, data: { labels: ['desk'] } }], httpOf(b));
+    expect(viaB.status).toBe(202);
+    const viaC = await peer.send([{ kind: 'ping', data: 'from C' }], httpOf(c));
+    expect(viaC.status).toBe(202);
+    await peer.until((p) => p.of('res').length === 1 && p.of('pong').length === 1);
+    expect(peer.of('res')[0]).toMatchObject({ id: 1, data: { labels: ['desk'] } });
+    expect(peer.of('pong')[0]).toMatchObject({ data: 'from C' });
+    await api(c, '/v1/push', { to: { labels: { all: ['desk'] } }, type: 'ticket', data: { n: 1 } });
+    await peer.until((p) => p.of('push', 'ticket').length === 1);
+    // The session ends with its stream: the user is offline for every node.
+    peer.drop();
+    await expect.poll(async () => (await api<{ online: boolean }>(b, '/v1/users/hana')).online).toBe(false);
   });
 
   it('a label push reaches clients on all three nodes exactly once each', async () => {

@@ -395,7 +395,8 @@ export class AdminService {
     if (o.user !== undefined) filter.user = nonEmpty(o.user, 'user');
     if (o.label !== undefined) filter.label = nonEmpty(o.label, 'label', MAX_LABEL);
     if (o.transport !== undefined) {
-      if (o.transport !== 'tcp' && o.transport !== 'ws') bad('transport', 'must be tcp or ws');
+      if (o.transport !== 'tcp' && o.transport !== 'ws' && o.transport !== 'http')
+        bad('transport', 'must be tcp, ws or http');
       filter.transport = o.transport;
     }
     if (o.address !== undefined) filter.address = nonEmpty(o.address, 'address', 64);

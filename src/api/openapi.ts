@@ -263,7 +263,7 @@ const schemas = {
     properties: {
       id: str,
       user: str,
-      transport: { enum: ['tcp', 'ws'] },
+      transport: { enum: ['tcp', 'ws', 'http'] },
       codec: { enum: ['json', 'msgpack', 'proto'] },
       remoteAddress: str,
       labels: strings,
@@ -522,7 +522,7 @@ const paths = {
       parameters: [
         { name: 'user', in: 'query', schema: nonEmpty },
         { name: 'label', in: 'query', schema: nonEmpty },
-        { name: 'transport', in: 'query', schema: { enum: ['tcp', 'ws'] } },
+        { name: 'transport', in: 'query', schema: { enum: ['tcp', 'ws', 'http'] } },
         { name: 'address', in: 'query', schema: str, description: 'an IP address or a CIDR range' },
         ...pageParams('connection id'),
       ],

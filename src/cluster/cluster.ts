@@ -164,6 +164,10 @@ export class Cluster implements ClusterLink {
       await this.send(this.ch.all, { t: 'op', op, origin: this.id }, 0);
       return;
     }
+    if (op.op === 'post') {
+      await this.route({ connection: op.session }, { t: 'op', op, origin: this.id });
+      return;
+    }
     if (op.op !== 'push') {
       await this.route(op.op === 'kick' ? op.target : { user: op.user }, { t: 'op', op, origin: this.id });
       return;

@@ -24,7 +24,7 @@ export interface Qos1Trace {
 export type ClusterMessageType = ClusterMessage['t'];
 
 const TYPES: ReadonlySet<string> = new Set<ClusterMessageType>(['op', 'qos1', 'sessions']);
-const OPS: ReadonlySet<string> = new Set<Operation['op']>(['push', 'kick', 'labels', 'deny']);
+const OPS: ReadonlySet<string> = new Set<Operation['op']>(['push', 'kick', 'labels', 'deny', 'post']);
 
 // MessagePack maps with string keys, no records: JSON values and Uint8Array data (bin) survive,
 // and any language can read what is on the wire.
@@ -47,6 +47,7 @@ export function decodeMessage(bytes: Uint8Array): ClusterMessage {
     if (typeof op !== 'object' || op === null || typeof op.op !== 'string' || !OPS.has(op.op))
       throw new Error('cluster: not an operation');
     if (op.op === 'push') (op as { data: unknown }).data = plainBytes(op.data, 0);
+    if (op.op === 'post') (op as { messages: unknown }).messages = plainBytes(op.messages, 0);
   }
   return m as ClusterMessage;
 }

@@ -13,8 +13,8 @@ export interface Recipient {
   readonly user: string | undefined;
   readonly open: boolean;
   readonly codec: Codec;
-  /** Write a prepared frame; qos 1 is never dropped for backpressure. */
-  deliver(frame: OutFrame, qos: 0 | 1): boolean;
+  /** Write a prepared frame (qos 1: with its seq); qos 1 is never dropped for backpressure. */
+  deliver(frame: OutFrame, qos: 0 | 1, seq?: number): boolean;
   /** Slot owned by the delivery module: this connection's delivery cursor, while it has messages in flight. */
   qos1: Cursor | undefined;
   /** Slot owned by the delivery module: qos 1 is on for this connection (after its welcome). */
@@ -251,6 +251,24 @@ export class Delivery {
     r.qos1 = undefined;
   }
 
+  /**
+   * A connection that is starting says its reader had seen every seq up to `seq` before (a
+   * one-way stream's position): they are acked, and its cursor starts after them. Unlike `ack`,
+   * not bounded by what this connection was sent: the position comes from an earlier one.
+   */
+  ackSeen(r: Recipient, seq: number): void {
+    const user = r.user;
+    if (user === undefined || seq <= 0 || r.qos1 !== undefined) return;
+    r.qos1Sent = Math.max(r.qos1Sent, seq);
+    this.store.ack(user, seq).then(
+      (n) => {
+        this.counters.acked += n;
+        this.watch?.acked(user, seq);
+      },
+      (err) => this.failed(err, 'store ack'),
+    );
+  }
+
   /** The client acked every seq up to `seq`: drop them from the inbox and send what is next. */
   ack(r: Recipient, seq: number): void {
     const user = r.user;
@@ -349,7 +367,7 @@ export class Delivery {
 
   private send(cur: Cursor, m: StoredMessage): void {
     const r = cur.recipient;
-    r.deliver(encodeQos1(r.codec, m), 1);
+    r.deliver(encodeQos1(r.codec, m), 1, m.seq);
     this.counters.sent++;
     this.spans?.sent(r, m.seq, m.id, 1);
     cur.sent = m.seq;
@@ -402,7 +420,7 @@ export class Delivery {
     const wanted = new Set(cur.inflight);
     for (const m of again) {
       if (!wanted.has(m.seq)) continue;
-      r.deliver(encodeQos1(r.codec, m), 1);
+      r.deliver(encodeQos1(r.codec, m), 1, m.seq);
       this.counters.redelivered++;
       this.spans?.sent(r, m.seq, m.id, cur.attempts + 1);
     }

@@ -19,7 +19,9 @@ export type Operation =
   /** Change the labels of the connections of a user. */
   | { op: 'labels'; user: string; change: { add?: string[]; remove?: string[] } }
   /** A ban or revocation added (it is in the store already), or one lifted (`remove`: its key). Every node. */
-  | { op: 'deny'; add?: Denial; remove?: string };
+  | { op: 'deny'; add?: Denial; remove?: string }
+  /** Messages a client POSTed at another node for its HTTP session here (one POST's, in order). */
+  | { op: 'post'; session: string; messages: Uint8Array[] };
 
 /**
  * The adapter a gateway runs its operations through (the shape of socket.io's adapter and

@@ -8,6 +8,7 @@ import { DISCONNECT, type DisconnectInfo, type DisconnectName } from '../protoco
 import type { Envelope } from '../protocol/envelope.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import type { TokenInfo } from './denials.js';
+import { type OneWay, positionOf } from './one-way.js';
 import type { Bucket } from './rate-limit.js';
 import type { KeepaliveOptions } from './settings.js';
 
@@ -75,6 +76,8 @@ export class Connection implements Member, Recipient, Bucket {
   opened = false;
   /** The session id given in welcome (for resume), when resume is on. */
   session: string | undefined = undefined;
+  /** A one-way HTTP stream: what it asked for, and its position. */
+  oneWay: OneWay | undefined = undefined;
   /** The session id the client asked to resume in its hello. */
   resumeFrom: string | undefined = undefined;
   /** qos-1 delivery state (owned by the delivery module). */
@@ -161,13 +164,18 @@ export class Connection implements Member, Recipient, Bucket {
   }
 
   /** @internal Member: write a prepared push, dropping qos 0 over the high-water mark. */
-  deliver(frame: OutFrame, qos: 0 | 1): boolean {
+  deliver(frame: OutFrame, qos: 0 | 1, seq?: number): boolean {
     if (this.state !== 'open') return false;
     if (qos === 0 && this.link.buffered >= this.owner.highWaterMark) {
       this.owner.dropped(this);
       return false;
     }
     this.owner.countOut();
+    const ow = this.oneWay;
+    if (ow !== undefined && seq !== undefined && seq > ow.written) {
+      ow.written = seq;
+      this.link.eventId = positionOf(this.session, ow);
+    }
     if (!this.link.sendFrame(frame)) this.owner.overWater(this);
     return true;
   }

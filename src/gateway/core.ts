@@ -58,6 +58,7 @@ import { onConnectionTimer } from './keepalive.js';
 import { joinLabel, leaveLabel, updateLabels } from './label-ops.js';
 import { type LabelTotals, rememberSubscribed } from './labels.js';
 import { Listeners } from './listeners.js';
+import { oneWayHello } from './one-way.js';
 import type { GatewayOptions, KeepaliveOptions, ResolvedOptions } from './options.js';
 import { resolveOptions } from './options.js';
 import { Presence, presenceMatcher } from './presence.js';
@@ -236,7 +237,15 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       this.denials.sweep();
       void this.loadDenials();
     });
-    this.servers = new Listeners(o, this);
+    this.servers = new Listeners(o, this, {
+      nodeId: this.nodeId,
+      // A POST for an HTTP session of another node is carried there by the cluster.
+      forward:
+        o.cluster === undefined
+          ? undefined
+          : (_node, session, messages) =>
+              this.options.cluster?.publish({ op: 'post', session, messages }) ?? Promise.resolve(),
+    });
     this.admission = new AdmissionControl({
       maxConnections: o.maxConnections,
       maxConnectionsPerIp: o.maxConnectionsPerIp,
@@ -416,6 +425,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
         return;
       case 'labels':
         updateLabels(this.hub, this.options.labels, op.user, op.change);
+        return;
+      case 'post':
+        if (typeof op.session === 'string' && Array.isArray(op.messages))
+          this.servers.post(
+            op.session,
+            op.messages.filter((m) => m instanceof Uint8Array),
+          );
         return;
       case 'deny': {
         this.denialChanges++;
@@ -721,6 +737,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       return;
     }
     conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
+    if (info.transport === 'http' && info.protocol === 'stream') {
+      // A one-way stream sends nothing: its hello comes from its URL.
+      const { hello: env, oneWay } = oneWayHello(info.query, info.headers);
+      conn.oneWay = oneWay;
+      hello(this, conn, env);
+    }
   }
 
   /** A WebSocket ping or pong: life, like any frame (PROTOCOL.md, section 5). */
@@ -869,7 +891,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   attachDelivery(conn: Connection): void {
+    const ow = conn.oneWay;
+    // The position a stream's reader came back with acknowledges what it had seen.
+    if (ow !== undefined && ow.seen > 0) this.delivery.ackSeen(conn, ow.seen);
     this.delivery.attach(conn);
+    if (ow !== undefined && ow.labels.length > 0 && conn.state === 'open') {
+      this.route(conn, { kind: 'sub', id: 0, data: { labels: ow.labels } });
+    }
   }
 
   authFailure(): void {

@@ -8,6 +8,7 @@ import type { Connection } from './connection.js';
 import type { Refusal, TokenInfo } from './denials.js';
 import { isThenable } from './dispatch.js';
 import { checkRoom, type LabelLimits, type LabelTotals } from './labels.js';
+import { positionOf } from './one-way.js';
 import type { KeepaliveOptions } from './options.js';
 import type { ResumeResult } from './resume.js';
 import { VERSION } from './version.js';
@@ -58,6 +59,10 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
   const codec = typeof wanted === 'string' ? getCodec(wanted) : undefined;
   if (codec === undefined) {
     host.disconnect(conn, 'bad_hello', `unknown codec "${String(wanted)}"`);
+    return;
+  }
+  if (conn.transport === 'http' && codec !== conn.codec) {
+    host.disconnect(conn, 'bad_hello', 'over HTTP the codec is JSON');
     return;
   }
   if (conn.transport === 'ws' && codec !== conn.codec) {
@@ -157,6 +162,8 @@ function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): 
     data.resumed = resumed.resumed;
     if (resumed.resumed) data.recovered = resumed.recovered;
   }
+  // A one-way stream's welcome carries its first position (the SSE event id).
+  if (conn.oneWay !== undefined) conn.link.eventId = positionOf(conn.session, conn.oneWay);
   conn.write({ kind: 'welcome', data });
 }
 

@@ -19,6 +19,13 @@ export function onConnectionTimer(conn: Connection): void {
   if (conn.state !== 'open') return;
   const ka = host.keepalive;
   if (ka === undefined) return;
+  if (conn.oneWay !== undefined) {
+    // A one-way stream cannot answer: it gets a sign of life each interval, and a reader that
+    // is gone shows as a write error or as a buffer over its cap (slow_consumer).
+    conn.link.heartbeat?.();
+    conn.timer?.reschedule(ka.interval);
+    return;
+  }
   const idle = host.now() - conn.lastRecv;
   if (idle >= ka.timeout) {
     host.keepaliveExpired(conn, idle);

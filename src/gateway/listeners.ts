@@ -1,4 +1,5 @@
 import { setBudgetLimits } from '../net/budget.js';
+import { HttpTransport, type PostResult } from '../net/http-transport.js';
 import type { LinkSink } from '../net/link.js';
 import { trustSet } from '../net/proxy.js';
 import type { SocketLink } from '../net/socket-link.js';
@@ -13,11 +14,26 @@ import type { GatewayAddresses } from './types.js';
 export class Listeners {
   private tcp: StreamListener | undefined;
   private ws: WsListener | undefined;
+  private http: HttpTransport | undefined;
 
   constructor(
     private readonly o: ResolvedOptions,
     private readonly sink: LinkSink,
+    private readonly node: {
+      nodeId: string;
+      forward: ((node: string, session: string, messages: Uint8Array[]) => Promise<void>) | undefined;
+    },
   ) {}
+
+  /** Messages POSTed for an HTTP session of this node (at another node of the cluster). */
+  post(session: string, messages: readonly Uint8Array[]): PostResult {
+    return this.http?.post(session, messages) ?? 'unknown';
+  }
+
+  /** Open HTTP streams. */
+  get httpStreams(): number {
+    return this.http?.streams ?? 0;
+  }
 
   async start(): Promise<GatewayAddresses> {
     const o = this.o;
@@ -44,6 +60,23 @@ export class Listeners {
       addresses.tcp = await this.tcp.listen();
     }
     if (o.ws) {
+      const h = o.ws.http;
+      this.http =
+        h === undefined
+          ? undefined
+          : new HttpTransport({
+              ...common,
+              path: h.path,
+              streamPath: h.streamPath,
+              maxMessage: o.maxFrame,
+              maxPost: h.maxPost,
+              postRate: h.postRate,
+              maxStreams: h.maxStreams,
+              maxWaiting: h.maxPost,
+              trustedProxies: trustSet(o.trustedProxies),
+              nodeId: this.node.nodeId,
+              ...(this.node.forward ? { forward: this.node.forward } : {}),
+            });
       this.ws = new WsListener({
         ...common,
         host: o.ws.host,
@@ -51,6 +84,7 @@ export class Listeners {
         path: o.ws.path,
         ...(o.ws.tls ? { tls: o.ws.tls } : {}),
         ...(o.ws.httpHandler ? { httpHandler: o.ws.httpHandler } : {}),
+        ...(this.http ? { httpTransport: this.http } : {}),
         maxMessage: o.maxFrame,
         maxPacket: 14 + o.maxFrame,
         // The JSON codec decodes text with a fatal TextDecoder: invalid UTF-8 is a protocol error

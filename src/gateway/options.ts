@@ -54,6 +54,23 @@ export interface WsListenOptions extends ListenOptions {
    * once for every compressing connection (the server keeps no context between messages).
    */
   compression?: boolean | Partial<DeflateOptions>;
+  /**
+   * Pylon over HTTP on the same port, for networks that break WebSocket (the SDK falls back to
+   * it): sessions at `path` (POST; default "/http"), one-way streams at `streamPath` (GET;
+   * default "/stream", "" for none). `false` turns both off. On by default.
+   */
+  http?: false | Partial<HttpOptions>;
+}
+
+export interface HttpOptions {
+  path: string;
+  streamPath: string;
+  /** Largest POST body, bytes. Default: maxFrame + 64 KiB. */
+  maxPost: number;
+  /** POSTs to one session per second, and their burst. Default 50/s, burst 100. */
+  postRate: { rate: number; burst: number };
+  /** Open HTTP streams of the process (sessions and one-way streams). Default 10,000. */
+  maxStreams: number;
 }
 
 export interface GatewayOptions {
@@ -201,9 +218,12 @@ export interface GatewayOptions {
 export interface ResolvedOptions {
   tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
   ws:
-    | (Required<Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression'>> &
+    | (Required<
+        Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression' | 'http'>
+      > &
         Pick<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify'> & {
           compression: DeflateOptions | undefined;
+          http: HttpOptions | undefined;
         })
     | undefined;
   maxConnections: number;
@@ -252,6 +272,27 @@ function positive(name: string, value: number | undefined, fallback: number): nu
     throw new RangeError(`option ${name} must be a positive number, got ${String(value)}`);
   }
   return value;
+}
+
+function httpOptions(h: WsListenOptions['http'], maxFrame: number): HttpOptions | undefined {
+  if (h === false) return undefined;
+  const o = h ?? {};
+  const path = o.path ?? '/http';
+  const streamPath = o.streamPath ?? '/stream';
+  if (!path.startsWith('/') || path.length < 2)
+    throw new RangeError(`option ws.http.path must start with "/", got "${path}"`);
+  if (streamPath !== '' && !streamPath.startsWith('/'))
+    throw new RangeError(`option ws.http.streamPath must start with "/" (or be ""), got "${streamPath}"`);
+  return {
+    path,
+    streamPath,
+    maxPost: positive('ws.http.maxPost', o.maxPost, maxFrame + 64 * 1024),
+    postRate: {
+      rate: positive('ws.http.postRate.rate', o.postRate?.rate, 50),
+      burst: positive('ws.http.postRate.burst', o.postRate?.burst, 100),
+    },
+    maxStreams: positive('ws.http.maxStreams', o.maxStreams, 10_000),
+  };
 }
 
 function deflateOptions(c: WsListenOptions['compression']): DeflateOptions | undefined {
@@ -325,6 +366,7 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
           origins: o.ws.origins,
           verify: o.ws.verify,
           compression: deflateOptions(o.ws.compression),
+          http: httpOptions(o.ws.http, positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME)),
         }
       : undefined,
     maxFrame: positive('maxFrame', o.maxFrame, DEFAULT_MAX_FRAME),

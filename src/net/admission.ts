@@ -42,7 +42,8 @@ export class AdmissionControl {
     if ((this.perAddress.get(info.remoteAddress) ?? 0) >= this.o.maxConnectionsPerIp) {
       return this.refuse(429, 'too many connections from this address');
     }
-    if (info.transport !== 'ws') return true;
+    // Browsers come over WebSocket and HTTP: the origin list and the verify hook see both.
+    if (info.transport !== 'ws' && info.transport !== 'http') return true;
     const origins = this.o.origins;
     if (origins !== undefined && !origins.includes('*')) {
       const origin = info.headers.origin;

@@ -3,7 +3,7 @@ import type { DisconnectName } from '../protocol/disconnect.js';
 import { PylonError } from '../protocol/errors.js';
 import type { OutFrame } from './out-frame.js';
 
-export type TransportName = 'tcp' | 'ws' | 'udp';
+export type TransportName = 'tcp' | 'ws' | 'udp' | 'http';
 
 /**
  * One peer's byte pipe, as a sink (the envelope gateway, a framework server) sees it: whole
@@ -42,6 +42,10 @@ export interface Link {
   batching: boolean;
   /** The sink's object for this link (its connection). */
   owner: unknown;
+  /** HTTP streams: the SSE event id the next message carries (a one-way stream's position). */
+  eventId?: string;
+  /** HTTP streams: write a sign of life that is no message (a one-way stream cannot answer pings). */
+  heartbeat?(): void;
 }
 
 /** What the accept or upgrade step learned about the peer. */
@@ -55,7 +59,7 @@ export interface LinkInfo {
   url: string;
   /** Query parameters of the WebSocket URL (empty otherwise). */
   query: URLSearchParams;
-  /** The subprotocol the WebSocket client chose, if any. */
+  /** The subprotocol the WebSocket client chose, if any; "stream" for a one-way HTTP stream. */
   protocol: string;
 }
 

@@ -14,6 +14,8 @@ export class OutFrame {
   /** The compressed WebSocket frame, and the (level, window) it was compressed with. */
   private deflated: Uint8Array | undefined = undefined;
   private deflatedWith = -1;
+  private sseBytes: Uint8Array | undefined = undefined;
+  private lineBytes: Uint8Array | undefined = undefined;
 
   constructor(
     /** The codec's bytes for one envelope. */
@@ -32,6 +34,18 @@ export class OutFrame {
   ws(): Uint8Array {
     this.wsBytes ??= wsFrame(this.payload, this.text);
     return this.wsBytes;
+  }
+
+  /** One Server-Sent Event (`data: <payload>`) for HTTP streams. */
+  sse(): Uint8Array {
+    this.sseBytes ??= streamLine(this.payload, 'sse');
+    return this.sseBytes;
+  }
+
+  /** The payload and a newline, for HTTP streams of JSON lines. */
+  ndjson(): Uint8Array {
+    this.lineBytes ??= streamLine(this.payload, 'ndjson');
+    return this.lineBytes;
   }
 
   /**
@@ -56,5 +70,27 @@ export function tcpFrame(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
   writeFrameHeader(out, 0, payload.length);
   out.set(payload, FRAME_HEADER_SIZE);
+  return out;
+}
+
+const SSE_HEAD = Buffer.from('data: ');
+const SSE_TAIL = Buffer.from('\n\n');
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * One message of an HTTP stream: `data: <payload>` and a blank line (Server-Sent Events), or the
+ * payload and a newline (JSON lines). The payload is JSON text, which holds no raw newline.
+ */
+export function streamLine(payload: Uint8Array, format: 'sse' | 'ndjson'): Buffer {
+  if (format === 'ndjson') {
+    const out = Buffer.allocUnsafe(payload.length + 1);
+    out.set(payload, 0);
+    out.set(NEWLINE, payload.length);
+    return out;
+  }
+  const out = Buffer.allocUnsafe(SSE_HEAD.length + payload.length + SSE_TAIL.length);
+  out.set(SSE_HEAD, 0);
+  out.set(payload, SSE_HEAD.length);
+  out.set(SSE_TAIL, SSE_HEAD.length + payload.length);
   return out;
 }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { HttpTransport } from './http-transport.js';
 import type { Admission, LinkInfo } from './link.js';
 import { listenOn } from './listen.js';
 import { clientAddress, type TrustedProxies } from './proxy.js';
@@ -25,6 +26,8 @@ export interface WsListenOptions extends WsLinkOptions {
   trustedProxies: TrustedProxies;
   /** Serves plain HTTP requests on the same port (pages, health). Default: 404. */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Pylon over HTTP on the same port (its paths are taken before `httpHandler`). */
+  httpTransport?: HttpTransport;
 }
 
 const KEY = /^[+/0-9A-Za-z]{22}==$/;
@@ -49,7 +52,14 @@ export class WsListener {
       requestTimeout: t,
       connectionsCheckingInterval: Math.min(1000, t),
     };
-    const handler = o.httpHandler ?? notFound;
+    const fallback = o.httpHandler ?? notFound;
+    const transport = o.httpTransport;
+    const handler =
+      transport === undefined
+        ? fallback
+        : (req: IncomingMessage, res: ServerResponse) => {
+            if (!transport.handle(req, res)) fallback(req, res);
+          };
     const server = o.tls
       ? createHttpsServer({ ...httpOptions, ...readTls(o.tls) }, handler)
       : createServer(httpOptions, handler);
@@ -71,6 +81,7 @@ export class WsListener {
     const server = this.server;
     this.server = undefined;
     this.stopped = true;
+    this.options.httpTransport?.stop();
     if (server) {
       server.close();
       server.closeIdleConnections();
