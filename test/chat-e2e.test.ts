@@ -9,6 +9,7 @@ import { resolvePath } from '../src/cli/static.js';
 import { connect } from '../src/client/index.js';
 import { overflowX, seriousViolations } from './support/axe.js';
 import { haveChromium, launchChromium } from './support/chromium.js';
+import { noWsProxy } from './support/no-ws-proxy.js';
 import { Child } from './support/process.js';
 
 // The chat example end to end: the built CLI serves the page and the SDK, headless Chromium
@@ -445,6 +446,52 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
       `chat e2e (ms from start): ${JSON.stringify(timings)}; ` +
         `Chromium closed bob's WebSocket while offline: ${closedWhileOffline}`,
     );
+  }, 120_000);
+
+  it('with WebSocket blocked by a proxy the page goes on over HTTP: two users chat, one drops off the network and resumes, nothing lost or doubled', async () => {
+    const proxy = await noWsProxy(pageUrl);
+    try {
+      const url = pageUrl.replace(new URL(pageUrl).host, proxy.url);
+      const dan = await open('dan', url);
+      const eve = await open('eve', url);
+      expect(proxy.upgrades).toBeGreaterThanOrEqual(2);
+      const transport = (page: Page) =>
+        page.evaluate(
+          () =>
+            (window as unknown as { pylonChat: { client: { transport: string } } }).pylonChat.client
+              .transport,
+        );
+      expect(await transport(dan.page)).toBe('http');
+      expect(await transport(eve.page)).toBe('http');
+      await dan.page.waitForSelector('#online li[data-user="eve"]');
+      await say(dan.page, 'Over HTTP, Eve?');
+      await message(eve.page, 'dan', 'Over HTTP, Eve?').waitFor();
+      await say(eve.page, 'Loud and clear.');
+      await message(dan.page, 'eve', 'Loud and clear.').waitFor();
+      await message(eve.page, 'eve', 'Loud and clear.').locator('.tick', { hasText: '✓' }).waitFor();
+
+      await eve.context.setOffline(true);
+      await eve.page.waitForSelector('#status[data-status="offline"]', { timeout: 15_000 });
+      await dan.page.waitForSelector('#online li[data-user="eve"]', { state: 'detached', timeout: 20_000 });
+      const missed = ['Eve went away.', 'Two while she was gone.'];
+      for (const text of missed) await say(dan.page, text);
+      for (const text of missed)
+        await message(dan.page, 'dan', text).locator('.tick', { hasText: '✓' }).waitFor();
+      await eve.context.setOffline(false);
+      await eve.page.waitForSelector('#status[data-status="resumed"]', { timeout: 30_000 });
+      for (const text of missed) await message(eve.page, 'dan', text).waitFor({ timeout: 20_000 });
+      await eve.page.waitForTimeout(1500);
+      const mine = ['Over HTTP, Eve?', 'Loud and clear.', ...missed];
+      const eveSees = (await shown(eve.page)).filter((m) => mine.includes(m.text));
+      expect(eveSees.map((m) => m.text)).toEqual(mine);
+      expect(new Set(eveSees.map((m) => m.id)).size).toBe(eveSees.length);
+      expect(await transport(eve.page)).toBe('http');
+      // No WebSocket ever opened through the proxy: every upgrade was refused.
+      expect(sockets.get('eve')?.every((s) => s.closed !== undefined)).toBe(true);
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   }, 120_000);
 
   it('a restart: a message typed while the server is down arrives once after it is back, each page lists itself; a kick stops the page', async () => {

@@ -8,6 +8,7 @@ import { lookupCodec } from '../protocol/registry.js';
 import { wheelFor } from '../timer/shared.js';
 import type { TimingWheel, WheelTimer } from '../timer/wheel.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import { fallbackDialer } from './fallback.js';
 import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
 import {
   type ClientEvents,
@@ -79,11 +80,18 @@ export class PylonClient {
   /** The server closed with token_expired: get a fresh token before the next connect. */
   private tokenExpired = false;
 
+  private readonly dialer: Dialer;
+
   constructor(
     readonly url: URL,
     private readonly options: ClientOptions,
-    private readonly dialer: Dialer,
+    dialer: Dialer,
   ) {
+    this.dialer = fallbackDialer(dialer, {
+      transports: options.transports ?? ['websocket', 'http'],
+      transportTimeout: options.transportTimeout ?? 3000,
+      httpPath: options.httpPath ?? '/http',
+    });
     const codec = lookupCodec(options.codec ?? 'json');
     if (codec === undefined) {
       throw new TypeError(
@@ -98,6 +106,11 @@ export class PylonClient {
       options.reconnect === false
         ? undefined
         : { ...DEFAULT_BACKOFF, maxAttempts: Infinity, ...options.reconnect };
+  }
+
+  /** The transport of the current link: "tcp", "websocket" or "http" (undefined while none is up). */
+  get transport(): string | undefined {
+    return this.link?.transport;
   }
 
   get connected(): boolean {
@@ -329,7 +342,7 @@ export class PylonClient {
     if (this.welcome?.session !== undefined) data.session = this.welcome.session;
     const hello: Envelope = { kind: 'hello', data };
     // On TCP the hello is always JSON; on WebSocket the subprotocol already set the codec.
-    const stream = this.url.protocol === 'tcp:' || this.url.protocol === 'tls:';
+    const stream = this.url.protocol === 'tcp:' || this.url.protocol === 'tls:' || link.transport === 'http';
     const helloCodec = stream ? jsonCodec : this.codec;
     link.send(helloCodec.encode(hello), !helloCodec.binary);
     this.lastSent = this.wheel.now();

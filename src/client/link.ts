@@ -15,6 +15,8 @@ export interface ClientLink {
   close(code: number, reason: string): void;
   /** Bytes queued and not yet written. */
   readonly buffered: number;
+  /** The transport in use: "tcp", "websocket" or "http". */
+  readonly transport?: string;
 }
 
 export interface DialOptions {

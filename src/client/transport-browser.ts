@@ -2,6 +2,7 @@
 import type { ClientLink, ClientLinkEvents, Dialer } from './link.js';
 
 class BrowserWsLink implements ClientLink {
+  readonly transport = 'websocket';
   private readonly ws: WebSocket;
   private closing = false;
   private reported = false;
@@ -54,7 +55,9 @@ const decoder = new TextDecoder();
 /** Dials ws:// and wss:// URLs with the browser's WebSocket; the token goes in ?token=. */
 export const browserDialer: Dialer = (url, options, events) => {
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new TypeError(`browsers can only dial ws:// or wss:// URLs, not "${url.protocol}"`);
+    throw new TypeError(
+      `browsers can only dial ws://, wss://, http:// or https:// URLs, not "${url.protocol}"`,
+    );
   }
   const target = new URL(url);
   if (options.token !== undefined && !target.searchParams.has('token'))

@@ -8,6 +8,7 @@ import type { ClientLink, ClientLinkEvents, Dialer, DialOptions } from './link.j
 
 /** Pylon framing over TCP or TLS. Exported so that links with other write policies (rpc's batching) extend it. */
 export class TcpClientLink implements ClientLink {
+  readonly transport = 'tcp';
   private readonly reader: Reassembler;
   private readonly maxFrame: number;
   private readonly ctx: ReadContext;
@@ -86,6 +87,7 @@ const BINARY = { binary: true } as const;
 const TEXT = { binary: false } as const;
 
 class WsClientLink implements ClientLink {
+  readonly transport = 'websocket';
   private readonly ws: WebSocket;
   private failure = '';
 
@@ -135,6 +137,8 @@ export const nodeDialer: Dialer = (url, options, events) => {
     case 'wss:':
       return new WsClientLink(url, options, events);
     default:
-      throw new TypeError(`unsupported URL scheme "${url.protocol}" (use tcp://, tls://, ws:// or wss://)`);
+      throw new TypeError(
+        `unsupported URL scheme "${url.protocol}" (use tcp://, tls://, ws://, wss://, http:// or https://)`,
+      );
   }
 };

@@ -48,6 +48,18 @@ export interface ClientOptions {
   compression?: boolean;
   /** Extra headers for the WebSocket upgrade (Node only). */
   headers?: Record<string, string>;
+  /**
+   * On ws:// and wss:// URLs, the transports to try, in order. Default ['websocket', 'http']:
+   * when the WebSocket upgrade is refused, fails or does not open within `transportTimeout`,
+   * the client goes on over Pylon's HTTP transport on the same host (JSON codec only), with the
+   * same requests, pushes, acks, reconnection and resume. `['websocket']` turns the fallback off.
+   * An http:// or https:// URL uses the HTTP transport alone.
+   */
+  transports?: Array<'websocket' | 'http'>;
+  /** Time a transport has to open before the next one is tried (ms). Default 3 s. */
+  transportTimeout?: number;
+  /** The path of the server's HTTP transport (its ws.http.path). Default "/http". */
+  httpPath?: string;
   /** Time source (tests pass a FakeClock). */
   clock?: Clock;
   /**
