@@ -100,5 +100,25 @@ describe('pylon start with dev auth', () => {
     expect(await upgrade(`http://127.0.0.1:${port}`)).toBe(101);
     expect(await upgrade(`http://localhost:${port}`)).toBe(101);
     expect(await upgrade()).toBe(101);
+    // The HTTP transport: a rebound page's same-origin GET sends no Origin, but its Host names it.
+    const streamOf = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port, path: '/stream?token=alice', headers: { host } },
+          (res) => {
+            resolve(res.statusCode ?? 0);
+            res.destroy();
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await streamOf(`evil.example:${port}`)).toBe(403);
+    expect(await streamOf(`127.0.0.1:${port}`)).toBe(200);
+    expect(
+      await status(Number(port), 'POST', '/http', `evil.example:${port}`, {
+        origin: `http://evil.example:${port}`,
+      }),
+    ).toBe(403);
   });
 });

@@ -77,6 +77,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'permessage-deflate with WebSocket clients that offer it (messages of 1 KiB and more; a broadcast is compressed once)',
   },
   {
+    key: 'http-transport',
+    kind: 'bool',
+    section: 'connections',
+    default: true,
+    help: 'Pylon over HTTP on the WebSocket port (POST /http, GET /stream) for clients whose network breaks WebSocket; false turns it off',
+  },
+  {
     key: 'max-connections',
     kind: 'int',
     section: 'connections',

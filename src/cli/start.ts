@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { alertingLogger } from '../api/alerts.js';
 import { startAdmin } from '../api/index.js';
-import { isLoopbackOrigin } from '../api/keys.js';
+import { isLoopbackHost, isLoopbackOrigin } from '../api/keys.js';
 import { Webhooks } from '../api/webhooks.js';
 import {
   announceWorkerReady,
@@ -53,6 +53,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   otelEndpoint?: string;
   maxConnections: number;
   wsCompression: boolean;
+  httpTransport: boolean;
   maxConnectionsPerIp: number;
   maxConnectionsPerUser: number;
   userRateLimit: number;
@@ -120,6 +121,7 @@ export async function start(flags: StartFlags): Promise<void> {
       // or one whose name was rebound to 127.0.0.1, could otherwise log in as anybody).
       ...(auth.mode === 'dev' && isLoopback(flags.host) ? { verify: loopbackPagesOnly } : {}),
       ...(flags.wsCompression ? { compression: true } : {}),
+      ...(flags.httpTransport ? {} : { http: false as const }),
     },
     maxConnections: flags.maxConnections,
     maxConnectionsPerIp: flags.maxConnectionsPerIp,
@@ -274,9 +276,14 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A WebSocket upgrade without an Origin (not a browser) or from a page of this machine. */
 function loopbackPagesOnly(request: {
-  headers: { origin?: string };
+  headers: { origin?: string; host?: string };
 }): boolean | { status: number; reason: string } {
-  const origin = request.headers.origin;
+  const { origin, host } = request.headers;
+  // A page whose name was rebound to 127.0.0.1 sends its own name as Host (a same-origin GET
+  // of the HTTP transport sends no Origin): refused too.
+  if (host !== undefined && !isLoopbackHost(host)) {
+    return { status: 403, reason: 'dev auth: only requests for 127.0.0.1, localhost or [::1] may connect' };
+  }
   if (origin === undefined || isLoopbackOrigin(origin)) return true;
   return { status: 403, reason: 'dev auth: only pages served from this machine may connect' };
 }
