@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
@@ -188,6 +189,40 @@ describe('chat.send', () => {
     } finally {
       await zed.close();
       await anon.close();
+    }
+  });
+});
+
+describe('one-way streams from pylon start', () => {
+  it('curl -N reads a room as JSON lines: the chat messages (qos 1) come with their seq', async () => {
+    const base = pageUrl.replace(/\/$/, '');
+    const curl = spawn('curl', ['-sN', `${base}/stream?token=watcher&labels=room:curl`]);
+    let out = '';
+    curl.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const speaker = await connect(wsUrl, { token: 'speaker', reconnect: false });
+    try {
+      await speaker.subscribe(['room:curl']);
+      const lines = () =>
+        out
+          .split('\n')
+          .filter((l) => l.length > 0)
+          .map(
+            (l) => JSON.parse(l) as { kind: string; type?: string; data?: { text?: string }; seq?: number },
+          );
+      await expect.poll(() => lines().filter((l) => l.kind === 'res').length, { timeout: 5000 }).toBe(1);
+      await speaker.request('chat.send', { room: 'curl', text: 'read by curl' });
+      await expect.poll(() => lines().filter((l) => l.type === 'chat.message').length).toBe(1);
+      const got = lines();
+      expect(got[0]).toMatchObject({ kind: 'welcome', data: { user: 'watcher' } });
+      expect(got[1]).toEqual({ kind: 'res', id: 0, data: { labels: ['room:curl'] } });
+      const msg = got.find((l) => l.type === 'chat.message');
+      expect(msg).toMatchObject({ kind: 'push', data: { text: 'read by curl', user: 'speaker' }, qos: 1 });
+      expect(msg?.seq).toBeGreaterThan(0);
+    } finally {
+      curl.kill();
+      await speaker.close();
     }
   });
 });
@@ -447,6 +482,62 @@ describe.skipIf(!haveChromium && !process.env.CI)('the chat page in headless Chr
         `Chromium closed bob's WebSocket while offline: ${closedWhileOffline}`,
     );
   }, 120_000);
+
+  it('a browser EventSource reads a room from GET /stream and resumes from its last event id', async () => {
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(`eventsource: ${err.message}`));
+    await page.goto(pageUrl);
+    await page.evaluate(() => {
+      const w = window as unknown as { got: Array<{ id: string; data: unknown }>; es: EventSource };
+      w.got = [];
+      w.es = new EventSource('/stream?token=reader&labels=room:es');
+      w.es.onmessage = (e) => w.got.push({ id: e.lastEventId, data: JSON.parse(e.data) });
+    });
+    const got = () =>
+      page.evaluate(
+        () =>
+          (
+            window as unknown as {
+              got: Array<{ id: string; data: { kind: string; type?: string; data?: { text: string } } }>;
+            }
+          ).got,
+      );
+    await expect.poll(async () => (await got()).length, { timeout: 5000 }).toBe(2);
+    const speaker = await connect(wsUrl, { token: 'es-speaker', reconnect: false });
+    try {
+      await speaker.subscribe(['room:es']);
+      await speaker.request('chat.send', { room: 'es', text: 'one' });
+      await expect
+        .poll(async () => (await got()).filter((g) => g.data.type === 'chat.message').length)
+        .toBe(1);
+      const [welcome] = await got();
+      expect(welcome?.data.kind).toBe('welcome');
+      const first = (await got()).at(-1);
+      expect(first?.id).toMatch(/^.+:[1-9]\d*$/);
+      await page.evaluate(() => (window as unknown as { es: EventSource }).es.close());
+      await speaker.request('chat.send', { room: 'es', text: 'two' });
+      // A new EventSource with the last id (what EventSource itself sends when it reconnects).
+      await page.evaluate((last) => {
+        const w = window as unknown as { got: Array<{ id: string; data: unknown }>; es: EventSource };
+        w.got = [];
+        w.es = new EventSource(`/stream?token=reader&labels=room:es&lastEventId=${encodeURIComponent(last)}`);
+        w.es.onmessage = (e) => w.got.push({ id: e.lastEventId, data: JSON.parse(e.data) });
+      }, first?.id as string);
+      await expect
+        .poll(async () => (await got()).filter((g) => g.data.type === 'chat.message').length)
+        .toBe(1);
+      await page.waitForTimeout(500);
+      const again = (await got()).filter((g) => g.data.type === 'chat.message').map((g) => g.data.data?.text);
+      // "one" was acknowledged by the position; only "two" comes.
+      expect(again).toEqual(['two']);
+      expect((await got())[0]?.data).toMatchObject({ kind: 'welcome', data: { resumed: true } });
+    } finally {
+      await page.evaluate(() => (window as unknown as { es: EventSource }).es.close());
+      await speaker.close();
+    }
+  });
 
   it('with WebSocket blocked by a proxy the page goes on over HTTP: two users chat, one drops off the network and resumes, nothing lost or doubled', async () => {
     const proxy = await noWsProxy(pageUrl);

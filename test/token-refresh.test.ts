@@ -4,8 +4,8 @@ import { connect, type PylonClient } from '../src/client/index.js';
 import { jwtValidator } from '../src/index.js';
 import { RawTcp, startGateway, stopAll } from './support/gateway.js';
 
-// Token refresh without reconnecting: JWTs that expire in 2 s, refreshed in place on WebSocket
-// and TCP; an unrefreshed one closed with token_expired (4011); a refreshed token's labels.
+// Token refresh without reconnecting: JWTs that expire in 2 s, refreshed in place on WebSocket,
+// TCP and HTTP; an unrefreshed one closed with token_expired (4011); a refreshed token's labels.
 
 const SECRET = 'a-test-secret-of-enough-length';
 const jwt = (sub: string, labels: string[] = [], life = '2s') =>
@@ -30,7 +30,7 @@ const gatewayWithJwt = async (extra: Parameters<typeof startGateway>[0] = {}) =>
   });
 
 describe('token refresh', () => {
-  it('refreshes 2-second tokens in place over 8 s on WebSocket and TCP: the connection never drops', async () => {
+  it('refreshes 2-second tokens in place over 8 s on WebSocket, TCP and HTTP: the connection never drops', async () => {
     // A refresh on a loaded machine may take a moment: a second of grace after each expiry.
     const { gateway, tcpUrl, wsUrl } = await gatewayWithJwt({ tokenRefresh: { grace: 1000 } });
     gateway.handle('echo', (d) => d);
@@ -53,8 +53,10 @@ describe('token refresh', () => {
       await new Promise((r) => setTimeout(r, 8000));
       return { calls, closes, refreshed, same: c.welcome?.connection === id && c.connected, c };
     };
-    const [ws, tcp] = await Promise.all([run(wsUrl), run(tcpUrl)]);
-    for (const r of [ws, tcp]) {
+    const httpUrl = wsUrl.replace(/^ws:/, 'http:').replace(/\/ws$/, '/http');
+    const [ws, tcp, http] = await Promise.all([run(wsUrl), run(tcpUrl), run(httpUrl)]);
+    expect(http.c.transport).toBe('http');
+    for (const r of [ws, tcp, http]) {
       expect(r.closes).toEqual([]);
       expect(r.same).toBe(true);
       expect(r.calls).toBeGreaterThanOrEqual(3);
