@@ -80,6 +80,65 @@ describe('push bounds', () => {
     fanout.close();
   });
 
+  it('backpressure: a broadcast is refused while the ones waiting would take longer than maxBacklogMs to write', async () => {
+    // Members that take ~40 µs each to write: a broadcast to 2,000 of them takes ~80 ms.
+    let written = 0;
+    const member = {
+      open: true,
+      codec: jsonCodec,
+      labels: undefined,
+      deliver() {
+        const end = performance.now() + 0.04;
+        while (performance.now() < end) {}
+        written++;
+        return true;
+      },
+    } as unknown as Member;
+    const members = () => Array.from({ length: 2000 }, () => member);
+    const fanout = new Fanout({ chunk: 100, maxPaced: 10, maxBacklogMs: 30, after: () => {} });
+    fanout.admit(2000); // nothing waits: admitted
+    const first = fanout.deliver(members(), { type: 't', data: 1 });
+    expect(fanout.backlog().queued).toBe(1900);
+    expect(() => fanout.admit(2000)).toThrow(
+      /^the broadcasts waiting here would take \d+ ms to write \(1900 deliveries\), more than 30 ms; try later$/,
+    );
+    // A push to one chunk or fewer is never refused for it (it is written at once).
+    expect(() => fanout.admit(100)).not.toThrow();
+    expect(fanout.refused).toBe(1);
+    await first.done;
+    expect(written).toBe(2000);
+    expect(fanout.backlog()).toEqual({ queued: 0, ms: 0 });
+    fanout.admit(2000);
+    fanout.close();
+  });
+
+  it('the admin API answers 429 to broadcasts sent faster than they are written, and every accepted one arrives whole', async () => {
+    const { push, tcpUrl, gateway } = await withAdmin({ fanoutChunk: 10, fanoutMaxBacklog: 1 });
+    const got: number[][] = [];
+    for (let i = 0; i < 60; i++) {
+      const c = await connect(tcpUrl, { token: `u${i}`, reconnect: false });
+      clients.push(c);
+      const mine: number[] = [];
+      got.push(mine);
+      c.on('b', (d) => void mine.push(d as number));
+    }
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, n) =>
+        push({ to: { all: true }, type: 'b', data: n }).then((r) => ({ n, ...r })),
+      ),
+    );
+    const accepted = answers.filter((a) => a.status === 200).map((a) => a.n);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(accepted.length).toBeGreaterThan(0);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]?.body.error?.message).toMatch(/^the broadcasts waiting here would take/);
+    expect(accepted.length + refused.length).toBe(30);
+    // Every client gets exactly the accepted pushes, in the order they were accepted.
+    await expect.poll(() => got.every((g) => g.length === accepted.length)).toBe(true);
+    for (const g of got) expect([...g].sort((a, b) => a - b)).toEqual([...accepted].sort((a, b) => a - b));
+    expect(gateway.stats().fanout.refused).toBe(refused.length);
+  });
+
   it('answers 400 (not 500) to data nested too deep, for qos 0, qos 1 and variants', async () => {
     const { push, wsUrl } = await withAdmin();
     clients.push(await connect(`${wsUrl}?token=u1`, { reconnect: false }));

@@ -27,6 +27,11 @@ const GAUGES: Array<[name: string, help: string, pick: Pick]> = [
   ['pylon_labels', 'Labels held by at least one open connection.', (s) => s.labels],
   ['pylon_resumable_sessions', 'Dropped sessions waiting to be resumed.', (s) => s.resumable],
   [
+    'pylon_fanout_backlog_ms',
+    'How long the broadcasts waiting here would take to write at the current rate (ms).',
+    (s) => s.fanout?.backlogMs ?? 0,
+  ],
+  [
     'pylon_store_up',
     '1 while the qos-1 store works, 0 when one of its calls failed in the last 30 s.',
     (s) => (s.store.ok ? 1 : 0),
@@ -42,6 +47,11 @@ const COUNTERS: Array<[name: string, help: string, pick: Pick]> = [
     (s) => s.pushesDropped,
   ],
   ['pylon_slow_consumers_total', 'Connections closed as slow consumers.', (s) => s.slowConsumers],
+  [
+    'pylon_pushes_refused_backlog_total',
+    'Broadcasts refused because the ones waiting would take longer than fanoutMaxBacklog to write.',
+    (s) => s.fanout?.refused ?? 0,
+  ],
   ['pylon_auth_failures_total', 'Connections refused by the validate hook.', (s) => s.authFailures],
   ['pylon_store_errors_total', 'Calls to the qos-1 store that failed.', (s) => s.store.errors],
   ['pylon_qos1_stored_total', 'qos-1 messages stored in inboxes.', (s) => s.qos1.stored],

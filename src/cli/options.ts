@@ -124,6 +124,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "frames per second of all a user's connections on a process (burst twice it); over it the sending connection is closed (4006); 0 turns it off",
   },
   {
+    key: 'fanout-max-backlog',
+    kind: 'int',
+    section: 'connections',
+    default: 100,
+    min: 0,
+    max: 3_600_000,
+    arg: 'ms',
+    help: 'refuse a broadcast (429) while those waiting would take longer than this to write; 0: no bound',
+  },
+  {
     key: 'max-frame',
     kind: 'int',
     section: 'connections',

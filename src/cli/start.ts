@@ -54,6 +54,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   maxConnections: number;
   wsCompression: boolean;
   httpTransport: boolean;
+  fanoutMaxBacklog: number;
   maxConnectionsPerIp: number;
   maxConnectionsPerUser: number;
   userRateLimit: number;
@@ -129,6 +130,7 @@ export async function start(flags: StartFlags): Promise<void> {
     userRateLimit:
       flags.userRateLimit > 0 ? { rate: flags.userRateLimit, burst: 2 * flags.userRateLimit } : false,
     maxFrame: flags.maxFrame,
+    fanoutMaxBacklog: flags.fanoutMaxBacklog === 0 ? false : flags.fanoutMaxBacklog,
     maxPartialBytes: flags.maxPartialBytes,
     frameTimeout: flags.frameTimeout * 1000,
     maxOutboundBytes: flags.maxOutboundBytes,

@@ -184,6 +184,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.fanout = new Fanout({
       chunk: o.fanoutChunk,
       ceiling: o.fanoutCeiling,
+      maxBacklogMs: o.fanoutMaxBacklog,
       maxPaced: 1000,
       after: (ms, fn) => {
         this.timers.after(ms, fn);
@@ -585,6 +586,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       resumable: this.resumes?.size ?? 0,
       store: this.delivery.health.status(),
       history: this.history.stats(),
+      fanout: { ...fanoutBacklog(this.fanout.backlog()), refused: this.fanout.refused },
     };
   }
 
@@ -1092,4 +1094,8 @@ function targetKind(t: Target): string {
   if ('connection' in t) return 'connection';
   if ('labels' in t) return 'labels';
   return 'all';
+}
+
+function fanoutBacklog(b: { queued: number; ms: number }): { queued: number; backlogMs: number } {
+  return { queued: b.queued, backlogMs: b.ms };
 }

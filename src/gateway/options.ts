@@ -175,6 +175,14 @@ export interface GatewayOptions {
   fanoutChunk?: number;
   /** Process-wide ceiling on connections written per second by fan-outs (flow control). Default: none. */
   fanoutCeiling?: number;
+  /**
+   * Backpressure on broadcasts: a qos-0 push to more than a chunk of connections is refused with
+   * TOO_MANY_REQUESTS (HTTP 429 from the admin API) while the fan-outs already waiting would take
+   * longer than this to write, ms; `false` for no bound but the count of waiting deliveries.
+   * Default 100: a business that pushes faster than the sockets drain is told so, instead of
+   * every later push reaching its clients later.
+   */
+  fanoutMaxBacklog?: number | false;
   /** Most labels one connection may have (identity, client `sub`s and the application's joins). Default 128. */
   maxLabels?: number;
   /** Characters (UTF-16 code units) of one connection's labels together. Default 4096. */
@@ -252,6 +260,7 @@ export interface ResolvedOptions {
   slowConsumerTimeout: number;
   fanoutChunk: number;
   fanoutCeiling: number | undefined;
+  fanoutMaxBacklog: number | undefined;
   labels: LabelLimits;
   store: MessageStore | undefined;
   delivery: DeliveryOptions;
@@ -432,6 +441,8 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
     slowConsumerTimeout: positive('slowConsumerTimeout', o.slowConsumerTimeout, 10_000),
     fanoutChunk: Math.floor(positive('fanoutChunk', o.fanoutChunk, 1000)),
     fanoutCeiling: o.fanoutCeiling === undefined ? undefined : positive('fanoutCeiling', o.fanoutCeiling, 0),
+    fanoutMaxBacklog:
+      o.fanoutMaxBacklog === false ? undefined : positive('fanoutMaxBacklog', o.fanoutMaxBacklog, 100),
     labels: {
       perConnection: Math.floor(positive('maxLabels', o.maxLabels, DEFAULT_LABEL_LIMITS.perConnection)),
       chars: Math.floor(positive('maxLabelChars', o.maxLabelChars, DEFAULT_LABEL_LIMITS.chars)),

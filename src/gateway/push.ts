@@ -88,8 +88,12 @@ export async function pushTo(
     for (const [label, v] of variants) checkData(v, `variants.${label}`);
   }
   const push: Broadcast = { type, data, variants };
+  const members = p.hub.select(t);
+  // Backpressure where the push is accepted (a node running another's push must run it), before
+  // anything records it: a refused push is not replayed to resumed sessions either.
+  if (accepted && options.rate === undefined) p.fanout.admit(members.length);
   const pos = p.resumes?.record(t, push);
-  const result = p.fanout.deliver(p.hub.select(t), push, options.rate, pos);
+  const result = p.fanout.deliver(members, push, options.rate, pos);
   record();
   return { id, targeted: result.targeted, done: result.done };
 }

@@ -59,6 +59,8 @@ export interface GatewayStats {
   store: StoreHealthStatus;
   /** Label histories kept (`$history`): labels and their estimated bytes. */
   history: { labels: number; bytes: number };
+  /** Broadcasts waiting to be written: deliveries, the time they would take (ms), pushes refused for it. */
+  fanout: { queued: number; backlogMs: number; refused: number };
 }
 
 export interface PushOptions {

@@ -36,6 +36,12 @@ export interface FanoutOptions {
   after(ms: number, fn: () => void): void;
   /** A push that could not be encoded part-way through a fan-out (logged by the gateway). */
   onError?(err: unknown): void;
+  /**
+   * Backpressure: a new push is refused (TOO_MANY_REQUESTS, see `admit`) while the fan-outs
+   * already waiting would take longer than this to write at the rate they are being written, ms.
+   * Undefined: only MAX_QUEUED_MEMBERS bounds them.
+   */
+  maxBacklogMs?: number;
 }
 
 interface Run {
@@ -90,6 +96,13 @@ export class Fanout {
   private pumping = false;
   /** Members of the fan-outs in the FIFO not written yet (bounded by MAX_QUEUED_MEMBERS). */
   private queued = 0;
+  /** Members written per ms while the FIFO is being pumped (moving average over turns). */
+  private writeRate = 0;
+  /** When the last pump turn began, and how many members it wrote. */
+  private lastTurnAt = 0;
+  private lastTurnWrote = 0;
+  /** Pushes refused for the backlog since the start. */
+  refused = 0;
 
   constructor(private readonly options: FanoutOptions) {
     this.tokens = options.ceiling ?? 0;
@@ -111,6 +124,31 @@ export class Fanout {
     const i = run.where.get(m);
     if (i !== undefined && i >= run.index) return run.tag;
     return this.fifo[1]?.run.tag;
+  }
+
+  /** Members waiting in the FIFO, and how long they would take to write at the current rate (ms). */
+  backlog(): { queued: number; ms: number } {
+    if (this.queued === 0) return { queued: 0, ms: 0 };
+    // Before any turn was timed: a chunk per 10 ms, a conservative guess.
+    const rate = this.writeRate > 0 ? this.writeRate : this.options.chunk / 10;
+    return { queued: this.queued, ms: Math.round(this.queued / rate) };
+  }
+
+  /**
+   * Backpressure for a push about to be accepted: throws TOO_MANY_REQUESTS while the backlog is
+   * over `maxBacklogMs`, so a caller that pushes faster than the sockets drain learns it at once
+   * instead of its pushes arriving later and later (each waits behind all the earlier ones).
+   */
+  admit(targets: number): void {
+    const max = this.options.maxBacklogMs;
+    if (max === undefined || targets <= this.options.chunk || this.queued === 0) return;
+    const b = this.backlog();
+    if (b.ms <= max) return;
+    this.refused++;
+    throw new PylonError(
+      'TOO_MANY_REQUESTS',
+      `the broadcasts waiting here would take ${b.ms} ms to write (${b.queued} deliveries), more than ${max} ms; try later`,
+    );
   }
 
   deliver(members: Member[], push: Broadcast, rate?: number, tag?: number): FanoutResult {
@@ -199,7 +237,16 @@ export class Fanout {
 
   /** Writes a chunk of members from the head of the FIFO on, then again next turn while any is left. */
   private pump(): void {
+    const now = performance.now();
+    // The rate is what one turn wrote over the time until the next began: the event loop's
+    // other work and the kernel's writes included.
+    if (this.pumping && this.lastTurnWrote > 0 && now > this.lastTurnAt) {
+      const r = this.lastTurnWrote / (now - this.lastTurnAt);
+      this.writeRate = this.writeRate === 0 ? r : this.writeRate * 0.7 + r * 0.3;
+    }
+    this.lastTurnAt = now;
     this.pumping = true;
+    const queuedBefore = this.queued;
     let budget = this.options.chunk;
     while (budget > 0 && this.fifo.length > 0) {
       const head = this.fifo[0] as { run: Run; finish: () => void };
@@ -213,6 +260,7 @@ export class Fanout {
         head.finish();
       }
     }
+    this.lastTurnWrote = queuedBefore - this.queued;
     if (this.fifo.length > 0) setImmediate(() => this.pump());
     else this.pumping = false;
   }
