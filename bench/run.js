@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Histogram } from './lib/histogram.js';
 import { Child, killAll, running } from './lib/ipc.js';
 import { loadProbe } from './lib/load.js';
-import { EXTRA_KINDS, KINDS } from './lib/servers.js';
+import { EXTRA_KINDS, KINDS, START_KINDS } from './lib/servers.js';
 import { cell, fmt, ratio, summarize } from './lib/stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -135,10 +135,18 @@ async function startServer(kind, tag) {
   mkdirSync(logDir, { recursive: true });
   const logFile = join(logDir, `${tag}.log`);
   const fd = openSync(logFile, 'w');
-  const child = new Child(`server ${kind}`, join(here, 'server.js'), { args: [kind], execArgv, log: fd });
+  const start = START_KINDS[kind];
+  const child = start
+    ? new Child(`server ${kind}`, join(here, 'start-server.js'), {
+        args: [kind.endsWith('tcp') ? 'tcp' : 'ws'],
+        log: fd,
+      })
+    : new Child(`server ${kind}`, join(here, 'server.js'), { args: [kind], execArgv, log: fd });
   closeSync(fd);
   child.logFile = logFile;
   const ready = await child.once('ready', 30_000);
+  // pylon start runs as a child of its driver: its CPU is the benchmark's, not other load.
+  child.extraPids = ready.pid !== child.proc.pid ? [ready.pid] : [];
   return { child, port: ready.port, info: ready.info };
 }
 
@@ -174,7 +182,8 @@ function prefetch(item) {
 async function startClients(kind) {
   const clients = Array.from(
     { length: CLIENT_PROCS },
-    (_, i) => new Child(`client ${kind} #${i + 1}`, join(here, 'client.js'), { args: [kind] }),
+    (_, i) =>
+      new Child(`client ${kind} #${i + 1}`, join(here, 'client.js'), { args: [START_KINDS[kind] ?? kind] }),
   );
   await Promise.all(clients.map((c) => c.once('ready', 30_000)));
   return clients;
@@ -237,7 +246,7 @@ async function connectAll(server, clients, port, n, first = 0) {
 async function waitQuiet(children) {
   if (!P.quietMs) return 0;
   const t0 = performance.now();
-  const pids = children.map((c) => c.proc.pid);
+  const pids = children.flatMap((c) => [c.proc.pid, ...(c.extraPids ?? [])]);
   while (performance.now() - t0 < P.quietMs) {
     const probe = loadProbe(pids);
     await sleep(300);
@@ -316,7 +325,8 @@ async function connectionsWorkload(item, next) {
           `${kind} fan-out ${mode.name}: ${fmt(w.msgPerSec)} msg/s, p50 ${fmt(w.p50Ms)} ms, ` +
             `p99 ${fmt(w.p99Ms)} ms, ${fmt(w.cpuUsPerDelivery)} µs CPU/delivery, ${w.broadcasts} broadcasts ` +
             `written in ${fmt(w.meanWriteMs)} ms (max ${fmt(w.maxWriteMs)})` +
-            (w.delivered < w.expected ? `, ${w.expected - w.delivered} not delivered` : ''),
+            (w.delivered < w.expected ? `, ${w.expected - w.delivered} not delivered` : '') +
+            (w.statuses ? `, POST answers ${JSON.stringify(w.statuses)}` : ''),
         );
       }
       fanout.push(windows);
@@ -340,7 +350,7 @@ async function fanWindow(server, clients, mode, durationMs, label) {
   await Promise.all(clients.map((c) => c.call('fan-reset')));
   const waitedMs = await waitQuiet([server, ...clients]);
   await server.call('mark', { label });
-  const probe = loadProbe([server.proc.pid, ...clients.map((c) => c.proc.pid)]);
+  const probe = loadProbe([server.proc.pid, ...(server.extraPids ?? []), ...clients.map((c) => c.proc.pid)]);
   const sent = await server.call(
     'broadcast',
     { intervalMs: mode.intervalMs, durationMs, padLength: PUSH_PAD },
@@ -373,6 +383,8 @@ async function fanWindow(server, clients, mode, durationMs, label) {
     late: sent.late,
     meanWriteMs: sent.meanWriteMs,
     maxWriteMs: sent.maxWriteMs,
+    // pylon start: the admin API's answers to the pushes (202/200 accepted, 429 refused).
+    ...(sent.statuses ? { statuses: sent.statuses } : {}),
     delivered,
     expected,
     negative,
@@ -411,7 +423,11 @@ async function echoWorkload(item, next) {
         server.call('mark', { label: 'echo' }),
         ...clients.map((c) => c.call('window', { on: true })),
       ]);
-      const probe = loadProbe([server.proc.pid, ...clients.map((c) => c.proc.pid)]);
+      const probe = loadProbe([
+        server.proc.pid,
+        ...(server.extraPids ?? []),
+        ...clients.map((c) => c.proc.pid),
+      ]);
       await sleep(P.echoMs);
       const [cpu, ...parts] = await Promise.all([
         server.call('since', { label: 'echo' }),

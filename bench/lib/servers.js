@@ -12,7 +12,10 @@
 
 export const KINDS = ['ws', 'pylon-ws', 'socket.io', 'net', 'pylon-tcp'];
 /** Servers measured only when named (--servers): Pylon with OpenTelemetry spans on. */
-export const EXTRA_KINDS = ['pylon-ws-traced'];
+export const EXTRA_KINDS = ['pylon-ws-traced', 'pylon-start-ws', 'pylon-start-tcp'];
+
+/** Kinds served by `pylon start` itself (bench/start-server.js), and the client protocol they speak. */
+export const START_KINDS = { 'pylon-start-ws': 'pylon-ws', 'pylon-start-tcp': 'pylon-tcp' };
 
 const HOST = '127.0.0.1';
 
