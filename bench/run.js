@@ -6,7 +6,9 @@
 // Options:
 //   --full                 large sizes and longer windows (15 to 25 minutes)
 //   --repeats N            repeats of every workload (default 3); figures are median (min–max)
-//   --servers a,b          subset of: ws, pylon-ws, socket.io, net, pylon-tcp, and (only when
+//   --servers a,b          subset of: ws, pylon-ws, socket.io, net, pylon-tcp, pylon-start-ws,
+//                          pylon-start-tcp (`pylon start` with its defaults, bench/start-server.js:
+//                          its broadcasts are POST /v1/push, not awaited), and (only when
 //                          named) pylon-ws-traced: pylon-ws with OpenTelemetry spans on
 //   --workloads a,b        subset of: idle, echo, fanout (idle is measured in the fan-out process)
 //   --cpu-prof[=a,b|all]   run these servers (default: the Pylon ones) with node --cpu-prof;

@@ -10,9 +10,9 @@
 //   applications); the broadcast is the same bytes as Pylon's push, JSON-encoded once.
 // - socket.io: its own packets; echo is an acknowledged emit, the broadcast `io.emit('b', data)`.
 
-export const KINDS = ['ws', 'pylon-ws', 'socket.io', 'net', 'pylon-tcp'];
+export const KINDS = ['ws', 'pylon-ws', 'socket.io', 'net', 'pylon-tcp', 'pylon-start-ws', 'pylon-start-tcp'];
 /** Servers measured only when named (--servers): Pylon with OpenTelemetry spans on. */
-export const EXTRA_KINDS = ['pylon-ws-traced', 'pylon-start-ws', 'pylon-start-tcp'];
+export const EXTRA_KINDS = ['pylon-ws-traced'];
 
 /** Kinds served by `pylon start` itself (bench/start-server.js), and the client protocol they speak. */
 export const START_KINDS = { 'pylon-start-ws': 'pylon-ws', 'pylon-start-tcp': 'pylon-tcp' };
