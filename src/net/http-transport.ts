@@ -171,6 +171,13 @@ export class HttpTransport {
         'x-pylon-session: the header of the session (from the stream response) is missing',
       );
     }
+    const node = nodeOf(session);
+    const here = node === o.nodeId || o.forward === undefined || node === undefined;
+    if (here && this.sessions.get(session)?.open !== true) {
+      // Not a session of this node: answered before its body is read (a guess costs nothing).
+      req.resume();
+      return answer(res, 404, 'no such session (it ended): open a new one');
+    }
     const body = await readBody(req, o.maxPost);
     if (typeof body === 'number') return answer(res, body, bodyError(body, o.maxPost));
     let messages: Uint8Array[];
@@ -179,8 +186,7 @@ export class HttpTransport {
     } catch (err) {
       return answer(res, 413, (err as Error).message);
     }
-    const node = nodeOf(session);
-    if (node === o.nodeId || o.forward === undefined || node === undefined) {
+    if (here) {
       const result = this.post(session, messages);
       if (result === 'unknown') return answer(res, 404, 'no such session (it ended): open a new one');
       if (result === 'rate_limited') return answer(res, 429, 'too many POSTs; the session is closed');
@@ -188,7 +194,7 @@ export class HttpTransport {
       return;
     }
     try {
-      await o.forward(node, session, messages);
+      await o.forward?.(node as string, session, messages);
     } catch {
       return answer(res, 503, 'the node of this session cannot be reached now');
     }
