@@ -182,9 +182,19 @@ export class Connection implements Member, Recipient, Bucket {
 
   /** @internal Encode and send one envelope (responses, control frames: never dropped). */
   write(env: Envelope): boolean {
-    const bytes = this.codec.encode(env);
-    this.owner.countOut();
-    const ok = this.link.send(bytes, !this.codec.binary);
+    const codec = this.codec;
+    const link = this.link;
+    let ok: boolean;
+    // Text codecs: the string goes straight into the frame (one buffer, no intermediate bytes).
+    if (codec.encodeText !== undefined && link.sendText !== undefined) {
+      const text = codec.encodeText(env);
+      this.owner.countOut();
+      ok = link.sendText(text);
+    } else {
+      const bytes = codec.encode(env);
+      this.owner.countOut();
+      ok = link.send(bytes, !codec.binary);
+    }
     if (!ok) this.owner.overWater(this);
     return ok;
   }

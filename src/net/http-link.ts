@@ -3,7 +3,7 @@ import { wheelFor } from '../timer/shared.js';
 import type { WheelTimer } from '../timer/wheel.js';
 import { budgets, type Holder } from './budget.js';
 import { type Link, LinkError, type LinkSink } from './link.js';
-import { type OutFrame, streamLine } from './out-frame.js';
+import { type OutFrame, streamLine, streamTextLine } from './out-frame.js';
 
 /** How a stream's messages are written: Server-Sent Events, or one JSON text per line. */
 export type StreamFormat = 'sse' | 'ndjson';
@@ -83,6 +83,11 @@ export class HttpLink implements Link, Holder {
   send(payload: Uint8Array, _text: boolean): boolean {
     if (this.state !== OPEN) return false;
     return this.write(streamLine(payload, this.format));
+  }
+
+  sendText(text: string): boolean {
+    if (this.state !== OPEN) return false;
+    return this.write(streamTextLine(text, this.format));
   }
 
   sendFrame(frame: OutFrame): boolean {

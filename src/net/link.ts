@@ -30,6 +30,8 @@ export interface Link {
   send(payload: Uint8Array, text: boolean): boolean;
   /** Send a prepared frame (shared by many links: framed once per transport). Same return as send. */
   sendFrame(frame: OutFrame): boolean;
+  /** Send one text message given as a string (its UTF-8 written straight into the frame). Same return as send. */
+  sendText?(text: string): boolean;
   /** Flush what is queued, then close: `code` is the WebSocket close code (TCP: none is sent). */
   close(code: number, reason: string): void;
   /** Close now, dropping what is queued. */

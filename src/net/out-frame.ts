@@ -62,6 +62,15 @@ export class OutFrame {
   }
 }
 
+/** A TCP frame of a text payload given as a string: its UTF-8 written into the frame. */
+export function tcpTextFrame(text: string): Buffer {
+  const n = Buffer.byteLength(text);
+  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + n);
+  writeFrameHeader(out, 0, n);
+  out.write(text, FRAME_HEADER_SIZE, n, 'utf8');
+  return out;
+}
+
 /**
  * A TCP frame: 4-byte big-endian length, then the payload. A Buffer (from Node's pool for small
  * frames), so socket.write takes it as it is instead of wrapping a Uint8Array on every write.
@@ -81,6 +90,18 @@ const NEWLINE = Buffer.from('\n');
  * One message of an HTTP stream: `data: <payload>` and a blank line (Server-Sent Events), or the
  * payload and a newline (JSON lines). The payload is JSON text, which holds no raw newline.
  */
+/** streamLine of a JSON text given as a string. */
+export function streamTextLine(text: string, format: 'sse' | 'ndjson'): Buffer {
+  const n = Buffer.byteLength(text);
+  const head = format === 'sse' ? SSE_HEAD.length : 0;
+  const tail = format === 'sse' ? SSE_TAIL : NEWLINE;
+  const out = Buffer.allocUnsafe(head + n + tail.length);
+  if (head > 0) out.set(SSE_HEAD, 0);
+  out.write(text, head, n, 'utf8');
+  out.set(tail, head + n);
+  return out;
+}
+
 export function streamLine(payload: Uint8Array, format: 'sse' | 'ndjson'): Buffer {
   if (format === 'ndjson') {
     const out = Buffer.allocUnsafe(payload.length + 1);

@@ -4,7 +4,7 @@ import { FRAME_HEADER_SIZE } from '../protocol/framing.js';
 import type { PacketLength } from '../protocol/reassembly.js';
 import type { LinkInfo } from './link.js';
 import { listenOn } from './listen.js';
-import { type OutFrame, tcpFrame } from './out-frame.js';
+import { type OutFrame, tcpFrame, tcpTextFrame } from './out-frame.js';
 import { OPEN, SocketLink, type SocketLinkOptions, wire } from './socket-link.js';
 import { readTls, reloadTls, type TlsFiles } from './tls.js';
 
@@ -40,6 +40,11 @@ export class StreamLink extends SocketLink {
   sendFrame(f: OutFrame): boolean {
     if (this.state !== OPEN) return false;
     return this.write(this.options.lengthPrefix ? f.tcp() : f.payload);
+  }
+
+  sendText(text: string): boolean {
+    if (this.state !== OPEN) return false;
+    return this.write(this.options.lengthPrefix ? tcpTextFrame(text) : Buffer.from(text));
   }
 
   close(code: number, reason: string): void {

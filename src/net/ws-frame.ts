@@ -34,6 +34,27 @@ export function wsFrameOf(opcode: number, payload: Uint8Array, rsv1 = false): Bu
   return out;
 }
 
+/** A text message given as a string, as one frame: the UTF-8 is written into the frame's buffer. */
+export function wsTextFrame(text: string): Buffer {
+  const n = Buffer.byteLength(text);
+  const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(headerLength + n);
+  out[0] = 0x80 | OP_TEXT;
+  if (n < 126) {
+    out[1] = n;
+  } else if (n < 65536) {
+    out[1] = 126;
+    out[2] = n >>> 8;
+    out[3] = n & 0xff;
+  } else {
+    out[1] = 127;
+    out.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
+    out.writeUInt32BE(n >>> 0, 6);
+  }
+  out.write(text, headerLength, n, 'utf8');
+  return out;
+}
+
 /** A data message as one frame: text for the JSON codec, binary otherwise. */
 export function wsFrame(payload: Uint8Array, text: boolean): Buffer {
   return wsFrameOf(text ? OP_TEXT : OP_BINARY, payload);

@@ -15,6 +15,7 @@ import {
   wsFrame,
   wsFrameDeflated,
   wsFrameOf,
+  wsTextFrame,
 } from './ws-frame.js';
 
 export interface WsLinkOptions extends SocketLinkOptions {
@@ -55,6 +56,12 @@ export class WsLink extends SocketLink {
     if (d !== undefined && c !== undefined && payload.length >= c.threshold)
       return this.write(wsFrameDeflated(deflateMessage(payload, c.level, d.serverBits), text));
     return this.write(wsFrame(payload, text));
+  }
+
+  sendText(text: string): boolean {
+    if (this.state !== OPEN) return false;
+    if (this.deflate !== undefined) return this.send(Buffer.from(text), true);
+    return this.write(wsTextFrame(text));
   }
 
   sendFrame(f: OutFrame): boolean {

@@ -13,4 +13,9 @@ export interface Codec {
   readonly binary: boolean;
   encode(envelope: Envelope): Uint8Array;
   decode(bytes: Uint8Array): Envelope;
+  /**
+   * Text codecs: the envelope as a string, so that a link can write its UTF-8 straight into the
+   * frame it sends (one buffer per message instead of the codec's bytes and then the frame).
+   */
+  encodeText?(envelope: Envelope): string;
 }

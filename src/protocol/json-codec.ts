@@ -100,6 +100,7 @@ export const jsonCodec: Codec = {
   encode(envelope: Envelope): Uint8Array {
     return encoder.encode(encodeJsonText(envelope));
   },
+  encodeText: encodeJsonText,
   decode(bytes: Uint8Array): Envelope {
     let text: string;
     try {
