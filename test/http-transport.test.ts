@@ -227,3 +227,90 @@ describe('HTTP transport: one-way streams (GET /stream)', () => {
     expect(gateway.stats().connections).toBeLessThanOrEqual(1);
   });
 });
+
+describe('HTTP transport: what a hostile or unlucky client does', () => {
+  it('pipelined stream requests on one socket do not leak connections', async () => {
+    const { gateway, base } = await setup();
+    const { connect: netConnect } = await import('node:net');
+    const url = new URL(base);
+    const socket = netConnect({ host: url.hostname, port: Number(url.port) });
+    await new Promise((r) => socket.once('connect', r));
+    socket.on('error', () => {});
+    const get = `GET /stream?token=pip HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.resume(); // read, or the end is never seen
+    socket.write(get + get + get);
+    // A stream pipelined behind another could never start: the server closes the socket.
+    await closed;
+    await expect.poll(() => gateway.connections.size, { timeout: 3000 }).toBe(0);
+    // Nothing held: a stream opens as before.
+    const peer = await HttpPeer.open(base, { get: '/stream?token=pip' });
+    await peer.until((p) => p.of('welcome').length === 1);
+    expect(gateway.connections.size).toBe(1);
+    peer.drop();
+  });
+
+  it('a verify hook that throws gets 500, not a crash; maxStreams holds under concurrent slow opens', async () => {
+    const { base } = await setup({
+      ws: {
+        port: 0,
+        http: { maxStreams: 2 },
+        verify: ({ headers }) => {
+          if (headers['x-boom'] !== undefined) throw new Error('boom');
+          return true;
+        },
+      },
+    });
+    const boom = await fetch(`${base}/stream?token=x`, { headers: { 'x-boom': '1' } });
+    expect(boom.status).toBe(500);
+    // Ten hellos whose bodies arrive late: at most two streams open.
+    const { connect: netConnect } = await import('node:net');
+    const url = new URL(base);
+    const body = JSON.stringify({ kind: 'hello', data: { token: 'slow' } });
+    const sockets = await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const s = netConnect({ host: url.hostname, port: Number(url.port) });
+        s.on('error', () => {});
+        await new Promise((r) => s.once('connect', r));
+        s.write(`POST /http HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`);
+        return s;
+      }),
+    );
+    const answers = sockets.map(
+      (s) =>
+        new Promise<string>((resolve) => {
+          let text = '';
+          s.on('data', (d: Buffer) => {
+            text += d.toString();
+            if (text.includes('\r\n')) resolve(text.slice(0, text.indexOf('\r\n')));
+          });
+        }),
+    );
+    for (const s of sockets) s.write(body);
+    const lines = await Promise.all(answers);
+    expect(lines.filter((l) => l.includes(' 200 ')).length).toBe(2);
+    expect(lines.filter((l) => l.includes(' 503 ')).length).toBe(8);
+    for (const s of sockets) s.destroy();
+  });
+
+  it('a one-way stream: an unknown session in Last-Event-ID acknowledges nothing; qos 1 is not re-sent on a timer; the welcome names the session to POST acks to', async () => {
+    const { gateway, base } = await setup({ delivery: { redeliveryBase: 100 } });
+    await gateway.push({ user: 'gus' }, 'task', { n: 1 }, { qos: 1 });
+    const forged = await HttpPeer.open(base, {
+      get: '/stream?token=gus',
+      headers: { 'last-event-id': 'not-a-session:1000' },
+    });
+    await forged.until((p) => p.of('push', 'task').length === 1);
+    expect(forged.of('welcome')[0]?.data).toMatchObject({ resumed: false });
+    expect(forged.ids[0]).toMatch(/:0$/);
+    expect(gateway.stats().qos1?.acked).toBe(0);
+    // Not re-sent while the stream is open, though the redelivery base is 100 ms.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(forged.of('push', 'task')).toHaveLength(1);
+    const welcome = forged.of('welcome')[0]?.data as { httpSession: string };
+    expect(welcome.httpSession).toBe(forged.session);
+    const seq = forged.of('push', 'task')[0]?.seq;
+    expect((await forged.send([{ kind: 'ack', seq }], base, welcome.httpSession)).status).toBe(204);
+    await expect.poll(() => gateway.stats().qos1?.acked).toBe(1);
+  });
+});

@@ -2,6 +2,8 @@
 import type { ClientLink, ClientLinkEvents, DialOptions } from './link.js';
 
 const NEWLINE = 0x0a;
+/** A POST not answered within this long ends the link (a lost connection: the client reconnects). */
+const POST_TIMEOUT = 15_000;
 
 /**
  * A client link over Pylon's HTTP transport (PROTOCOL.md, "HTTP"): the first message sent (the
@@ -19,6 +21,7 @@ export class HttpClientLink implements ClientLink {
   private posting = false;
   private ended = false;
   private closing = false;
+  private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
 
   constructor(
@@ -54,7 +57,7 @@ export class HttpClientLink implements ClientLink {
     if (code === 1000 && (this.queue.length > 0 || this.posting)) {
       // A clean close: what was queued (the bye) goes out first, a second at most.
       this.closing = true;
-      setTimeout(() => this.end(code, reason), 1000);
+      this.closeTimer = setTimeout(() => this.end(code, reason), 1000);
       return;
     }
     this.end(code, reason);
@@ -130,18 +133,28 @@ export class HttpClientLink implements ClientLink {
 
   private async post(body: Uint8Array, count: number): Promise<void> {
     let status = 0;
+    // Cancelled with the link, and given up after POST_TIMEOUT: a hung POST would hold back every later one.
+    const own = new AbortController();
+    const cancel = () => own.abort();
+    this.abort.signal.addEventListener('abort', cancel, { once: true });
+    const timer = setTimeout(cancel, POST_TIMEOUT);
     try {
       const res = await fetch(new URL(`${this.base.pathname.replace(/\/$/, '')}/send`, this.base), {
         method: 'POST',
         headers: { 'content-type': 'application/x-ndjson', 'x-pylon-session': this.session },
         body: body as Uint8Array<ArrayBuffer>,
+        signal: own.signal,
       });
       status = res.status;
       await res.arrayBuffer().catch(() => undefined);
     } catch {
       status = 0;
+    } finally {
+      clearTimeout(timer);
+      this.abort.signal.removeEventListener('abort', cancel);
     }
     this.posting = false;
+    if (this.ended) return;
     this.queuedBytes -= body.length - count;
     if (status !== 204 && status !== 202) {
       // The session is gone (404), over its rate (429), or the network failed: the server's
@@ -159,6 +172,7 @@ export class HttpClientLink implements ClientLink {
   private end(code: number, reason: string): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
     this.queue = [];
     this.queuedBytes = 0;
     this.abort.abort();

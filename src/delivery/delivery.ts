@@ -20,6 +20,11 @@ export interface Recipient {
   /** Slot owned by the delivery module: qos 1 is on for this connection (after its welcome). */
   deliveryOn: boolean;
   /**
+   * A reader that cannot ack as it reads (a one-way stream): what was written to it stays in
+   * flight, not re-sent on a timer, until it acks or comes back with its position.
+   */
+  readonly noRedelivery?: boolean;
+  /**
    * Slot owned by the delivery module: the highest seq written when its cursor was released
    * (everything up to it acked, nothing after it waiting), -1 before. A new cursor starts there,
    * so the next message in sequence goes out without reading the store first.
@@ -372,7 +377,7 @@ export class Delivery {
     this.spans?.sent(r, m.seq, m.id, 1);
     cur.sent = m.seq;
     cur.inflight.push(m.seq);
-    if (cur.timer === undefined) this.arm(cur);
+    if (cur.timer === undefined && r.noRedelivery !== true) this.arm(cur);
   }
 
   private arm(cur: Cursor): void {

@@ -131,6 +131,11 @@ export class Connection implements Member, Recipient, Bucket {
     return this.state === 'open';
   }
 
+  /** @internal Recipient: a one-way stream is not re-sent qos 1 on a timer (it cannot ack as it reads). */
+  get noRedelivery(): boolean {
+    return this.oneWay !== undefined;
+  }
+
   /** Whether the connection has `label`. */
   has(label: string): boolean {
     return this.labels?.includes(label) ?? false;

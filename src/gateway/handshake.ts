@@ -133,6 +133,12 @@ function finish(host: HandshakeHost, conn: Connection, resumed: ResumeResult): v
     host.disconnect(conn, refused.name, refused.reason);
     return;
   }
+  // A one-way stream's position counts only with the session it came with: an id of an unknown
+  // or ended session (a restart, a forgery) acknowledges nothing.
+  if (conn.oneWay !== undefined && !resumed.resumed) {
+    conn.oneWay.seen = 0;
+    conn.oneWay.written = 0;
+  }
   welcome(host, conn, resumed);
   if (conn.state !== 'open') host.openConnection(conn);
   if (conn.state !== 'open') return; // closed by a connect listener
@@ -157,6 +163,9 @@ function welcome(host: HandshakeHost, conn: Connection, resumed: ResumeResult): 
   };
   if (conn.user !== undefined) data.user = conn.user;
   if (conn.labels !== undefined) data.labels = [...conn.labels];
+  // HTTP: the session id POSTs go to (a one-way reader cannot read the response header).
+  const httpSession = (conn.link as { session?: unknown }).session;
+  if (conn.transport === 'http' && typeof httpSession === 'string') data.httpSession = httpSession;
   if (conn.session !== undefined) {
     data.session = conn.session;
     data.resumed = resumed.resumed;

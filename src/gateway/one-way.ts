@@ -39,9 +39,9 @@ export function oneWayHello(
   if (last !== undefined) {
     const i = last.lastIndexOf(':');
     const session = i < 0 ? last : last.slice(0, i);
-    const seq = i < 0 ? 0 : Number(last.slice(i + 1));
+    const digits = i < 0 ? '' : last.slice(i + 1);
     if (session.length > 0) data.session = session;
-    if (Number.isSafeInteger(seq) && seq > 0) seen = seq;
+    if (/^\d{1,15}$/.test(digits) && Number(digits) > 0) seen = Number(digits);
   }
   const labels: string[] = [];
   for (const value of query.getAll('labels')) {

@@ -47,7 +47,12 @@ export class AdmissionControl {
     const origins = this.o.origins;
     if (origins !== undefined && !origins.includes('*')) {
       const origin = info.headers.origin;
-      if (origin === undefined || !origins.includes(origin)) return this.refuse(403, 'origin not allowed');
+      // A browser's same-origin GET (an EventSource of the HTTP transport) sends no Origin; its
+      // Sec-Fetch-Site, which pages cannot set, says where it came from.
+      const sameOrigin =
+        origin === undefined && info.transport === 'http' && info.headers['sec-fetch-site'] === 'same-origin';
+      if (!sameOrigin && (origin === undefined || !origins.includes(origin)))
+        return this.refuse(403, 'origin not allowed');
     }
     const verify = this.o.verify;
     if (verify === undefined) return true;

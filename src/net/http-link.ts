@@ -164,7 +164,8 @@ export class HttpLink implements Link, Holder {
   }
 
   private hold(messages: Uint8Array[]): void {
-    this.waiting.push(...messages);
+    // One at a time: a spread of tens of thousands of lines would overflow the stack.
+    for (const m of messages) this.waiting.push(m);
     let bytes = 0;
     for (const m of this.waiting) bytes += m.length;
     if (bytes > this.options.maxWaiting) {

@@ -49,6 +49,8 @@ const CR = 0x0d;
  */
 export class HttpTransport {
   private readonly sessions = new Map<string, HttpLink>();
+  /** Streams being opened (their body read, their admission asked): counted against maxStreams. */
+  private opening = 0;
   private readonly buckets = new WeakMap<HttpLink, { tokens: number; at: number }>();
   private stopped = false;
 
@@ -74,7 +76,7 @@ export class HttpTransport {
     if (req.method === 'OPTIONS') {
       res.writeHead(204, {
         'access-control-allow-methods': stream ? 'GET' : 'POST',
-        'access-control-allow-headers': 'content-type, x-pylon-session, last-event-id',
+        'access-control-allow-headers': 'content-type, x-pylon-session, last-event-id, authorization',
         'access-control-max-age': '600',
       });
       res.end();
@@ -86,8 +88,12 @@ export class HttpTransport {
       return true;
     }
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-    if (send) void this.onSend(req, res);
-    else void this.onOpen(req, res, query, stream);
+    // A hook that throws, or a status Node refuses, is answered 500: never an unhandled rejection.
+    const handled = send ? this.onSend(req, res) : this.opened(req, res, query, stream);
+    handled.catch(() => {
+      if (!res.headersSent) answer(res, 500, 'internal server error');
+      else res.destroy();
+    });
     return true;
   }
 
@@ -110,7 +116,8 @@ export class HttpTransport {
     this.stopped = true;
   }
 
-  private async onOpen(
+  /** onOpen with its slot in maxStreams held from the first check to the end of the opening. */
+  private async opened(
     req: IncomingMessage,
     res: ServerResponse,
     query: URLSearchParams,
@@ -118,9 +125,25 @@ export class HttpTransport {
   ): Promise<void> {
     const o = this.o;
     if (this.stopped) return answer(res, 503, 'server shutting down');
-    if (this.sessions.size >= o.maxStreams) {
+    if (this.sessions.size + this.opening >= o.maxStreams) {
+      req.resume();
       return answer(res, 503, `this server holds its most HTTP streams (${o.maxStreams})`);
     }
+    this.opening++;
+    try {
+      await this.onOpen(req, res, query, oneWay);
+    } finally {
+      this.opening--;
+    }
+  }
+
+  private async onOpen(
+    req: IncomingMessage,
+    res: ServerResponse,
+    query: URLSearchParams,
+    oneWay: boolean,
+  ): Promise<void> {
+    const o = this.o;
     let hello: Uint8Array | undefined;
     if (!oneWay) {
       const body = await readBody(req, o.maxMessage);
@@ -132,7 +155,14 @@ export class HttpTransport {
     const remoteAddress = clientAddress(peer, req.headers, o.trustedProxies);
     const admitted = await o.sink.admit({ transport: 'http', remoteAddress, headers: req.headers });
     if (admitted !== true) return answer(res, admitted.status, admitted.reason);
-    if (res.destroyed || this.stopped) return;
+    if (res.destroyed) return;
+    if (this.stopped) return answer(res, 503, 'server shutting down');
+    if (res.socket === null) {
+      // Pipelined behind another response on its socket: a stream there would never start
+      // (and never learn that the socket closed). One stream per connection.
+      req.socket.destroy();
+      return;
+    }
     const format = formatOf(query, req.headers.accept);
     const session = `${o.nodeId}-${randomBytes(18).toString('base64url')}`;
     res.writeHead(200, {
@@ -302,10 +332,12 @@ function answer(
   message: string,
   headers: Record<string, string> = {},
 ): void {
-  if (res.headersSent) {
+  if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
+  // A verify hook's status outside what HTTP allows would make writeHead throw.
+  if (!Number.isInteger(status) || status < 400 || status > 599) status = 403;
   const body = `${JSON.stringify({ error: message })}\n`;
   res.writeHead(status, {
     'content-type': 'application/json',
