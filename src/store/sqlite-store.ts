@@ -261,12 +261,22 @@ export class SqliteStore implements MessageStore {
     }
     try {
       db.pragma('busy_timeout = 5000');
-      // Before anything writes to the file.
-      if (options.integrityCheck !== false) checkIntegrity(db, where);
-      db.pragma('journal_mode = WAL');
-      // Durable against a crash of the process (SIGKILL included), not of the OS: see the class doc.
-      db.pragma('synchronous = NORMAL');
-      db.exec(SCHEMA);
+      // Several processes (the workers of one server) open the file at once: switching it to WAL
+      // can answer SQLITE_BUSY at once instead of waiting, so the opening is tried again.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          // Before anything writes to the file.
+          if (options.integrityCheck !== false) checkIntegrity(db, where);
+          db.pragma('journal_mode = WAL');
+          // Durable against a crash of the process (SIGKILL included), not of the OS: see the class doc.
+          db.pragma('synchronous = NORMAL');
+          db.exec(SCHEMA);
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || attempt >= 50) throw err;
+          sleepSync(100);
+        }
+      }
       return new SqliteStore(db, options);
     } catch (err) {
       db.close();
@@ -389,4 +399,9 @@ function toStored(r: Row): StoredMessage {
 function immediate<A extends unknown[], R>(db: Database.Database, fn: (...args: A) => R): (...args: A) => R {
   const tx = db.transaction(fn);
   return (...args: A) => tx.immediate(...args);
+}
+
+/** Blocks the thread for `ms` (only while a store is opened, at start). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
