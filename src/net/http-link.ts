@@ -127,14 +127,7 @@ export class HttpLink implements Link, Holder {
     const list = this.waiting;
     this.waiting = [];
     budgets.setInbound(this, 0, false);
-    for (let i = 0; i < list.length; i++) {
-      if (this.paused) {
-        this.hold(list.slice(i));
-        return;
-      }
-      if (this.state !== OPEN) return;
-      this.options.sink.onPacket(this, list[i] as Uint8Array, true);
-    }
+    this.deliver(list);
   }
 
   /** Messages the client posted (each one envelope's bytes), in order. */

@@ -12,12 +12,14 @@ export const OP_CLOSE = 0x8;
 export const OP_PING = 0x9;
 export const OP_PONG = 0xa;
 
-/** One final frame of `opcode` with `payload`, header and payload in one buffer (`rsv1`: compressed). */
-export function wsFrameOf(opcode: number, payload: Uint8Array, rsv1 = false): Buffer {
-  const n = payload.length;
-  const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  // Every byte is written below, so the pool's unzeroed memory is fine.
-  const out = Buffer.allocUnsafe(headerLength + n);
+/**
+ * A buffer for one final frame of `opcode` with a payload of `n` bytes, its header written (`rsv1`:
+ * compressed). Returns it and where the payload goes; the caller writes every payload byte, so the
+ * pool's unzeroed memory is fine.
+ */
+function frameFor(opcode: number, n: number, rsv1: boolean): { out: Buffer; at: number } {
+  const at = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const out = Buffer.allocUnsafe(at + n);
   out[0] = rsv1 ? 0xc0 | opcode : 0x80 | opcode;
   if (n < 126) {
     out[1] = n;
@@ -30,28 +32,21 @@ export function wsFrameOf(opcode: number, payload: Uint8Array, rsv1 = false): Bu
     out.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
     out.writeUInt32BE(n >>> 0, 6);
   }
-  out.set(payload, headerLength);
+  return { out, at };
+}
+
+/** One final frame of `opcode` with `payload`, header and payload in one buffer (`rsv1`: compressed). */
+export function wsFrameOf(opcode: number, payload: Uint8Array, rsv1 = false): Buffer {
+  const { out, at } = frameFor(opcode, payload.length, rsv1);
+  out.set(payload, at);
   return out;
 }
 
 /** A text message given as a string, as one frame: the UTF-8 is written into the frame's buffer. */
 export function wsTextFrame(text: string): Buffer {
   const n = Buffer.byteLength(text);
-  const headerLength = n < 126 ? 2 : n < 65536 ? 4 : 10;
-  const out = Buffer.allocUnsafe(headerLength + n);
-  out[0] = 0x80 | OP_TEXT;
-  if (n < 126) {
-    out[1] = n;
-  } else if (n < 65536) {
-    out[1] = 126;
-    out[2] = n >>> 8;
-    out[3] = n & 0xff;
-  } else {
-    out[1] = 127;
-    out.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
-    out.writeUInt32BE(n >>> 0, 6);
-  }
-  out.write(text, headerLength, n, 'utf8');
+  const { out, at } = frameFor(OP_TEXT, n, false);
+  out.write(text, at, n, 'utf8');
   return out;
 }
 
