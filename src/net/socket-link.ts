@@ -69,6 +69,9 @@ export abstract class SocketLink implements Link, Holder {
   ) {
     this.peerAddress = socket.remoteAddress ?? '';
     this.remotePort = socket.remotePort ?? 0;
+    // Node caches the peer as an object on the socket ({address, family, port}: ~80 bytes per
+    // connection); the link keeps its own copy, so the cache is let go.
+    (socket as Socket & { _peername?: unknown })._peername = undefined;
     this.reader = new Reassembler(options.maxPacket, allocBuffer);
   }
 
@@ -242,11 +245,6 @@ function onError(this: LinkedSocket, err: Error): void {
   link.failure ??= err;
 }
 
-function onEnd(this: LinkedSocket): void {
-  // The peer ended its side: end ours (sockets of an HTTP server allow half-open ones).
-  if (this.writable) this.end();
-}
-
 function onClose(this: LinkedSocket): void {
   this[kLink].finish();
 }
@@ -258,6 +256,8 @@ export function wire(link: SocketLink): void {
   socket.on('data', onData);
   socket.on('drain', onDrain);
   socket.on('error', onError);
-  socket.on('end', onEnd);
   socket.on('close', onClose);
+  // The peer ending its side ends ours: a socket of an HTTP server (an upgrade) allows half-open
+  // ones, and Node then ends it itself (no 'end' listener of our own: ~60 bytes per connection).
+  socket.allowHalfOpen = false;
 }
