@@ -33,10 +33,8 @@ export type OnPacket<C> = (packet: Uint8Array, ctx: C) => unknown;
 export class Reassembler {
   /** Bytes held for a packet not yet whole (or, while paused, packets not yet read). */
   held = 0;
-  /** Packets handed out so far. */
-  packets = 0;
-  /** The kept chunks, `held` bytes in all. */
-  private parts: Uint8Array[] = [];
+  /** The kept chunks, `held` bytes in all (made at the first: most readers never keep one). */
+  private parts: Uint8Array[] | undefined = undefined;
   /** Length of the packet being received, once `length` told it (0: not known yet). */
   private want = 0;
   private busy = false;
@@ -61,9 +59,10 @@ export class Reassembler {
       // The packet's length is known: complete it with just the bytes it needs, then read the
       // rest of the chunk as it is (zero-copy).
       const need = this.want - this.held;
-      this.parts.push(need === chunk.length ? chunk : chunk.subarray(0, need));
-      const packet = concat(this.parts, this.want, this.alloc);
-      this.parts = [];
+      const parts = this.parts as Uint8Array[];
+      parts.push(need === chunk.length ? chunk : chunk.subarray(0, need));
+      const packet = concat(parts, this.want, this.alloc);
+      this.parts = undefined;
       this.held = 0;
       this.read(packet, length, onPacket, ctx);
       if (need === chunk.length) return;
@@ -71,9 +70,10 @@ export class Reassembler {
       else this.read(chunk.subarray(need), length, onPacket, ctx);
       return;
     }
-    this.parts.push(chunk);
-    const buf = concat(this.parts, this.held + chunk.length, this.alloc);
-    this.parts = [];
+    const parts = this.parts as Uint8Array[];
+    parts.push(chunk);
+    const buf = concat(parts, this.held + chunk.length, this.alloc);
+    this.parts = undefined;
     this.held = 0;
     this.read(buf, length, onPacket, ctx);
   }
@@ -81,16 +81,16 @@ export class Reassembler {
   /** Reads what is held (after `onPacket` stopped the reading). */
   drain<C>(length: PacketLength<C>, onPacket: OnPacket<C>, ctx: C): void {
     if (this.busy || this.held === 0) return;
-    const buf =
-      this.parts.length === 1 ? (this.parts[0] as Uint8Array) : concat(this.parts, this.held, this.alloc);
-    this.parts = [];
+    const parts = this.parts as Uint8Array[];
+    const buf = parts.length === 1 ? (parts[0] as Uint8Array) : concat(parts, this.held, this.alloc);
+    this.parts = undefined;
     this.held = 0;
     this.read(buf, length, onPacket, ctx);
   }
 
   /** Drops what is held (the link is closing). */
   clear(): void {
-    this.parts = [];
+    this.parts = undefined;
     this.held = 0;
     this.want = 0;
   }
@@ -125,7 +125,6 @@ export class Reassembler {
           break;
         }
         off += n;
-        this.packets++;
       }
       const rest = buf.length - off;
       if (rest > 0) {
@@ -148,6 +147,7 @@ export class Reassembler {
 
   /** Keeps `bytes`; a small view of a big buffer is copied, so the big one is not pinned. */
   private keep(bytes: Uint8Array): void {
+    this.parts ??= [];
     this.parts.push(bytes.buffer.byteLength > 2 * bytes.length + 1024 ? bytes.slice() : bytes);
     this.held += bytes.length;
   }
