@@ -6,7 +6,7 @@ import type { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
 import { DISCONNECT, type DisconnectInfo, type DisconnectName } from '../protocol/disconnect.js';
 import type { Envelope } from '../protocol/envelope.js';
-import type { WheelTimer } from '../timer/wheel.js';
+import { WheelEntry, type WheelTimer } from '../timer/wheel.js';
 import type { TokenInfo } from './denials.js';
 import { type OneWay, positionOf } from './one-way.js';
 import type { Bucket } from './rate-limit.js';
@@ -36,24 +36,36 @@ export interface ConnectionOwner {
   handshakeExpired(conn: Connection): void;
   /** Nothing received for keepalive.timeout. */
   keepaliveExpired(conn: Connection, idleMs: number): void;
+  /** Runs the connection's timer (`onWheelTimer`) again in `delayMs`. */
+  rearm(conn: Connection, delayMs: number): void;
+}
+
+/**
+ * The fields of a connection that most connections never set, or set for a moment (a slow
+ * consumer's deadline, the close): one object made when first needed, so an idle connection
+ * does not carry seven empty fields (56 bytes).
+ */
+class Rare {
+  slowTimer: WheelTimer | undefined = undefined;
+  closeInfo: DisconnectInfo | undefined = undefined;
+  subscribed: string[] | undefined = undefined;
+  oneWay: OneWay | undefined = undefined;
+  resumeFrom: string | undefined = undefined;
+  subBucket: Bucket | undefined = undefined;
+  data: Record<string, unknown> | undefined = undefined;
 }
 
 /**
  * One client connection, on any transport. Holds only what every connection needs; the
- * application's own state goes in `data`.
+ * application's own state goes in `data`. It is its own entry on the timing wheel (the
+ * handshake deadline, then the keepalive checks), so no timer object is allocated for it.
  */
-export class Connection implements Member, Recipient, Bucket {
+export class Connection extends WheelEntry implements Member, Recipient, Bucket {
   /** Monotonic-clock time (ms) of the last frame received: any frame counts as life. */
   lastRecv: number;
   state: ConnectionState = 'handshake';
   /** Requests of this connection whose handlers have not answered yet. */
   pending = 0;
-  /** The one timer of this connection (handshake deadline, then keepalive checks). */
-  timer: WheelTimer | undefined = undefined;
-  /** Armed while the outgoing buffer is over the high-water mark (slow-consumer deadline). */
-  slowTimer: WheelTimer | undefined = undefined;
-  /** Set when the connection is closed; reported in the disconnect event. */
-  closeInfo: DisconnectInfo | undefined = undefined;
   /** Authenticated user id; undefined for an anonymous connection. */
   user: string | undefined = undefined;
   /** Device and client version, as the validate hook reported them. */
@@ -66,8 +78,6 @@ export class Connection implements Member, Recipient, Bucket {
   labels: string[] | undefined = undefined;
   /** The labels the identity gave (validate hook): on resume these come from the new identity. */
   identityLabels: readonly string[] | undefined = undefined;
-  /** The labels the client asked for with `sub` (and still has): on resume they pass authorizeSub again. */
-  subscribed: string[] | undefined = undefined;
   /** Wall-clock time the connection was accepted (ms since the epoch). */
   readonly connectedAt = Date.now();
   /** Whether the client has sent its hello (TCP: required first; WS: optional). */
@@ -76,10 +86,6 @@ export class Connection implements Member, Recipient, Bucket {
   opened = false;
   /** The session id given in welcome (for resume), when resume is on. */
   session: string | undefined = undefined;
-  /** A one-way HTTP stream: what it asked for, and its position. */
-  oneWay: OneWay | undefined = undefined;
-  /** The session id the client asked to resume in its hello. */
-  resumeFrom: string | undefined = undefined;
   /** qos-1 delivery state (owned by the delivery module). */
   qos1: Cursor | undefined = undefined;
   deliveryOn = false;
@@ -88,13 +94,12 @@ export class Connection implements Member, Recipient, Bucket {
   /** Inbound rate limit (token bucket, milli-tokens): -1 is a full bucket. */
   tokens = -1;
   refilled = 0;
-  /** The `sub`/`unsub` rate limit's bucket, made on the first one. */
-  subBucket: Bucket | undefined = undefined;
   /** The bucket of the user's frames, shared by its connections (set while it holds a slot of its user). */
   userBucket: Bucket | undefined = undefined;
   /** What the validator reported of the token (bans and revocations are checked against it). */
   token: TokenInfo | undefined = undefined;
-  private appData: Record<string, unknown> | undefined = undefined;
+  /** What few connections have, or have for a moment: made at the first such field set. */
+  private rare: Rare | undefined = undefined;
 
   constructor(
     readonly id: string,
@@ -104,8 +109,47 @@ export class Connection implements Member, Recipient, Bucket {
     readonly owner: ConnectionOwner,
     now: number,
   ) {
+    super();
     this.lastRecv = now;
     this.refilled = now;
+  }
+
+  /**
+   * @internal The connection's one timer, on the wheel. While the handshake (hello, then the
+   * validate hook) runs it is the handshake deadline; afterwards it checks for life:
+   * - idle < interval: sleep until the connection has been idle for one interval;
+   * - interval <= idle < timeout: send a ping and check again after min(interval, time left);
+   * - idle >= timeout: close with keepalive_timeout.
+   * Received frames only update `lastRecv`; they never touch the timer, so busy connections
+   * cost one check per interval.
+   */
+  onWheelTimer(): void {
+    const host = this.owner;
+    if (this.state === 'handshake' || this.state === 'auth') {
+      host.handshakeExpired(this);
+      return;
+    }
+    if (this.state !== 'open') return;
+    const ka = host.keepalive;
+    if (ka === undefined) return;
+    if (this.oneWay !== undefined) {
+      // A one-way stream cannot answer: it gets a sign of life each interval, and a reader that
+      // is gone shows as a write error or as a buffer over its cap (slow_consumer).
+      this.link.heartbeat?.();
+      host.rearm(this, ka.interval);
+      return;
+    }
+    const idle = host.now() - this.lastRecv;
+    if (idle >= ka.timeout) {
+      host.keepaliveExpired(this, idle);
+      return;
+    }
+    if (idle >= ka.interval) {
+      this.write({ kind: 'ping' });
+      host.rearm(this, Math.min(ka.interval, ka.timeout - idle));
+      return;
+    }
+    host.rearm(this, ka.interval - idle);
   }
 
   get transport(): TransportName {
@@ -123,8 +167,62 @@ export class Connection implements Member, Recipient, Bucket {
 
   /** The application's per-connection state (the validate hook's `data` lands here). */
   get data(): Record<string, unknown> {
-    this.appData ??= {};
-    return this.appData;
+    const rare = this.more();
+    rare.data ??= {};
+    return rare.data;
+  }
+
+  /** Armed while the outgoing buffer is over the high-water mark (slow-consumer deadline). */
+  get slowTimer(): WheelTimer | undefined {
+    return this.rare?.slowTimer;
+  }
+  set slowTimer(v: WheelTimer | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().slowTimer = v;
+  }
+
+  /** Set when the connection is closed; reported in the disconnect event. */
+  get closeInfo(): DisconnectInfo | undefined {
+    return this.rare?.closeInfo;
+  }
+  set closeInfo(v: DisconnectInfo | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().closeInfo = v;
+  }
+
+  /** The labels the client asked for with `sub` (and still has): on resume they pass authorizeSub again. */
+  get subscribed(): string[] | undefined {
+    return this.rare?.subscribed;
+  }
+  set subscribed(v: string[] | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().subscribed = v;
+  }
+
+  /** A one-way HTTP stream: what it asked for, and its position. */
+  get oneWay(): OneWay | undefined {
+    return this.rare?.oneWay;
+  }
+  set oneWay(v: OneWay | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().oneWay = v;
+  }
+
+  /** The session id the client asked to resume in its hello. */
+  get resumeFrom(): string | undefined {
+    return this.rare?.resumeFrom;
+  }
+  set resumeFrom(v: string | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().resumeFrom = v;
+  }
+
+  /** The `sub`/`unsub` rate limit's bucket, made on the first one. */
+  get subBucket(): Bucket | undefined {
+    return this.rare?.subBucket;
+  }
+  set subBucket(v: Bucket | undefined) {
+    if (v !== undefined || this.rare !== undefined) this.more().subBucket = v;
+  }
+
+  private more(): Rare {
+    this.rare ??= new Rare();
+    return this.rare;
   }
 
   get open(): boolean {

@@ -40,6 +40,7 @@ import { upgradeToken } from './auth.js';
 import type { ClusterLink, ClusterNode, Operation } from './cluster-link.js';
 import { clusterNodeOf } from './cluster-node.js';
 import { Connection, type ConnectionOwner } from './connection.js';
+import { ConnectionIndex } from './connection-index.js';
 import {
   type Denial,
   Denials,
@@ -54,7 +55,6 @@ import { dispatchMessage, dispatchRequest } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
 import { DEFAULT_KEY_WINDOW, MemoryKeys, pushOnce } from './idempotency.js';
-import { onConnectionTimer } from './keepalive.js';
 import { joinLabel, leaveLabel, updateLabels } from './label-ops.js';
 import { type LabelTotals, rememberSubscribed } from './labels.js';
 import { Listeners } from './listeners.js';
@@ -99,7 +99,7 @@ const LOCAL_ADAPTER: ClusterLink = {
  */
 export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, SubscribeHost, RefreshHost {
   /** Every connection past the transport's accept, by id (including ones still authenticating). */
-  readonly connections = new Map<string, Connection>();
+  readonly connections: ConnectionIndex;
   readonly keepalive: KeepaliveOptions | undefined;
   readonly highWaterMark: number;
   readonly maxPendingRequests: number;
@@ -178,6 +178,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     };
     this.subscriptions = { authorizeSub: o.authorizeSub, labels: o.labels, rateLimit: o.subRateLimit };
     this.clock = o.clock ?? systemClock;
+    this.connections = new ConnectionIndex(this.hub);
     // The process's wheel, unless a test gives a clock of its own.
     this.wheel = wheelFor(o.clock, o.tickMs);
     this.timers = new TimerScope(this.wheel);
@@ -647,7 +648,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     await this.resumes?.saveOpen(this.connections.values());
     // Going away while the service stays: the other nodes get the sessions, so clients resume there.
     if (code === 'reconnect_elsewhere')
-      await handOffSessions(this.adapter, this.resumes, this.connections, this.logger);
+      await handOffSessions(this.adapter, this.resumes, this.connections.values(), this.logger);
     const drained = new Promise<void>((resolve) => {
       this.onEmpty = resolve;
     });
@@ -714,7 +715,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     const id = `${this.nodeId}-${(++this.nextId).toString(36)}`;
     const conn = new Connection(id, link, codec ?? jsonCodec, this, Math.floor(this.clock.now()));
     link.owner = conn;
-    this.connections.set(id, conn);
+    this.connections.add(conn);
     if (!this.admission.opened(link.remoteAddress)) {
       this.disconnect(conn, 'overloaded');
       return;
@@ -732,13 +733,13 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       if (this.options.validate === undefined) this.openConnection(conn);
       else {
         // A validate hook that never answers must not hold the connection forever.
-        conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
+        this.wheel.start(conn, this.options.handshakeTimeout);
         const meta = { transport: 'ws' as const, remoteAddress: link.remoteAddress, headers: info.headers };
         authenticate(this, conn, upgradeToken(info.query, info.headers), meta);
       }
       return;
     }
-    conn.timer = this.wheel.schedule(this.options.handshakeTimeout, onConnectionTimer, conn);
+    this.wheel.start(conn, this.options.handshakeTimeout);
     if (info.transport === 'http' && info.protocol === 'stream') {
       // A one-way stream sends nothing: its hello comes from its URL.
       const { hello: env, oneWay } = oneWayHello(info.query, info.headers);
@@ -834,6 +835,14 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   // ---- ConnectionOwner: what connections and their timers call ----
+
+  internLabel(label: string): string {
+    return this.hub.intern(label);
+  }
+
+  rearm(conn: Connection, delayMs: number): void {
+    if (conn.state !== 'closed') this.wheel.start(conn, delayMs);
+  }
 
   /**
    * Close `conn` with a code from the disconnect table. The connection is gone for the
@@ -944,14 +953,11 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     conn.state = 'open';
     conn.opened = true;
     this.hub.add(conn);
+    this.connections.opened(conn);
     if (conn.labels) for (const label of conn.labels) this.presence.joined(conn, label);
     const ka = this.keepalive;
-    if (ka) {
-      if (conn.timer) conn.timer.reschedule(ka.interval);
-      else conn.timer = this.wheel.schedule(ka.interval, onConnectionTimer, conn);
-    } else {
-      conn.timer?.cancel();
-    }
+    if (ka) this.wheel.start(conn, ka.interval);
+    else this.wheel.stop(conn);
     if (conn.token?.expiresAt !== undefined) armExpiry(this, conn);
     this.logger.info(
       { conn: conn.id, user: conn.user, transport: conn.transport, remote: conn.remoteAddress },
@@ -1047,12 +1053,11 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   private finish(conn: Connection, info: DisconnectInfo): void {
     conn.state = 'closed';
     conn.closeInfo = info;
-    conn.timer?.cancel();
-    conn.timer = undefined;
+    this.wheel.stop(conn);
     conn.slowTimer?.cancel();
     conn.slowTimer = undefined;
     if (conn.token?.expiresAt !== undefined) disarmExpiry(conn);
-    this.connections.delete(conn.id);
+    this.connections.delete(conn);
     const wasIndexed = this.hub.has(conn);
     this.hub.remove(conn);
     if (wasIndexed && conn.labels) for (const label of conn.labels) this.presence.left(conn, label);

@@ -35,6 +35,8 @@ export interface HandshakeHost {
   attachDelivery(conn: Connection): void;
   /** The user's open connections (for the duplicate-login policy). */
   connectionsOf(user: string): Connection[];
+  /** The hub's string for a label it holds (see Hub.intern). */
+  internLabel(label: string): string;
   authFailure(): void;
   /** Why a connection of this user with this token is refused (a ban, a revocation), or undefined. */
   refusal(user: string | undefined, token: TokenInfo | undefined): Refusal | undefined;
@@ -252,9 +254,11 @@ function accepted(host: HandshakeHost, conn: Connection, result: unknown): void 
   conn.token = identity.token;
   if (identity.data) Object.assign(conn.data, identity.data);
   if (identity.labels && identity.labels.length > 0) {
-    const labels = [...new Set(identity.labels)];
+    // One array for both until the labels change (label-ops copies it on write); each name is
+    // the hub's own string when the label is already held, so a label is stored once.
+    const labels = [...new Set(identity.labels)].map((l) => host.internLabel(l));
     conn.identityLabels = labels;
-    conn.labels = labels.slice();
+    conn.labels = labels;
   }
   if (host.handshake.duplicateLogin === 'replace' && identity.user !== undefined) {
     for (const older of host.connectionsOf(identity.user)) {

@@ -20,10 +20,11 @@ export function joinLabel(
 ): boolean {
   checkLabel(label);
   if (conn.state === 'closing' || conn.state === 'closed') return false;
-  conn.labels ??= [];
-  if (conn.labels.includes(label)) return false;
-  checkRoom(limits, hub.has(conn) ? hub : undefined, conn.labels, [label]);
-  conn.labels.push(label);
+  const labels = conn.labels ?? [];
+  if (labels.includes(label)) return false;
+  checkRoom(limits, hub.has(conn) ? hub : undefined, labels, [label]);
+  conn.labels = ownLabels(conn);
+  conn.labels.push(hub.intern(label));
   hub.indexLabel(conn, label);
   if (conn.state === 'open') presence.joined(conn, label);
   return true;
@@ -38,12 +39,22 @@ export function leaveLabel(
 ): boolean {
   const at = conn.labels?.indexOf(label) ?? -1;
   if (at < 0) return false;
-  conn.labels?.splice(at, 1);
+  ownLabels(conn).splice(at, 1);
   const sub = conn.subscribed?.indexOf(label) ?? -1;
   if (sub >= 0) conn.subscribed?.splice(sub, 1);
   hub.unindexLabel(conn, label);
   if (conn.state === 'open') presence.left(conn, label);
   return true;
+}
+
+/**
+ * The connection's label list, to change: until the first change it is the identity's own list
+ * (one array for both, copied on write).
+ */
+function ownLabels(conn: Connection): string[] {
+  if (conn.labels === undefined) conn.labels = [];
+  else if (conn.labels === conn.identityLabels) conn.labels = conn.labels.slice();
+  return conn.labels;
 }
 
 /** Adds and removes labels on every open connection of `user` here, all or nothing. Returns how many connections. */

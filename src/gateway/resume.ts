@@ -488,14 +488,13 @@ function restore(
 export async function handOffSessions(
   cluster: { handOffSessions?(sessions: HandedSession[]): Promise<void> } | undefined,
   resumes: Resumes | undefined,
-  connections: Iterable<Connection> | ReadonlyMap<string, Connection>,
+  connections: Iterable<Connection>,
   logger: Logger,
 ): Promise<void> {
   // Sessions in the store need no handing over: any gateway of the store takes them from there.
   if (cluster?.handOffSessions === undefined || resumes === undefined || resumes.durable) return;
   const sessions = resumes.own();
-  const conns = connections instanceof Map ? connections.values() : (connections as Iterable<Connection>);
-  for (const c of conns) {
+  for (const c of connections) {
     if (c.state === 'open' && c.session !== undefined) {
       const { granted, subscribed } = labelsBySource(c);
       sessions.push({ id: c.session, user: c.user, labels: granted, subscribed });

@@ -1,10 +1,9 @@
 import type { Bucket } from './rate-limit.js';
 
-interface UserState {
+/** A user's slots, and itself the token bucket of their frames (one object per user). */
+interface UserState extends Bucket {
   /** Connections of the user holding a slot. */
   n: number;
-  /** Their frames' token bucket (one for all of them). */
-  bucket: Bucket;
 }
 
 /**
@@ -22,12 +21,12 @@ export class UserSlots {
   take(user: string): Bucket | undefined {
     let s = this.users.get(user);
     if (s === undefined) {
-      s = { n: 0, bucket: { tokens: -1, refilled: 0 } };
+      s = { n: 0, tokens: -1, refilled: 0 };
       this.users.set(user, s);
     }
     if (s.n >= this.max) return undefined;
     s.n++;
-    return s.bucket;
+    return s;
   }
 
   give(user: string): void {

@@ -17,7 +17,7 @@ export class Hub<M extends Member = Member> {
   private readonly members = new Map<string, M>();
   /** One member, or an array when the user has several connections: most users have one, and a Set each would cost ~200 bytes. */
   private readonly byUser = new Map<string, M | M[]>();
-  private readonly byLabel = new Map<string, Set<M>>();
+  private readonly byLabel = new Map<string, LabelSet<M>>();
   /** Connection-label pairs indexed. */
   memberships = 0;
   /**
@@ -34,6 +34,12 @@ export class Hub<M extends Member = Member> {
   get distinct(): number {
     return this.byLabel.size;
   }
+
+  /**
+   * The hub's own string for `label` when some member holds it, else `label`: members that keep
+   * it share one string instead of one each (labels arrive as fresh strings from every token).
+   */
+  readonly intern = (label: string): string => this.byLabel.get(label)?.label ?? label;
 
   /** Whether some member holds `label`. */
   hasLabel(label: string): boolean {
@@ -143,7 +149,7 @@ export class Hub<M extends Member = Member> {
   private addTo(label: string, m: M): void {
     let set = this.byLabel.get(label);
     if (set === undefined) {
-      set = new Set<M>();
+      set = new LabelSet<M>(label);
       this.byLabel.set(label, set);
       this.onLabel?.(label, true);
     }
@@ -192,6 +198,13 @@ export class Hub<M extends Member = Member> {
     }
     for (const m of this.members.values()) if (matchesLabels(q, m.labels ?? NONE)) out.push(m);
     return out;
+  }
+}
+
+/** A label's members, knowing the label (its name is the string members share). */
+class LabelSet<M> extends Set<M> {
+  constructor(readonly label: string) {
+    super();
   }
 }
 

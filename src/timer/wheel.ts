@@ -30,28 +30,39 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const callNoArg = (fn: () => void): void => fn();
 const defaultOnError = (err: unknown): void => console.error('TimingWheel: task failed', err);
 
-/** A list node; a slot's list head is a bare Link (circular list, the head as sentinel). */
-class Link {
-  next: Link = this;
-  prev: Link = this;
+/** A list node; a slot's list head is a bare node (circular list, the head as sentinel). */
+class ListNode {
+  /** @internal */
+  wheelNext: ListNode = this;
+  /** @internal */
+  wheelPrev: ListNode = this;
 }
 
-class Task extends Link implements WheelTimer {
-  /** The level whose list holds the task, -1 when not scheduled. */
-  level = -1;
-  /** Absolute tick (since the wheel's origin) at which the task runs. */
-  expires = 0;
+/**
+ * What a wheel runs: a task it allocated (`schedule`, `every`), or an object that is its own
+ * entry. An object with one long-lived deadline (a connection's keepalive) extends this class
+ * and is scheduled with `start`/`stop`: it carries the list links, level and deadline itself,
+ * so no task is allocated for it (a task is ~90 bytes).
+ */
+export abstract class WheelEntry extends ListNode {
+  /** @internal The level whose list holds the entry, -1 when not scheduled. */
+  wheelLevel = -1;
+  /** @internal Absolute tick (since the wheel's origin) at which the entry runs. */
+  wheelTick = 0;
+  /** @internal Called when its deadline comes (once: start it again for another). */
+  abstract onWheelTimer(): void;
+}
+
+class Task extends WheelEntry implements WheelTimer {
   constructor(
     private readonly core: Core,
     readonly fn: (arg: unknown) => void,
     readonly arg: unknown,
-    /** Milliseconds between runs; 0 for a one-shot. */
-    readonly interval: number,
   ) {
     super();
   }
   get active(): boolean {
-    return this.level >= 0;
+    return this.wheelLevel >= 0;
   }
   cancel(): void {
     this.core.cancel(this);
@@ -59,15 +70,27 @@ class Task extends Link implements WheelTimer {
   reschedule(delayMs: number): void {
     this.core.start(this, delayMs);
   }
+  onWheelTimer(): void {
+    this.fn(this.arg);
+  }
 }
 
 class RepeatingTask extends Task {
   /** Deadline of the next run in ms since the origin, unrounded so the period does not drift. */
   due = 0;
+  constructor(
+    core: Core,
+    fn: (arg: unknown) => void,
+    arg: unknown,
+    /** Milliseconds between runs. */
+    readonly interval: number,
+  ) {
+    super(core, fn, arg);
+  }
 }
 
 class Core {
-  private readonly heads: Link[] = Array.from({ length: 512 }, () => new Link());
+  private readonly heads: ListNode[] = Array.from({ length: 512 }, () => new ListNode());
   /** Tasks linked per level, to find the lowest non-empty level. */
   private readonly counts = [0, 0, 0, 0, 0];
   /** Next tick to process; the cascades due at that tick are already done. */
@@ -88,11 +111,11 @@ class Core {
   }
 
   /** (Re)schedules `t` to run `delayMs` (negative = 0) from now. */
-  start(t: Task, delayMs: number): void {
+  start(t: WheelEntry, delayMs: number): void {
     if (!Number.isFinite(delayMs)) throw new RangeError(`bad delay: ${delayMs}`);
     if (this.closed) throw new Error('wheel closed');
     const nowMs = this.clock.now() - this.origin;
-    if (t.level >= 0) this.unlink(t);
+    if (t.wheelLevel >= 0) this.unlink(t);
     else this.size++;
     if (this.size === 1 && !this.running) {
       // Empty wheel: nothing to cascade, so skip straight to the present.
@@ -101,8 +124,8 @@ class Core {
     this.arm(this.place(t, nowMs + Math.max(delayMs, 0)), nowMs);
   }
 
-  cancel(t: Task): void {
-    if (t.level < 0) return;
+  cancel(t: WheelEntry): void {
+    if (t.wheelLevel < 0) return;
     this.unlink(t);
     if (--this.size === 0) this.disarm();
   }
@@ -111,20 +134,20 @@ class Core {
     if (this.closed) return;
     this.closed = true;
     this.disarm();
-    for (const head of this.heads) while (head.next !== head) this.unlink(head.next as Task);
+    for (const head of this.heads) while (head.wheelNext !== head) this.unlink(head.wheelNext as WheelEntry);
     this.size = 0;
   }
 
   /** Sets the deadline (ms since the origin) and links the task; returns the tick of its next event. */
-  private place(t: Task, dueMs: number): number {
-    if (t.interval > 0) (t as RepeatingTask).due = dueMs;
-    t.expires = Math.max(Math.ceil(dueMs / this.tickMs), this.cur);
+  private place(t: WheelEntry, dueMs: number): number {
+    if (t instanceof RepeatingTask) t.due = dueMs;
+    t.wheelTick = Math.max(Math.ceil(dueMs / this.tickMs), this.cur);
     return this.link(t);
   }
 
-  /** Appends `t` to the slot for `t.expires` (>= cur); returns the tick its slot is due (runs or cascades). */
-  private link(t: Task): number {
-    const e = t.expires;
+  /** Appends `t` to the slot for `t.wheelTick` (>= cur); returns the tick its slot is due (runs or cascades). */
+  private link(t: WheelEntry): number {
+    const e = t.wheelTick;
     const c = this.cur;
     let level = 0;
     while (level < 4 && Math.floor(e / SPAN[level + 1]!) !== Math.floor(c / SPAN[level + 1]!)) level++;
@@ -133,22 +156,22 @@ class Core {
         ? Math.floor(e / SPAN[level]!)
         : Math.floor(c / SPAN[4]!) + 1; // beyond the last level: its next slot, re-placed on cascade
     const head = this.heads[FIRST[level]! + (q & (level === 0 ? 255 : 63))]!;
-    t.prev = head.prev;
-    t.next = head;
-    head.prev.next = t;
-    head.prev = t;
-    t.level = level;
+    t.wheelPrev = head.wheelPrev;
+    t.wheelNext = head;
+    head.wheelPrev.wheelNext = t;
+    head.wheelPrev = t;
+    t.wheelLevel = level;
     this.counts[level]!++;
     return q * SPAN[level]!;
   }
 
-  private unlink(t: Task): void {
-    t.prev.next = t.next;
-    t.next.prev = t.prev;
-    t.next = t;
-    t.prev = t;
-    this.counts[t.level]!--;
-    t.level = -1;
+  private unlink(t: WheelEntry): void {
+    t.wheelPrev.wheelNext = t.wheelNext;
+    t.wheelNext.wheelPrev = t.wheelPrev;
+    t.wheelNext = t;
+    t.wheelPrev = t;
+    this.counts[t.wheelLevel]!--;
+    t.wheelLevel = -1;
   }
 
   /**
@@ -161,8 +184,8 @@ class Core {
     for (let level = 4; level >= 1; level--) {
       if (tick % SPAN[level]! !== 0) continue;
       const head = this.heads[FIRST[level]! + (Math.floor(tick / SPAN[level]!) & 63)]!;
-      while (head.next !== head) {
-        const t = head.next as Task;
+      while (head.wheelNext !== head) {
+        const t = head.wheelNext as WheelEntry;
         this.unlink(t);
         this.link(t);
       }
@@ -177,14 +200,14 @@ class Core {
     const c = this.cur;
     const heads = this.heads;
     if (this.counts[0]! > 0) {
-      for (let i = c & 255; i < 256; i++) if (heads[i]!.next !== heads[i]) return c - (c & 255) + i;
+      for (let i = c & 255; i < 256; i++) if (heads[i]!.wheelNext !== heads[i]) return c - (c & 255) + i;
     }
     for (let level = 1; level < 5; level++) {
       if (this.counts[level] === 0) continue;
       const q = Math.floor(c / SPAN[level]!);
       for (let j = 1; j < 64; j++) {
         const head = heads[FIRST[level]! + ((q + j) & 63)]!;
-        if (head.next !== head) return (q + j) * SPAN[level]!;
+        if (head.wheelNext !== head) return (q + j) * SPAN[level]!;
       }
     }
     return -1;
@@ -230,19 +253,19 @@ class Core {
   private fire(e: number, nowMs: number): void {
     // Detach the slot's list; tasks scheduled from here on land at e+1 or later.
     const list = this.heads[e & 255]!;
-    this.heads[e & 255] = new Link();
+    this.heads[e & 255] = new ListNode();
     this.moveTo(e + 1);
-    while (list.next !== list) {
-      const t = list.next as Task;
+    while (list.wheelNext !== list) {
+      const t = list.wheelNext as WheelEntry;
       this.unlink(t);
       if (this.closed) continue;
-      if (t.interval > 0) {
+      if (t instanceof RepeatingTask) {
         // Fixed rate without drift; runs missed because the loop was late are skipped, not bunched.
-        const due = (t as RepeatingTask).due + t.interval;
+        const due = t.due + t.interval;
         this.place(t, due > nowMs ? due : nowMs + t.interval);
       } else this.size--;
       try {
-        t.fn(t.arg);
+        t.onWheelTimer();
       } catch (err) {
         try {
           this.onError(err);
@@ -284,7 +307,7 @@ export class TimingWheel {
 
   /** One-shot: fn(arg) runs no earlier than delayMs from now, and normally within one tick after. O(1). */
   schedule<A>(delayMs: number, fn: (arg: A) => void, arg: A): WheelTimer {
-    const task = new Task(this.core, fn as (arg: unknown) => void, arg, 0);
+    const task = new Task(this.core, fn as (arg: unknown) => void, arg);
     this.core.start(task, delayMs);
     return task;
   }
@@ -305,7 +328,20 @@ export class TimingWheel {
     return task;
   }
 
-  /** Scheduled (active) tasks. */
+  /**
+   * (Re)schedules an object that is its own entry: its `onWheelTimer` runs no earlier than
+   * delayMs from now (once). O(1). Throws if the wheel is closed.
+   */
+  start(entry: WheelEntry, delayMs: number): void {
+    this.core.start(entry, delayMs);
+  }
+
+  /** Unschedules an entry given to `start`; no-op when it is not scheduled. O(1). */
+  stop(entry: WheelEntry): void {
+    this.core.cancel(entry);
+  }
+
+  /** Scheduled (active) tasks and entries. */
   get size(): number {
     return this.core.size;
   }
