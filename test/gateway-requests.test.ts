@@ -3,7 +3,7 @@ import { WebSocket } from 'ws';
 import { installEcho } from '../src/cli/echo.js';
 import { connect, PylonError, TimeoutError } from '../src/client/index.js';
 import type { CodecName } from '../src/index.js';
-import { once, startGateway, stopAll } from './support/gateway.js';
+import { once, startGateway, stopAll, until } from './support/gateway.js';
 
 afterEach(stopAll);
 
@@ -179,6 +179,42 @@ describe('one-way messages and pushes', () => {
     await client.close();
     await expect(disconnected).resolves.toEqual({ id, code: 1000 });
     expect(gateway.connections.size).toBe(0);
+  });
+
+  it('gateway.connections has a connection from accept: while it authenticates, open, and not once gone', async () => {
+    let release: (() => void) | undefined;
+    const { gateway, tcpUrl } = await startGateway({
+      validate: async (token) => {
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return { user: token, labels: ['a', 'b'] };
+      },
+    });
+    const pending = connect(tcpUrl, { token: 'alice', reconnect: false });
+    await until(() => release !== undefined);
+    // Authenticating: counted, found by id, listed by every view of the map.
+    expect(gateway.connections.size).toBe(1);
+    const [id, conn] = [...gateway.connections][0]!;
+    expect(conn.state).toBe('auth');
+    expect(gateway.connections.get(id)).toBe(conn);
+    expect(gateway.connections.has(id)).toBe(true);
+    expect([...gateway.connections.keys()]).toEqual([id]);
+    release?.();
+    const client = await pending;
+    expect(conn.state).toBe('open');
+    expect(gateway.connections.size).toBe(1);
+    expect(gateway.connections.get(id)).toBe(conn);
+    expect([...gateway.connections.values()]).toEqual([conn]);
+    // The labels change; the identity's stay what the token gave (resume and refresh read them).
+    expect(conn.join('c')).toBe(true);
+    expect(conn.leave('a')).toBe(true);
+    expect(conn.labels).toEqual(['b', 'c']);
+    expect(conn.identityLabels).toEqual(['a', 'b']);
+    await client.close();
+    await until(() => gateway.connections.size === 0);
+    expect(gateway.connections.get(id)).toBeUndefined();
+    expect(gateway.connections.has(id)).toBe(false);
   });
 
   it('kicks a connection: the client sees the code and does not reconnect', async () => {

@@ -247,4 +247,17 @@ describe('the WebSocket server', () => {
     expect(took).toBeLessThan(5000);
     expect(serverFrames(peer.bytes()).some((f) => f.op === 0x8)).toBe(true);
   });
+
+  it('a peer that ends its side without a close frame is closed on ours too (no half-open socket is kept)', async () => {
+    const { wsUrl, gateway } = await startGateway();
+    installEcho(gateway);
+    const peer = await rawWs(wsUrl);
+    await until(() => gateway.connections.size === 1);
+    const gone = new Promise<number>((r) => gateway.on('disconnect', (_c, info) => r(info.code)));
+    const closed = new Promise<void>((r) => peer.socket.on('close', () => r()));
+    peer.socket.end(); // FIN, and still open to read
+    await closed; // the server ended its side as well
+    expect(await gone).toBe(1006);
+    await until(() => gateway.connections.size === 0);
+  });
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { FakeClock, systemClock } from '../src/timer/clock.js';
-import { TimingWheel, type WheelTimer } from '../src/timer/wheel.js';
+import { TimingWheel, WheelEntry, type WheelTimer } from '../src/timer/wheel.js';
 
 /** A FakeClock that remembers the most timers ever pending at once. */
 class WatchedClock extends FakeClock {
@@ -26,6 +26,56 @@ const SECOND = 1000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
+
+describe('TimingWheel entries (objects that are their own timer)', () => {
+  class Entry extends WheelEntry {
+    constructor(
+      readonly name: string,
+      readonly ran: string[],
+      readonly now: () => number,
+    ) {
+      super();
+    }
+    onWheelTimer(): void {
+      this.ran.push(`${this.name}@${this.now()}`);
+    }
+  }
+
+  it('runs once per start, in deadline order with tasks; stop, restart and a restart from its own callback', () => {
+    const { clock, wheel, log, record } = setup();
+    const a = new Entry('a', log, () => clock.now());
+    const b = new Entry('b', log, () => clock.now());
+    wheel.start(a, 50);
+    wheel.start(b, 20);
+    wheel.schedule(30, record, 't');
+    expect(wheel.size).toBe(3);
+    clock.advance(100);
+    expect(log).toEqual(['b@20', 't@30', 'a@50']);
+    expect(wheel.size).toBe(0);
+    // Stopped before its deadline: it does not run; started again it does, at the new deadline.
+    wheel.start(a, 10);
+    wheel.stop(a);
+    wheel.stop(a); // a no-op when not scheduled
+    clock.advance(50);
+    expect(log).toHaveLength(3);
+    wheel.start(a, 10);
+    wheel.start(a, 40); // moved, not added twice
+    expect(wheel.size).toBe(1);
+    clock.advance(50);
+    expect(log.slice(3)).toEqual(['a@190']);
+    // An entry that starts itself again from its callback (a keepalive check).
+    let runs = 0;
+    const again = new (class extends WheelEntry {
+      onWheelTimer(): void {
+        if (++runs < 3) wheel.start(this, 1000);
+      }
+    })();
+    wheel.start(again, 1000);
+    clock.advance(10 * 60 * 1000);
+    expect(runs).toBe(3);
+    expect(wheel.size).toBe(0);
+  });
+});
 
 describe('TimingWheel one-shots', () => {
   it('fires at the deadline tick and not before', () => {

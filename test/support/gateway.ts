@@ -125,3 +125,12 @@ function keepFrame(packet: Uint8Array, frames: Uint8Array[]): boolean {
   frames.push(packet.slice(FRAME_HEADER_SIZE));
   return true;
 }
+
+/** Waits until `cond` holds, polling every 10 ms; throws after `ms`. */
+export async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
