@@ -175,7 +175,10 @@ describe('RedisStore with waitReplicas', () => {
     const master = new Redis(redis.url);
     await master.config('SET', 'repl-diskless-sync-delay', '0'); // sync the replica at once
     master.disconnect();
-    const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] });
+    // force: a replica still writing its first AOF after the sync refuses a plain SIGTERM.
+    const replica = await startRedis({
+      args: ['--replicaof', '127.0.0.1', String(redis.port), '--shutdown-on-sigterm', 'force'],
+    });
     const prefix = `wait${++n}:`;
     const r = new Redis(replica.url);
     const store = await RedisStore.connect(redis.url, { prefix, waitReplicas: 1 });

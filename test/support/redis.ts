@@ -106,7 +106,18 @@ export async function launch(bin: string, args: string[], port: number): Promise
     output: () => output,
     async stop() {
       if (!exited) child.kill('SIGTERM');
+      // A server that refuses SIGTERM (a replica writing its initial AOF answers "can't exit" and
+      // stays up) would outlive the test: after 5 s it is killed.
+      const late = setTimeout(() => {
+        if (!exited) {
+          process.stderr.write(
+            `redis-server on port ${port} still running 5 s after SIGTERM: SIGKILL\n${output.slice(-600)}\n`,
+          );
+          child.kill('SIGKILL');
+        }
+      }, 5000);
       await exit;
+      clearTimeout(late);
     },
   };
 }
