@@ -1,6 +1,6 @@
 import { deserialize, serialize } from 'node:v8';
-import type { Broadcast } from '../hub/fanout.js';
 import type { Target } from '../hub/member.js';
+import type { Broadcast } from '../hub/push-frames.js';
 import { newEpoch } from '../store/history-log.js';
 
 export interface JournalEntry {

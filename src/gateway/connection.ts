@@ -1,6 +1,6 @@
 import type { Cursor, Recipient } from '../delivery/delivery.js';
-import { encodePush } from '../hub/fanout.js';
 import type { Member } from '../hub/member.js';
+import { encodePush } from '../hub/push-frames.js';
 import type { Link, TransportName } from '../net/link.js';
 import type { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
@@ -25,9 +25,9 @@ export interface ConnectionOwner {
   /** The gateway clock's now (monotonic ms). */
   now(): number;
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
-  countOut(): void;
-  /** A qos-0 push was dropped because the connection's buffer is over its high-water mark. */
-  dropped(conn: Connection): void;
+  countOut(messages?: number): void;
+  /** qos-0 pushes (`messages`, default 1) were dropped because the connection's buffer is over its high-water mark. */
+  dropped(conn: Connection, messages?: number): void;
   /** The connection's buffer went over its high-water mark. */
   overWater(conn: Connection): void;
   join(conn: Connection, label: string): boolean;
@@ -270,10 +270,10 @@ export class Connection extends WheelEntry implements Member, Recipient, Bucket 
   deliver(frame: OutFrame, qos: 0 | 1, seq?: number): boolean {
     if (this.state !== 'open') return false;
     if (qos === 0 && this.link.buffered >= this.owner.highWaterMark) {
-      this.owner.dropped(this);
+      this.owner.dropped(this, frame.messages);
       return false;
     }
-    this.owner.countOut();
+    this.owner.countOut(frame.messages);
     const ow = this.oneWay;
     if (ow !== undefined && seq !== undefined && seq > ow.written) {
       ow.written = seq;

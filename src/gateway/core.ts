@@ -853,12 +853,12 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.release(conn, disconnectInfo(name, reason), true);
   }
 
-  countOut(): void {
-    this.counters.messagesOut++;
+  countOut(messages = 1): void {
+    this.counters.messagesOut += messages;
   }
 
-  dropped(_conn: Connection): void {
-    this.counters.pushesDropped++;
+  dropped(_conn: Connection, messages = 1): void {
+    this.counters.pushesDropped += messages;
   }
 
   overWater(conn: Connection): void {

@@ -91,9 +91,10 @@ export async function pushTo(
   const members = p.hub.select(t);
   // Backpressure where the push is accepted (a node running another's push must run it), before
   // anything records it: a refused push is not replayed to resumed sessions either.
-  if (accepted && options.rate === undefined) p.fanout.admit(members.length);
+  const everyone = 'all' in t;
+  if (accepted && options.rate === undefined) p.fanout.admit(members.length, everyone);
   const pos = p.resumes?.record(t, push);
-  const result = p.fanout.deliver(members, push, options.rate, pos);
+  const result = p.fanout.deliver(members, push, options.rate, pos, everyone ? p.hub.adds : undefined);
   record();
   return { id, targeted: result.targeted, done: result.done };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Journal } from '../delivery/journal.js';
-import { type Broadcast, encodeBroadcast } from '../hub/fanout.js';
 import type { Target } from '../hub/member.js';
+import { type Broadcast, encodeBroadcast } from '../hub/push-frames.js';
 import { matchesTarget } from '../hub/target.js';
 import type { Logger } from '../log/logger.js';
 import type { OutFrame } from '../net/out-frame.js';

@@ -1,20 +1,9 @@
-import { OutFrame } from '../net/out-frame.js';
-import type { Codec } from '../protocol/codec.js';
-import type { Envelope } from '../protocol/envelope.js';
 import { PylonError } from '../protocol/errors.js';
 import type { Member } from './member.js';
+import { type Broadcast, FrameCache } from './push-frames.js';
+import { Sweep } from './sweep.js';
 
-/** A qos-0 push on its way to many members. */
-export interface Broadcast {
-  type: string;
-  /** The default payload. */
-  data: unknown;
-  /**
-   * Per-label payloads (sim's multi-version push): a member gets the variant of the first of
-   * its labels, in the order it got them, that has one; otherwise `data`.
-   */
-  variants?: ReadonlyMap<string, unknown>;
-}
+export type { Broadcast } from './push-frames.js';
 
 export interface FanoutResult {
   /** Members selected. */
@@ -50,13 +39,16 @@ interface Run {
   index: number;
   delivered: number;
   dropped: number;
-  /** Why the run stopped early (the push could not be encoded). */
+  /** Why some members were skipped (the push could not be encoded for their codec). */
   error: unknown;
   /** The push's position in the resume journal, if it has one. */
   tag: number | undefined;
   /** Each member's index, built when first asked (unwrittenFrom). */
   where?: Map<Member, number>;
 }
+
+/** An unpaced fan-out waiting in the FIFO: one push's run, or a sweep carrying broadcasts to everyone. */
+type Entry = { run: Run; finish: () => void; sweep?: undefined } | { sweep: Sweep; run?: undefined };
 
 /** How often a paced fan-out writes its next slice at most (ms). */
 const PACE_STEP = 10;
@@ -81,6 +73,10 @@ export const MAX_PACED_DURATION = 3_600_000;
  * broadcasts in flight each finishes as soon as it can instead of k times later (interleaved
  * chunks). A small push made while a large fan-out is under way waits for it.
  *
+ * Broadcasts to everyone (`{all: true}`, no variants) ride a Sweep instead: one made while
+ * another is being written joins its pass at once rather than queueing behind it, and each
+ * connection gets every broadcast riding the pass in one write (see Sweep).
+ *
  * Flow control (the 360 system's paced send queue, goim's speed): a push may carry a rate in
  * connections per second, and a process-wide ceiling bounds all fan-outs together; a paced
  * fan-out writes a slice every 10 ms and the caller does not wait for it.
@@ -92,10 +88,13 @@ export class Fanout {
   private waiting = 0;
   private closed = false;
   /** Unpaced fan-outs not finished yet, in call order; the head is being written. */
-  private readonly fifo: Array<{ run: Run; finish: () => void }> = [];
+  private readonly fifo: Entry[] = [];
   private pumping = false;
-  /** Members of the fan-outs in the FIFO not written yet (bounded by MAX_QUEUED_MEMBERS). */
+  /** Members of the runs in the FIFO not written yet (with sweepsHeld, bounded by MAX_QUEUED_MEMBERS). */
   private queued = 0;
+  /** The sweeps in the FIFO, and the members they hold. */
+  private readonly sweeps: Sweep[] = [];
+  private sweepsHeld = 0;
   /** Members written per ms while the FIFO is being pumped (moving average over turns). */
   private writeRate = 0;
   /** When the last pump turn began, and how many members it wrote. */
@@ -116,6 +115,7 @@ export class Fanout {
   unwrittenFrom(m: Member): number | undefined {
     const head = this.fifo[0];
     if (head === undefined) return undefined;
+    if (head.sweep !== undefined) return head.sweep.unwrittenFrom(m) ?? tagOf(this.fifo[1]);
     const run = head.run;
     if (run.where === undefined) {
       run.where = new Map();
@@ -123,25 +123,36 @@ export class Fanout {
     }
     const i = run.where.get(m);
     if (i !== undefined && i >= run.index) return run.tag;
-    return this.fifo[1]?.run.tag;
+    return tagOf(this.fifo[1]);
   }
 
   /** Members waiting in the FIFO, and how long they would take to write at the current rate (ms). */
   backlog(): { queued: number; ms: number } {
-    if (this.queued === 0) return { queued: 0, ms: 0 };
+    let queued = this.queued;
+    for (const s of this.sweeps) queued += s.remaining();
+    if (queued === 0) return { queued: 0, ms: 0 };
     // Before any turn was timed: a chunk per 10 ms, a conservative guess.
     const rate = this.writeRate > 0 ? this.writeRate : this.options.chunk / 10;
-    return { queued: this.queued, ms: Math.round(this.queued / rate) };
+    return { queued, ms: Math.round(queued / rate) };
+  }
+
+  /** The sweep a broadcast to everyone made now would join, if one is open at the FIFO's tail. */
+  private openSweep(): Sweep | undefined {
+    const tail = this.fifo[this.fifo.length - 1];
+    return tail?.sweep?.open ? tail.sweep : undefined;
   }
 
   /**
    * Backpressure for a push about to be accepted: throws TOO_MANY_REQUESTS while the backlog is
    * over `maxBacklogMs`, so a caller that pushes faster than the sockets drain learns it at once
    * instead of its pushes arriving later and later (each waits behind all the earlier ones).
+   * A broadcast to everyone (`everyone`) that would join the sweep being written waits for
+   * nothing, so it is admitted (up to SWEEP_MAX_ACTIVE riders).
    */
-  admit(targets: number): void {
+  admit(targets: number, everyone = false): void {
     const max = this.options.maxBacklogMs;
-    if (max === undefined || targets <= this.options.chunk || this.queued === 0) return;
+    if (max === undefined || targets <= this.options.chunk || this.fifo.length === 0) return;
+    if (everyone && this.openSweep() !== undefined) return;
     const b = this.backlog();
     if (b.ms <= max) return;
     this.refused++;
@@ -151,7 +162,11 @@ export class Fanout {
     );
   }
 
-  deliver(members: Member[], push: Broadcast, rate?: number, tag?: number): FanoutResult {
+  /**
+   * `adds`: given when `members` is everyone the hub holds now (a push to `{all: true}`), with
+   * the hub's count of members ever added; such a push may ride a sweep.
+   */
+  deliver(members: Member[], push: Broadcast, rate?: number, tag?: number, adds?: number): FanoutResult {
     const targeted = members.length;
     const ceiling = this.options.ceiling;
     const paced = rate !== undefined || ceiling !== undefined;
@@ -179,11 +194,16 @@ export class Fanout {
       tag,
     };
     if (!paced && targeted <= this.options.chunk && this.fifo.length === 0) {
-      if (!this.write(run, targeted)) throw run.error;
+      this.write(run, targeted);
+      // Nobody could take it (its first member's codec cannot carry it, say): the caller is told.
+      if (run.error !== undefined && run.delivered === 0) throw run.error;
+      if (run.error !== undefined) this.options.onError?.(run.error);
       return { targeted, done: Promise.resolve({ delivered: run.delivered, dropped: run.dropped }) };
     }
+    if (!paced && adds !== undefined && push.variants === undefined && targeted > 0)
+      return this.sweep(members, push, tag, adds);
     if (!paced) {
-      if (this.queued + targeted > (this.options.maxQueued ?? MAX_QUEUED_MEMBERS)) {
+      if (this.queued + this.sweepsHeld + targeted > (this.options.maxQueued ?? MAX_QUEUED_MEMBERS)) {
         // Each waiting fan-out holds its list of targets: pushes faster than they can be written are refused.
         throw new PylonError(
           'TOO_MANY_REQUESTS',
@@ -205,7 +225,8 @@ export class Fanout {
       if (!this.pumping) this.pump();
       return { targeted, done };
     }
-    // A push that cannot be encoded stops its run; the error goes to onError (the caller has its answer).
+    // Members whose codec cannot carry the push are skipped and counted as dropped; the first
+    // such error goes to onError when the run ends (the caller has its answer).
     const done = new Promise<{ delivered: number; dropped: number }>((resolve) => {
       const finish = () => {
         if (run.error !== undefined) this.options.onError?.(run.error);
@@ -220,8 +241,8 @@ export class Fanout {
         if (rate !== undefined)
           budget = Math.min(budget, Math.floor((rate * elapsed) / 1000) + 1 - run.index);
         if (ceiling !== undefined) budget = this.take(Math.max(0, budget), ceiling);
-        const ok = budget <= 0 || this.write(run, budget);
-        if (ok && run.index < targeted && !this.closed) {
+        if (budget > 0) this.write(run, budget);
+        if (run.index < targeted && !this.closed) {
           // Sleep until the next member is due (a slow rate does not wake every 10 ms).
           const due = rate === undefined ? 0 : (run.index * 1000) / rate - elapsed;
           this.options.after(Math.max(PACE_STEP, Math.ceil(due)), step);
@@ -235,6 +256,33 @@ export class Fanout {
     return { targeted, done };
   }
 
+  /** A broadcast to everyone: joins the open sweep at the FIFO's tail, or starts one there. */
+  private sweep(members: Member[], push: Broadcast, tag: number | undefined, adds: number): FanoutResult {
+    // Refused now, to its caller, if it cannot be encoded for its first member.
+    new FrameCache(push).for(members[0] as Member);
+    let sweep = this.openSweep();
+    if (sweep === undefined) {
+      if (this.queued + this.sweepsHeld + members.length > (this.options.maxQueued ?? MAX_QUEUED_MEMBERS)) {
+        throw new PylonError(
+          'TOO_MANY_REQUESTS',
+          `${this.queued + this.sweepsHeld} deliveries of earlier pushes are still waiting to be written; try later`,
+        );
+      }
+      sweep = new Sweep(members, adds);
+      this.fifo.push({ sweep });
+      this.sweeps.push(sweep);
+    }
+    const before = sweep.held;
+    const riding = sweep.join(push, members, adds, tag);
+    this.sweepsHeld += sweep.held - before;
+    const done = riding.then((r) => {
+      if (r.error !== undefined) this.options.onError?.(r.error);
+      return { delivered: r.delivered, dropped: r.dropped };
+    });
+    if (!this.pumping) this.pump();
+    return { targeted: members.length, done };
+  }
+
   /** Writes a chunk of members from the head of the FIFO on, then again next turn while any is left. */
   private pump(): void {
     const now = performance.now();
@@ -246,21 +294,32 @@ export class Fanout {
     }
     this.lastTurnAt = now;
     this.pumping = true;
-    const queuedBefore = this.queued;
     let budget = this.options.chunk;
+    let wrote = 0;
     while (budget > 0 && this.fifo.length > 0) {
-      const head = this.fifo[0] as { run: Run; finish: () => void };
+      const head = this.fifo[0] as Entry;
+      if (head.sweep !== undefined) {
+        const visited = head.sweep.write(budget);
+        budget -= visited;
+        wrote += visited;
+        if (!head.sweep.active) {
+          this.fifo.shift();
+          this.sweeps.splice(this.sweeps.indexOf(head.sweep), 1);
+          this.sweepsHeld -= head.sweep.held;
+        }
+        continue;
+      }
       const before = head.run.index;
-      const ok = this.write(head.run, budget);
+      this.write(head.run, budget);
       budget -= head.run.index - before;
+      wrote += head.run.index - before;
       this.queued -= head.run.index - before;
-      if (!ok || head.run.index >= head.run.members.length) {
+      if (head.run.index >= head.run.members.length) {
         this.fifo.shift();
-        this.queued -= head.run.members.length - head.run.index; // a run stopped early
         head.finish();
       }
     }
-    this.lastTurnWrote = queuedBefore - this.queued;
+    this.lastTurnWrote = wrote;
     if (this.fifo.length > 0) setImmediate(() => this.pump());
     else this.pumping = false;
   }
@@ -276,25 +335,23 @@ export class Fanout {
   }
 
   /**
-   * Writes the next `count` members. False when the push cannot be encoded (the run stops; a
+   * Writes the next `count` members. A member whose codec cannot carry the push (binary data for
+   * a JSON connection) is skipped and counted as dropped; the error is kept for onError (a
    * fan-out in a later turn must not throw where nobody catches it).
    */
-  private write(s: Run, count: number): boolean {
+  private write(s: Run, count: number): void {
     const end = Math.min(s.members.length, s.index + count);
-    try {
-      for (let i = s.index; i < end; i++) {
-        const m = s.members[i] as Member;
-        if (!m.open) continue;
-        if (m.deliver(s.frames.for(m), 0)) s.delivered++;
-        else s.dropped++;
-      }
-    } catch (err) {
-      s.index = s.members.length;
-      s.error = err;
-      return false;
+    for (let i = s.index; i < end; i++) {
+      const m = s.members[i] as Member;
+      if (!m.open) continue;
+      const f = s.frames.tryFor(m);
+      if (f === null) {
+        s.dropped++;
+        s.error ??= s.frames.error;
+      } else if (m.deliver(f, 0)) s.delivered++;
+      else s.dropped++;
     }
     s.index = end;
-    return true;
   }
 
   /** Stops the paced fan-outs still going out (their `done` resolves with what was written). */
@@ -303,46 +360,7 @@ export class Fanout {
   }
 }
 
-/** The encoded frames of one push, built on first use per (codec, variant). */
-class FrameCache {
-  private readonly byKey = new Map<string, OutFrame>();
-
-  constructor(private readonly push: Broadcast) {}
-
-  for(m: Member): OutFrame {
-    const variants = this.push.variants;
-    const variant = variants === undefined ? '' : variantFor(m.labels, variants);
-    const key = variant === '' ? m.codec.name : `${m.codec.name}\u0000${variant}`;
-    let f = this.byKey.get(key);
-    if (f === undefined) {
-      const data = variant === '' ? this.push.data : variants?.get(variant);
-      f = encodePush(m.codec, this.push.type, data);
-      this.byKey.set(key, f);
-    }
-    return f;
-  }
-}
-
-/** The variant a connection with `labels` gets: its first label that has one ('' for the default). */
-export function variantFor(
-  labels: readonly string[] | undefined,
-  variants: ReadonlyMap<string, unknown>,
-): string {
-  if (labels !== undefined) for (const label of labels) if (variants.has(label)) return label;
-  return '';
-}
-
-/** The push frame of a broadcast for one connection's codec and labels. */
-export function encodeBroadcast(
-  codec: Codec,
-  labels: readonly string[] | undefined,
-  push: Broadcast,
-): OutFrame {
-  const variant = push.variants === undefined ? '' : variantFor(labels, push.variants);
-  return encodePush(codec, push.type, variant === '' ? push.data : push.variants?.get(variant));
-}
-
-export function encodePush(codec: Codec, type: string, data: unknown): OutFrame {
-  const env: Envelope = data === undefined ? { kind: 'push', type } : { kind: 'push', type, data };
-  return new OutFrame(codec.encode(env), !codec.binary);
+/** The journal position of the first push an entry has not written everywhere. */
+function tagOf(e: Entry | undefined): number | undefined {
+  return e === undefined ? undefined : e.sweep !== undefined ? e.sweep.firstTag : e.run.tag;
 }

@@ -21,6 +21,11 @@ export class Hub<M extends Member = Member> {
   /** Connection-label pairs indexed. */
   memberships = 0;
   /**
+   * Members ever added. `members` keeps insertion order, so the members added since a count was
+   * read are among the last (now − then) of `all()`: what a broadcast sweep appends.
+   */
+  adds = 0;
+  /**
    * Told when a label gets its first member here (`present` true) and when its last member
    * leaves (false): what a cluster adapter routes label pushes by. One listener.
    */
@@ -47,7 +52,10 @@ export class Hub<M extends Member = Member> {
   }
 
   add(m: M): void {
+    // A member under an id already held goes to the end (a Map keeps a replaced key's place).
+    if (this.members.has(m.id)) this.members.delete(m.id);
     this.members.set(m.id, m);
+    this.adds++;
     if (m.user !== undefined) {
       const cur = this.byUser.get(m.user);
       if (cur === undefined) this.byUser.set(m.user, m);

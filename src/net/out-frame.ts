@@ -24,6 +24,11 @@ export class OutFrame {
     readonly text: boolean,
   ) {}
 
+  /** Messages in this frame: 1, or the parts of a batch. */
+  get messages(): number {
+    return 1;
+  }
+
   /** 4-byte big-endian length + payload. */
   tcp(): Uint8Array {
     this.tcpBytes ??= tcpFrame(this.payload);
@@ -59,6 +64,59 @@ export class OutFrame {
       this.deflatedWith = key;
     }
     return this.deflated;
+  }
+}
+
+/**
+ * Several messages of one codec written as one: each transport's bytes are the parts' bytes one
+ * after the other (one socket write carries them all; a receiver sees the separate messages).
+ * What a broadcast sweep writes to a connection when several broadcasts wait for it. Datagram
+ * links send the parts one by one (`parts`).
+ */
+export class OutFrameBatch extends OutFrame {
+  private batchTcp: Uint8Array | undefined = undefined;
+  private batchWs: Uint8Array | undefined = undefined;
+  private batchSse: Uint8Array | undefined = undefined;
+  private batchLines: Uint8Array | undefined = undefined;
+  private batchDeflated: Uint8Array | undefined = undefined;
+  private batchDeflatedWith = -1;
+
+  constructor(readonly parts: readonly OutFrame[]) {
+    super(Buffer.concat(parts.map((p) => p.payload)), (parts[0] as OutFrame).text);
+  }
+
+  override get messages(): number {
+    return this.parts.length;
+  }
+
+  override tcp(): Uint8Array {
+    this.batchTcp ??= Buffer.concat(this.parts.map((p) => p.tcp()));
+    return this.batchTcp;
+  }
+
+  override ws(): Uint8Array {
+    this.batchWs ??= Buffer.concat(this.parts.map((p) => p.ws()));
+    return this.batchWs;
+  }
+
+  override sse(): Uint8Array {
+    this.batchSse ??= Buffer.concat(this.parts.map((p) => p.sse()));
+    return this.batchSse;
+  }
+
+  override ndjson(): Uint8Array {
+    this.batchLines ??= Buffer.concat(this.parts.map((p) => p.ndjson()));
+    return this.batchLines;
+  }
+
+  /** Each part compressed as its own message (no context is kept between messages). */
+  override wsDeflated(level: number, windowBits: number): Uint8Array {
+    const key = level * 16 + windowBits;
+    if (this.batchDeflated === undefined || this.batchDeflatedWith !== key) {
+      this.batchDeflated = Buffer.concat(this.parts.map((p) => p.wsDeflated(level, windowBits)));
+      this.batchDeflatedWith = key;
+    }
+    return this.batchDeflated;
   }
 }
 

@@ -4,7 +4,7 @@ import { isIPv6 } from 'node:net';
 import { ProtocolError } from '../protocol/errors.js';
 import { type PacketLength, Reassembler } from '../protocol/reassembly.js';
 import type { Link, LinkInfo, LinkSink } from './link.js';
-import type { OutFrame } from './out-frame.js';
+import { type OutFrame, OutFrameBatch } from './out-frame.js';
 
 export interface UdpListenOptions {
   sink: LinkSink;
@@ -52,6 +52,11 @@ export class UdpLink implements Link {
   }
 
   sendFrame(f: OutFrame): boolean {
+    // A datagram per message: a batch's parts go one by one.
+    if (f instanceof OutFrameBatch) {
+      for (const part of f.parts) if (!this.send(part.payload)) return false;
+      return true;
+    }
     return this.send(f.payload);
   }
 
