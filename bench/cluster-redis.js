@@ -554,7 +554,7 @@ async function capacity() {
     createdAt: Date.now(),
     expiresAt: Date.now() + 3_600_000,
   });
-  const append = sha(store.redis, 'pylonAppend');
+  const append = sha(store.redis, 'pylonTurn');
   await store.pending(user, 0, 64, Date.now());
   const pending = sha(store.redis, 'pylonPending');
   let channel = 'cap:ch';
@@ -605,22 +605,24 @@ async function capacity() {
       [
         'evalsha',
         append,
-        '7',
-        `${bp}seq:u__rand_int__`,
-        `${bp}order:u__rand_int__`,
-        `${bp}inbox:u__rand_int__`,
+        '3',
         `${bp}expiry`,
         `${bp}stats`,
         `${bp}dead`,
-        `${bp}ids:u__rand_int__`,
-        'u__rand_int__',
+        bp,
+        '1000',
+        '1000',
+        '1000',
+        '0',
+        '1',
         packed,
         far,
         far,
-        '1000',
-        '1000',
         'm__rand_int__',
-        '1000',
+        '1',
+        'u__rand_int__',
+        '1',
+        '0',
       ],
     ],
     'store pending (1 user, empty inbox)': [

@@ -51,6 +51,61 @@ describe('RedisStore across a Redis restart', () => {
   });
 });
 
+describe('RedisStore group commit (one script per turn)', () => {
+  it('the appends and acks of one turn run as one command per 1,000 calls, each call with its own answer', async () => {
+    const prefix = `turn${++n}:`;
+    const store = await RedisStore.connect(redis.url, { prefix });
+    const r = new Redis(redis.url);
+    const calls = async () => {
+      const info = await r.info('commandstats');
+      return Number(/cmdstat_(?:evalsha|eval):calls=(\d+)/.exec(info)?.[1] ?? 0);
+    };
+    const m = (id: string) => ({ id, type: 't', data: { id }, createdAt: 1, expiresAt: 9e15 });
+    try {
+      await store.append(['warm'], m('w')); // the script is loaded (EVAL once, then EVALSHA)
+      await r.config('RESETSTAT');
+      // 1,500 appends in one turn: 30 users × 50 pushes, and a push to 3 users repeated (same id).
+      const appends: Promise<number[]>[] = [];
+      for (let i = 0; i < 50; i++)
+        for (let u = 0; u < 30; u++) appends.push(store.append([`u${u}`], m(`m${i}`)));
+      const repeat = store.append(['u0', 'u1', 'u2'], m('m0'));
+      const seqs = await Promise.all(appends);
+      expect(await calls()).toBe(2); // 1,503 calls: a script of 1,000, then one of 503
+      for (let i = 0; i < 50; i++) for (let u = 0; u < 30; u++) expect(seqs[i * 30 + u]).toEqual([i + 1]);
+      expect(await repeat).toEqual([1, 1, 1]); // stored once: its seqs
+      // Acks in one turn, three of them for u0: one ack at the highest seq; the counts add up.
+      await r.config('RESETSTAT');
+      const acks = [store.ack('u0', 10), store.ack('u0', 30), store.ack('u0', 20), store.ack('u1', 50)];
+      expect(await Promise.all(acks)).toEqual([30, 0, 0, 50]);
+      expect(await calls()).toBe(1);
+      expect((await store.pending('u0', 0, 100, 2)).map((x) => x.seq)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i + 31),
+      );
+      expect(await store.stats()).toEqual({ messages: 1 + 30 * 50 - 80, deadLetters: 0 });
+    } finally {
+      r.disconnect();
+      await store.close();
+    }
+  });
+
+  it('a read made in the same turn as writes sees them (the turn is sent first)', async () => {
+    const prefix = `turnread${++n}:`;
+    const store = await RedisStore.connect(redis.url, { prefix });
+    try {
+      const m = { id: 'a', type: 't', data: 1, createdAt: 1, expiresAt: 9e15 };
+      await store.append(['x'], m);
+      const written = store.append(['x'], { ...m, id: 'b' });
+      void store.ack('x', 1);
+      const [pending, last] = await Promise.all([store.pending('x', 0, 10, 2), store.lastSeq('x')]);
+      expect(pending.map((p) => p.id)).toEqual(['b']);
+      expect(last).toBe(2);
+      expect(await written).toEqual([2]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe('RedisStore layout on a standalone Redis', () => {
   it('keeps the key names of earlier versions (seqs survive an upgrade), whatever buckets says', async () => {
     // `buckets` is for a Redis Cluster: on a standalone Redis it must not change the keys.

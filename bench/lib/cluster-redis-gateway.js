@@ -8,7 +8,7 @@
 // `sent` counts the commands this process hands to each ioredis client (what goes on the wire,
 // before Redis runs the commands inside a script), to attribute the server's counts. A script
 // call (EVALSHA, or the EVAL ioredis sends the first time on a connection) is counted under the
-// script's name (pylonRegLocate, pylonAppend, …), found by its sha among the client's scripts.
+// script's name (pylonRegLocate, pylonTurn, …), found by its sha among the client's scripts.
 import { pino } from 'pino';
 import { redisCluster } from '../../dist/cluster/index.js';
 import { createGateway, devValidator, RedisStore, startAdmin } from '../../dist/index.js';

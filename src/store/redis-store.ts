@@ -1,4 +1,4 @@
-import { type ChainableCommander, Cluster } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { createRedis, fnv1a, parseRedisSpec, quitRedis, type RedisClient, redisHost } from '../util/redis.js';
 import type { DenialLog } from './denial-log.js';
@@ -7,6 +7,7 @@ import { DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_DEAD_LETTERS, DEFAULT_MAX_PER_USER }
 import { RedisDenials } from './redis-denials.js';
 import { RedisHistory } from './redis-history.js';
 import { RedisSessions } from './redis-sessions.js';
+import { type Arg, RedisTurn } from './redis-turn.js';
 import type { SessionLog } from './session-log.js';
 import type {
   DeadLetter,
@@ -35,9 +36,9 @@ import type {
  * { id, type, data, createdAt, expiresAt }: JSON values and Uint8Array data (MessagePack bin)
  * round-trip; the seq lives in the keys. The Lua scripts never decode it.
  *
- * Every per-user step is one Lua script (atomic); the scripts of one `append` are pipelined (one
- * pipeline per bucket), so a batch is one round trip per bucket but not one transaction across
- * users.
+ * Every per-user step is one Lua script (atomic); the appends and acks of one event-loop turn,
+ * from every push and connection, are pipelined together (RedisTurn: one pipeline per bucket),
+ * so a turn is one round trip per bucket but not one transaction across users.
  *
  * Standalone Redis: one bucket whose prefix is P itself, so the keys are exactly the ones above
  * (pylon:seq:alice, pylon:expiry, …), as in every earlier version; `buckets` is ignored.
@@ -71,34 +72,86 @@ end
 
 const SCRIPTS = {
   /**
-   * KEYS: seq order inbox expiry stats dead ids;
-   * ARGV: user packed expiresAt createdAt maxPerUser maxDead id window waiting -> the user's seq
+   * The appends and acks of one event-loop turn in one bucket (RedisTurn), in call order.
+   * KEYS: expiry stats dead; ARGV: prefix maxPerUser maxDead window waiting,
+   *   nMessages, then per message: packed expiresAt createdAt id,
+   *   nAppends, then per append: user message (1-based),
+   *   nAcks, then per ack: user uptoSeq
+   * -> each append's seq, then each ack's count of removed messages.
+   * Keys are built from the prefix (the bucket's, so all in one slot on a cluster). An append of
+   * an id the user got within the last `window` appends returns that seq and stores nothing.
    */
-  pylonAppend: {
-    numberOfKeys: 7,
+  pylonTurn: {
+    numberOfKeys: 3,
     lua: `${MOVE_ASIDE}
-local had = redis.call('ZSCORE', KEYS[7], ARGV[7])
-if had then
-  -- A write, so that a WAIT after this call also covers the first append of this id (WAIT
-  -- counts from the connection's last write; a read would let it return at once).
-  if ARGV[9] == '1' then redis.call('HINCRBY', KEYS[5], 'repeats', 1) end
-  return tonumber(had)
+local expiry, stats, dead = KEYS[1], KEYS[2], KEYS[3]
+local p, maxPerUser, maxDead, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local waiting = ARGV[5] == '1'
+local out, added, repeats = {}, 0, 0
+local i = 7
+local msgs = {}
+for m = 1, tonumber(ARGV[6]) do
+  msgs[m] = i
+  i = i + 4
 end
-local seq = tostring(redis.call('INCR', KEYS[1]))
-local user = ARGV[1]
-redis.call('ZADD', KEYS[7], seq, ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(seq) - tonumber(ARGV[8]))
-redis.call('ZADD', KEYS[2], seq, seq)
-redis.call('HSET', KEYS[3], seq, ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[3], seq .. ':' .. user)
-redis.call('HINCRBY', KEYS[5], 'messages', 1)
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
-if over > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
-    moveAside(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], user, old, 'overflow', ARGV[4], tonumber(ARGV[6]))
+local nAppends = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nAppends do
+  local user, m = ARGV[i], msgs[tonumber(ARGV[i + 1])]
+  i = i + 2
+  local ids = p .. 'ids:' .. user
+  local had = redis.call('ZSCORE', ids, ARGV[m + 3])
+  if had then
+    repeats = repeats + 1
+    out[#out + 1] = tonumber(had)
+  else
+    local order, inbox = p .. 'order:' .. user, p .. 'inbox:' .. user
+    local seq = redis.call('INCR', p .. 'seq:' .. user)
+    local s = tostring(seq)
+    redis.call('ZADD', ids, seq, ARGV[m + 3])
+    redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - window)
+    redis.call('ZADD', order, seq, s)
+    redis.call('HSET', inbox, s, ARGV[m])
+    redis.call('ZADD', expiry, ARGV[m + 1], s .. ':' .. user)
+    added = added + 1
+    local over = redis.call('ZCARD', order) - maxPerUser
+    if over > 0 then
+      for _, old in ipairs(redis.call('ZRANGE', order, 0, over - 1)) do
+        moveAside(order, inbox, expiry, stats, dead, user, old, 'overflow', ARGV[m + 2], maxDead)
+      end
+    end
+    out[#out + 1] = seq
   end
 end
-return tonumber(seq)`,
+local nAcks = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nAcks do
+  local user, upto = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local order = p .. 'order:' .. user
+  local seqs = redis.call('ZRANGEBYSCORE', order, '-inf', upto)
+  local n = #seqs
+  if n > 0 then
+    redis.call('ZREMRANGEBYSCORE', order, '-inf', upto)
+    local inbox = p .. 'inbox:' .. user
+    for j = 1, n, 1000 do
+      local fields, members = {}, {}
+      for k = j, math.min(j + 999, n) do
+        fields[#fields + 1] = seqs[k]
+        members[#members + 1] = seqs[k] .. ':' .. user
+      end
+      redis.call('HDEL', inbox, unpack(fields))
+      redis.call('ZREM', expiry, unpack(members))
+    end
+  end
+  added = added - n
+  out[#out + 1] = n
+end
+if added ~= 0 then redis.call('HINCRBY', stats, 'messages', added) end
+-- A write, so that a WAIT after this call also covers the first append of a repeated id (WAIT
+-- counts from the connection's last write; a read would let it return at once).
+if waiting and repeats > 0 then redis.call('HINCRBY', stats, 'repeats', repeats) end
+return out`,
   },
   /** KEYS: order inbox expiry; ARGV: user afterSeq limit now -> [seq, packed, seq, packed, ...] */
   pylonPending: {
@@ -121,27 +174,6 @@ while n < limit do
   from = '(' .. seqs[#seqs]
 end
 return out`,
-  },
-  /** KEYS: order inbox expiry stats; ARGV: user uptoSeq -> removed */
-  pylonAck: {
-    numberOfKeys: 4,
-    lua: `
-local user = ARGV[1]
-local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-local n = #seqs
-if n == 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-for i = 1, n, 1000 do
-  local fields, members = {}, {}
-  for j = i, math.min(i + 999, n) do
-    fields[#fields + 1] = seqs[j]
-    members[#members + 1] = seqs[j] .. ':' .. user
-  end
-  redis.call('HDEL', KEYS[2], unpack(fields))
-  redis.call('ZREM', KEYS[3], unpack(members))
-end
-redis.call('HINCRBY', KEYS[4], 'messages', -n)
-return n`,
   },
   /** KEYS: order inbox expiry stats dead; ARGV: user seq reason now maxDead -> 0 or 1 */
   pylonBury: {
@@ -168,31 +200,14 @@ return {#members, moved}`,
   },
 } as const;
 
-type Arg = string | number | Buffer;
-
 /** The scripts as ioredis adds them (defineCommand); `...Buffer` variants reply with Buffers. */
 interface ScriptCommands {
-  pylonAppend(...args: Arg[]): Promise<number>;
   pylonPendingBuffer(...args: Arg[]): Promise<Buffer[]>;
-  pylonAck(...args: Arg[]): Promise<number>;
   pylonBury(...args: Arg[]): Promise<number>;
   pylonExpire(...args: Arg[]): Promise<[number, number]>;
 }
-type ScriptPipeline = ChainableCommander & { pylonAppend(...args: Arg[]): ScriptPipeline };
 
 const EXPIRE_BATCH = 1000;
-
-/**
- * Replies after which an append's pipeline is sent again (appends are idempotent): the slot moved
- * or is moving, the cluster is failing over or down, or the connection was lost with the reply.
- * ioredis follows these by itself for single commands and for a pipeline whose commands all
- * failed alike, not for the append pipeline with a WAIT at its end (WAIT answers where the
- * scripts were redirected).
- */
-const RETRIABLE =
-  /^(?:MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|READONLY|MASTERDOWN) |^Connection is closed|^Command aborted due to connection close/;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface RedisStoreOptions extends StoreOptions {
   /** Key prefix. Default "pylon:". On a Redis Cluster it must not contain braces. */
@@ -257,6 +272,8 @@ export class RedisStore implements MessageStore {
   /** Bans and revocations, in the same Redis. */
   readonly denials: DenialLog;
   private readonly cmd: ScriptCommands;
+  /** This turn's appends and acks, one pipeline per bucket. */
+  private readonly turn: RedisTurn;
   /** The prefix of each bucket: [prefix] on a standalone Redis. */
   private readonly buckets: string[];
   private closed = false;
@@ -273,15 +290,25 @@ export class RedisStore implements MessageStore {
     this.maxPerUser = Math.max(1, options.maxPerUser ?? DEFAULT_MAX_PER_USER);
     this.maxDeadLetters = Math.max(0, options.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS);
     this.dedupeWindow = Math.max(1, options.dedupeWindow ?? DEFAULT_DEDUPE_WINDOW);
+    // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
+    // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
+    this.deadPerBucket = this.maxDeadLetters;
     for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
     this.cmd = redis as unknown as ScriptCommands;
+    this.turn = new RedisTurn(redis, {
+      waitReplicas: this.waitReplicas,
+      waitTimeout: this.waitTimeout,
+      timeout: this.timeout,
+      maxPerUser: this.maxPerUser,
+      maxDead: this.deadPerBucket,
+      window: this.dedupeWindow,
+      closed: () => this.closed,
+      within: (p, deadline) => this.within(p, deadline),
+    });
     this.buckets = buckets === 0 ? [prefix] : Array.from({ length: buckets }, (_, i) => `${prefix}{b${i}}:`);
     this.history = new RedisHistory(redis, prefix, buckets !== 0);
     this.sessions = new RedisSessions(redis, prefix);
     this.denials = new RedisDenials(redis, prefix);
-    // Each bucket keeps up to maxDeadLetters (users need not spread evenly); reads return the
-    // newest maxDeadLetters of all: on a cluster the lists hold at most buckets × maxDeadLetters.
-    this.deadPerBucket = this.maxDeadLetters;
   }
 
   /**
@@ -356,89 +383,13 @@ export class RedisStore implements MessageStore {
       createdAt: message.createdAt,
       expiresAt: message.expiresAt,
     });
-    // One pipeline per bucket (a cluster pipeline must stay in one slot); one on a standalone Redis.
-    const byBucket = new Map<string, number[]>();
-    users.forEach((user, i) => {
-      const b = this.bucketOf(user);
-      const list = byBucket.get(b);
-      if (list) list.push(i);
-      else byBucket.set(b, [i]);
-    });
-    const seqs: number[] = new Array(users.length);
-    const deadline = Date.now() + this.timeout + (this.waitReplicas > 0 ? this.waitTimeout : 0);
-    await Promise.all(
-      [...byBucket].map(([b, indexes]) =>
-        this.appendBucket(b, users, indexes, packed, message, seqs, deadline),
-      ),
-    );
-    return seqs;
-  }
-
-  /** The append's scripts for the users at `indexes`, all in bucket `b`, then WAIT if asked; fills `seqs`. */
-  private async appendBucket(
-    b: string,
-    users: readonly string[],
-    indexes: number[],
-    packed: Buffer,
-    message: NewMessage,
-    seqs: number[],
-    deadline: number,
-  ): Promise<void> {
-    const waiting = this.waitReplicas > 0;
-    for (let delay = 50; ; delay = Math.min(delay * 2, 400)) {
-      const p = this.redis.pipeline() as ScriptPipeline;
-      for (const i of indexes) {
-        const user = users[i] as string;
-        p.pylonAppend(
-          `${b}seq:${user}`,
-          `${b}order:${user}`,
-          `${b}inbox:${user}`,
-          `${b}expiry`,
-          `${b}stats`,
-          `${b}dead`,
-          `${b}ids:${user}`,
-          user,
-          packed,
-          message.expiresAt,
-          message.createdAt,
-          this.maxPerUser,
-          this.deadPerBucket,
-          message.id,
-          this.dedupeWindow,
-          waiting ? 1 : 0,
-        );
-      }
-      // In the same pipeline, so on the connection that ran the scripts: WAIT counts from its last write.
-      if (waiting) p.call('WAIT', this.waitReplicas, this.waitTimeout);
-      let failed: Error | null = null;
-      let results: [Error | null, unknown][] | null = null;
-      try {
-        results = await this.within(p.exec(), deadline);
-        if (results === null) failed = new Error('redis store: append pipeline was discarded');
-        else failed = results.find((r) => r[0] !== null)?.[0] ?? null;
-      } catch (err) {
-        failed = err as Error;
-      }
-      if (failed === null && results !== null) {
-        for (let j = 0; j < indexes.length; j++) seqs[indexes[j] as number] = Number(results[j]?.[1]);
-        if (waiting) {
-          const acked = Number(results[indexes.length]?.[1]);
-          if (acked < this.waitReplicas)
-            throw new Error(
-              `redis store: append reached ${acked} of ${this.waitReplicas} replicas within ${this.waitTimeout} ms (it may be stored; appending the same id again stores it once)`,
-            );
-        }
-        return;
-      }
-      const err = failed as Error;
-      if (this.closed || !RETRIABLE.test(err.message) || Date.now() + delay >= deadline) throw err;
-      if (this.redis instanceof Cluster) this.redis.refreshSlotsCache();
-      await sleep(delay);
-    }
+    // Each user's append goes in this turn's script for the user's bucket (see RedisTurn).
+    return Promise.all(users.map((user) => this.turn.append(this.bucketOf(user), user, packed, message)));
   }
 
   async pending(user: string, afterSeq: number, limit: number, now: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
+    this.turn.flush();
     const b = this.bucketOf(user);
     const flat = await this.within(
       this.cmd.pylonPendingBuffer(
@@ -459,17 +410,16 @@ export class RedisStore implements MessageStore {
   }
 
   async ack(user: string, uptoSeq: number): Promise<number> {
-    const b = this.bucketOf(user);
-    return this.within(
-      this.cmd.pylonAck(`${b}order:${user}`, `${b}inbox:${user}`, `${b}expiry`, `${b}stats`, user, uptoSeq),
-    );
+    return this.turn.ack(this.bucketOf(user), user, uptoSeq);
   }
 
   async lastSeq(user: string): Promise<number> {
+    this.turn.flush();
     return Number((await this.within(this.redis.get(`${this.bucketOf(user)}seq:${user}`))) ?? 0);
   }
 
   async bury(user: string, seq: number, reason: DeadReason, now: number): Promise<void> {
+    this.turn.flush();
     const b = this.bucketOf(user);
     await this.within(
       this.cmd.pylonBury(
@@ -488,6 +438,7 @@ export class RedisStore implements MessageStore {
   }
 
   async expire(now: number): Promise<number> {
+    this.turn.flush();
     const moved = await Promise.all(this.buckets.map((b) => this.expireBucket(b, now)));
     return moved.reduce((a, n) => a + n, 0);
   }
@@ -528,6 +479,7 @@ export class RedisStore implements MessageStore {
   }
 
   async stats(): Promise<StoreStats> {
+    this.turn.flush();
     const all = await Promise.all(
       this.buckets.map((b) => this.within(this.redis.hmget(`${b}stats`, 'messages', 'dead'))),
     );
@@ -542,6 +494,7 @@ export class RedisStore implements MessageStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.turn.flush();
     this.closed = true;
     await quitRedis(this.redis);
   }
