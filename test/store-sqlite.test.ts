@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../src/store/sqlite-store.js';
 import type { MessageStore } from '../src/store/store.js';
@@ -104,6 +105,8 @@ describe('SqliteStore group commit', () => {
       const seqs = await Promise.all(calls);
       await expect(bad).rejects.toThrow(/BigInt/);
       expect(seqs.map(([s]) => s)).toEqual(Array.from({ length: 50 }, (_, i) => Math.floor(i / 5) + 1));
+      // The inbox counter is written once per transaction: the rolled-back one's count is not kept.
+      expect(await store.stats()).toEqual({ messages: 50, deadLetters: 0 });
       // An ack and an append of the same turn, then reopened: what resolved is in the file.
       await Promise.all([store.ack('u1', 4), store.append(['u1'], msg('late', 1))]);
       await store.close();
@@ -113,7 +116,45 @@ describe('SqliteStore group commit', () => {
       const u1 = await store.pending('u1', 0, 100, Date.now());
       expect(u1.map((m) => m.seq)).toEqual([5, 6, 7, 8, 9, 10, 11]);
       expect(u1.at(-1)?.id).toBe('late');
+      expect(await store.stats()).toEqual({ messages: 47, deadLetters: 0 });
     } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SqliteStore recent ids', () => {
+  it('a user keeps fewer than dedupeWindow + 32 remembered ids, and a file of an earlier version loses its seq index', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pylon-sqlite-ids-'));
+    const path = join(dir, 'ids.db');
+    // A file as an earlier version left it: recent_ids indexed by (user, seq).
+    const old = new Database(path);
+    old.exec(`CREATE TABLE recent_ids (user TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
+      PRIMARY KEY (user, id)) WITHOUT ROWID; CREATE INDEX recent_ids_seq ON recent_ids (user, seq);`);
+    old.close();
+    const store = SqliteStore.open(path, { dedupeWindow: 10 });
+    const peek = new Database(path, { readonly: true });
+    try {
+      const rows = () =>
+        (peek.prepare("SELECT count(*) AS n FROM recent_ids WHERE user = 'a'").get() as { n: number }).n;
+      const msg = (i: number) => ({ id: `m${i}`, type: 't', data: i, createdAt: 1, expiresAt: 9e15 });
+      let most = 0;
+      for (let i = 1; i <= 300; i++) {
+        await store.append(['a'], msg(i));
+        most = Math.max(most, rows());
+      }
+      expect(most).toBeLessThan(10 + 32);
+      expect(most).toBeGreaterThanOrEqual(10);
+      // Past the window an id is new again, although its row may still be there.
+      expect(await store.append(['a'], msg(289))).toEqual([301]);
+      expect(await store.append(['a'], msg(300))).toEqual([300]);
+      const indexes = peek
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'recent_ids'")
+        .all();
+      expect(indexes).toEqual([]);
+    } finally {
+      peek.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }

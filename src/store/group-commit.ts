@@ -27,8 +27,17 @@ export class GroupCommit {
   private readonly tx: Database.Transaction<(ops: Op[]) => void>;
   private readonly one: Database.Transaction<(op: Op) => void>;
 
-  constructor(private readonly db: Database.Database) {
+  /**
+   * `turn`: what the writes of a transaction gather and write once at its end (the store's
+   * counters): `begin` forgets what a rolled-back transaction gathered, `end` writes it, inside
+   * the transaction.
+   */
+  constructor(
+    private readonly db: Database.Database,
+    turn?: { begin: () => void; end: () => void },
+  ) {
     this.tx = db.transaction((ops: Op[]) => {
+      turn?.begin();
       for (const op of ops) {
         try {
           op.value = op.fn();
@@ -37,9 +46,12 @@ export class GroupCommit {
           throw err;
         }
       }
+      turn?.end();
     });
     this.one = db.transaction((op: Op) => {
+      turn?.begin();
       op.value = op.fn();
+      turn?.end();
     });
   }
 

@@ -31,10 +31,10 @@ import type {
  *   n; trimmed to the newest maxDeadLetters by n.
  * - counters(name, value): 'messages' (rows in inbox) and 'dead_letters' (moved aside, ever).
  * - recent_ids(user, id, seq): the ids of each user's last `dedupeWindow` appends, so that an
- *   append of an id the user already got returns its seq and stores nothing. Each new append
- *   deletes the user's rows with seq <= its seq - dedupeWindow, so a user has at most
- *   dedupeWindow rows. Created on open in files of older versions (which then remember nothing
- *   yet).
+ *   append of an id the user already got returns its seq and stores nothing (rows with seq <=
+ *   last_seq - dedupeWindow are not matched). Every FORGET_EVERY-th append of a user deletes
+ *   its rows past the window, so a user has fewer than dedupeWindow + FORGET_EVERY rows.
+ *   Created on open in files of older versions (which then remember nothing yet).
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -74,12 +74,17 @@ CREATE TABLE IF NOT EXISTS recent_ids (
   seq INTEGER NOT NULL,
   PRIMARY KEY (user, id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS recent_ids_seq ON recent_ids (user, seq);
+-- Earlier versions indexed recent_ids by (user, seq): kept up on every append, it cost more than
+-- the scan of a user's rows it saved once every FORGET_EVERY appends (measured).
+DROP INDEX IF EXISTS recent_ids_seq;
 INSERT OR IGNORE INTO counters (name, value) VALUES ('messages', 0), ('dead_letters', 0);
 PRAGMA user_version = 1;
 `;
 
 const COLUMNS = 'user, seq, id, type, is_binary, data, created_at, expires_at';
+
+/** A user's recent_ids rows past the window are deleted when their seq is a multiple of this. */
+const FORGET_EVERY = 32;
 
 export interface SqliteStoreOptions extends StoreOptions {
   /** Run PRAGMA quick_check when opening (refuses a damaged file). Default true. */
@@ -170,7 +175,17 @@ export class SqliteStore implements MessageStore {
     this.history = new SqliteHistory(db);
     this.sessions = new SqliteSessions(db);
     this.denials = new SqliteDenials(db);
-    this.group = new GroupCommit(db);
+    // The inbox counter changes once per transaction, by what its appends and acks added up to.
+    let delta = 0;
+    this.group = new GroupCommit(db, {
+      begin: () => {
+        delta = 0;
+      },
+      end: () => {
+        if (delta !== 0) s.addCounter.run(delta, 'messages');
+      },
+    });
+    const window = this.dedupeWindow;
 
     this.appendRows = (users: readonly string[], m: NewMessage): number[] => {
       const isBinary = m.data instanceof Uint8Array ? 1 : 0;
@@ -180,15 +195,20 @@ export class SqliteStore implements MessageStore {
       let lastDead = 0;
       let fresh = 0;
       for (const user of users) {
-        const had = s.recentId.get(user, m.id) as { seq: number } | undefined;
+        const had = s.recentId.get(user, m.id, window) as { seq: number } | undefined;
         if (had !== undefined) {
           seqs.push(had.seq);
           continue;
         }
-        const { last_seq: seq, pending } = s.bumpUser.get(user) as { last_seq: number; pending: number };
+        // An UPDATE then a SELECT: 4-5x cheaper than one upsert with RETURNING (measured).
+        let seq = 1;
+        let pending = 1;
+        if (s.bumpUser.run(user).changes === 0) s.newUser.run(user);
+        else ({ last_seq: seq, pending } = s.userRow.get(user) as { last_seq: number; pending: number });
         s.insert.run(user, seq, m.id, m.type, isBinary, data, m.createdAt, m.expiresAt);
         s.rememberId.run(user, m.id, seq);
-        s.forgetIds.run(user, seq - this.dedupeWindow);
+        // Ids past the window are not matched (recentId); their rows go every FORGET_EVERY seqs.
+        if (seq % FORGET_EVERY === 0) s.forgetIds.run(user, seq - window);
         seqs.push(seq);
         fresh++;
         const over = pending - this.maxPerUser;
@@ -202,7 +222,7 @@ export class SqliteStore implements MessageStore {
           lastDead = Number(info.lastInsertRowid);
         }
       }
-      s.addCounter.run(fresh - moved, 'messages');
+      delta += fresh - moved;
       if (moved > 0) this.movedAside(moved, lastDead);
       return seqs;
     };
@@ -211,7 +231,7 @@ export class SqliteStore implements MessageStore {
       const n = s.deleteUpTo.run(user, uptoSeq).changes;
       if (n > 0) {
         s.addPending.run(-n, user);
-        s.addCounter.run(-n, 'messages');
+        delta -= n;
       }
       return n;
     };
@@ -344,14 +364,17 @@ export class SqliteStore implements MessageStore {
 function prepare(db: Database.Database) {
   const toDead = `INSERT INTO dead_letters (${COLUMNS}, reason, dead_at) SELECT ${COLUMNS}, ?, ? FROM inbox`;
   return {
-    bumpUser: db.prepare(
-      `INSERT INTO users (user, last_seq, pending) VALUES (?, 1, 1)
-       ON CONFLICT (user) DO UPDATE SET last_seq = last_seq + 1, pending = pending + 1
-       RETURNING last_seq, pending`,
-    ),
+    bumpUser: db.prepare('UPDATE users SET last_seq = last_seq + 1, pending = pending + 1 WHERE user = ?'),
+    newUser: db.prepare('INSERT INTO users (user, last_seq, pending) VALUES (?, 1, 1)'),
+    userRow: db.prepare('SELECT last_seq, pending FROM users WHERE user = ?'),
     insert: db.prepare(`INSERT INTO inbox (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-    recentId: db.prepare('SELECT seq FROM recent_ids WHERE user = ? AND id = ?'),
+    // An id among the user's last `window` appends (rows past it may wait for forgetIds).
+    recentId: db.prepare(
+      `SELECT r.seq FROM recent_ids r JOIN users u ON u.user = r.user
+       WHERE r.user = ? AND r.id = ? AND r.seq > u.last_seq - ?`,
+    ),
     rememberId: db.prepare('INSERT OR REPLACE INTO recent_ids (user, id, seq) VALUES (?, ?, ?)'),
+    // Scans the user's rows (fewer than dedupeWindow + FORGET_EVERY): no index on seq to keep up.
     forgetIds: db.prepare('DELETE FROM recent_ids WHERE user = ? AND seq <= ?'),
     nthSeq: db.prepare('SELECT seq FROM inbox WHERE user = ? ORDER BY seq LIMIT 1 OFFSET ?'),
     buryUpTo: db.prepare(`${toDead} WHERE user = ? AND seq <= ? ORDER BY seq`),
