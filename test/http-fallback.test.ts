@@ -112,4 +112,28 @@ describe('the SDK over HTTP', () => {
       connect(`ws://${proxy.url}/ws`, { token: 'dee', codec: 'msgpack', reconnect: false }),
     ).rejects.toThrow(/could not connect/);
   });
+
+  it('HTTP first: used when it works; on a server without the HTTP transport the same hello goes over WebSocket', async () => {
+    const { gateway, wsUrl } = await setup();
+    const first = await client(wsUrl, 'eve', { transports: ['http', 'websocket'] });
+    expect(first.transport).toBe('http');
+    expect(gateway.connectionsOf('eve')[0]?.transport).toBe('http');
+    // The HTTP link "opens" before its POST is answered: a 404 must still lead to WebSocket.
+    const off = await setup({ ws: { port: 0, http: false } });
+    const c = await client(off.wsUrl, 'fay', { transports: ['http', 'websocket'] });
+    expect(c.transport).toBe('websocket');
+    expect(off.gateway.connectionsOf('fay')).toHaveLength(1); // one hello, one connection
+    expect(await c.request('echo', 'after the fallback')).toBe('after the fallback');
+    const got: unknown[] = [];
+    c.on('note', (d) => void got.push(d));
+    await off.gateway.push({ user: 'fay' }, 'note', 'hi');
+    await expect.poll(() => got).toEqual(['hi']);
+  });
+
+  it('an http:// URL with a binary codec is refused by the SDK, saying why', async () => {
+    const { base } = await setup();
+    await expect(
+      connect(`${base}/http`, { token: 'gus', codec: 'msgpack', reconnect: false }),
+    ).rejects.toThrow(/carries JSON only: the codec must be "json", not "msgpack"/);
+  });
 });

@@ -23,6 +23,10 @@ export function fallbackDialer(dial: Dialer, o: FallbackOptions): Dialer {
   return (url, options, events) => {
     const ws = url.protocol === 'ws:' || url.protocol === 'wss:';
     if (url.protocol === 'http:' || url.protocol === 'https:') {
+      if (options.codec !== 'json')
+        throw new Error(
+          `${url.protocol}// carries JSON only: the codec must be "json", not "${options.codec}"`,
+        );
       return new HttpClientLink(url, options, events);
     }
     if (!ws) return dial(url, options, events);
@@ -33,10 +37,22 @@ export function fallbackDialer(dial: Dialer, o: FallbackOptions): Dialer {
   };
 }
 
+/**
+ * One link over the transports in order. A transport counts as working once it is known to reach
+ * a Pylon server: WebSocket when it opens, HTTP when the first message of its session arrives
+ * (an HTTP link "opens" at once, its hello being the body of the POST that may then fail). Until
+ * then what the client sent is held, and when a transport fails the next one is dialed and sent
+ * the same messages, the hello first: the client sees one open and one link.
+ */
 class FallbackLink implements ClientLink {
   private current: ClientLink | undefined;
   private currentName: TransportChoice | undefined;
-  private opened = false;
+  /** The client was told the link is open (it sent its hello then). */
+  private shown = false;
+  /** The current transport reached the server: nothing more is held, a failure is a lost connection. */
+  private working = false;
+  /** What the client sent before the transport was working, to send again on the next one. */
+  private held: Array<[Uint8Array, boolean]> = [];
   private next = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
@@ -61,6 +77,7 @@ class FallbackLink implements ClientLink {
   }
 
   send(payload: Uint8Array, text: boolean): void {
+    if (!this.working) this.held.push([payload, text]);
     this.current?.send(payload, text);
   }
 
@@ -73,6 +90,14 @@ class FallbackLink implements ClientLink {
       return;
     }
     link.close(code, reason);
+  }
+
+  /** The current transport reached the server. */
+  private works(): void {
+    if (this.working) return;
+    this.working = true;
+    this.held = [];
+    if (this.timer !== undefined) clearTimeout(this.timer);
   }
 
   private tryNext(code: number, reason: string): void {
@@ -88,17 +113,25 @@ class FallbackLink implements ClientLink {
     const own: ClientLinkEvents = {
       open: () => {
         if (link !== this.current) return;
-        if (this.timer !== undefined) clearTimeout(this.timer);
-        this.opened = true;
-        this.events.open();
+        if (this.shown) {
+          // The client saw an earlier transport open: what it sent there goes out here.
+          for (const [payload, text] of this.held) link?.send(payload, text);
+        }
+        if (name === 'websocket') this.works();
+        if (!this.shown) {
+          this.shown = true;
+          this.events.open();
+        }
       },
       frame: (payload) => {
-        if (link === this.current) this.events.frame(payload);
+        if (link !== this.current) return;
+        this.works();
+        this.events.frame(payload);
       },
       close: (c, r) => {
         if (link !== this.current) return;
-        // Failed before it opened: the next transport, unless the client is closing.
-        if (!this.opened && !this.closed) this.tryNext(c, r);
+        // Failed before it reached the server: the next transport, unless the client is closing.
+        if (!this.working && !this.closed) this.tryNext(c, r);
         else this.events.close(c, r);
       },
     };
@@ -114,7 +147,7 @@ class FallbackLink implements ClientLink {
     this.current = link;
     if (this.next < this.order.length) {
       this.timer = setTimeout(() => {
-        if (this.opened || link !== this.current) return;
+        if (this.working || link !== this.current) return;
         // Given up: its close (if it ever comes) is ignored, since it is no longer current.
         this.current = undefined;
         link?.close(4003, 'transport timeout');
