@@ -128,9 +128,13 @@ process.on('unhandledRejection', (err) => die(1, err instanceof Error ? err.stac
 
 async function startServer(kind, tag) {
   const execArgv = ['--expose-gc'];
+  const env = {};
   if (opts.cpuProf?.includes(kind)) {
     mkdirSync(profDir, { recursive: true });
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${tag}.cpuprofile`);
+    // pylon start: its driver passes the flags on to the CLI process (the one measured).
+    if (START_KINDS[kind])
+      env.PYLON_BENCH_CPU_PROF = JSON.stringify({ dir: profDir, name: `${tag}.cpuprofile` });
+    else execArgv.push('--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${tag}.cpuprofile`);
   }
   // The server's own output (Pylon logs every connection at level info) goes to a file, as a
   // deployment's would, not to this terminal.
@@ -141,6 +145,7 @@ async function startServer(kind, tag) {
   const child = start
     ? new Child(`server ${kind}`, join(here, 'start-server.js'), {
         args: [kind.endsWith('tcp') ? 'tcp' : 'ws'],
+        env,
         log: fd,
       })
     : new Child(`server ${kind}`, join(here, 'server.js'), { args: [kind], execArgv, log: fd });

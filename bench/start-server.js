@@ -15,9 +15,12 @@ import { emit, serve } from './lib/ipc.js';
 const transport = process.argv[2] === 'tcp' ? 'tcp' : 'ws';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 'pylon-start-bench-'));
+// run.js --cpu-prof: the CLI is profiled (not this driver), and stopped gently so it writes the profile.
+const prof = process.env.PYLON_BENCH_CPU_PROF ? JSON.parse(process.env.PYLON_BENCH_CPU_PROF) : undefined;
 const child = spawn(
   process.execPath,
   [
+    ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof.dir}`, `--cpu-prof-name=${prof.name}`] : []),
     join(root, 'dist/cli/main.js'),
     'start',
     '--ws-port',
@@ -160,6 +163,13 @@ async function broadcastLoop({ intervalMs, durationMs, padLength }) {
 }
 
 serve({
+  exit: async () => {
+    if (!prof || child.exitCode !== null) return;
+    // SIGTERM: pylon start shuts down and Node writes the profile on its way out.
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await Promise.race([gone, sleep(4_000)]);
+  },
   mem: async () => {
     const stats = (await api('GET', '/v1/stats')).json;
     const node = stats?.nodes?.[0]?.process ?? stats?.process ?? {};
