@@ -34,6 +34,8 @@ const child = spawn(
     // Logs at info would be one line per connection to a pipe nobody reads: warn, as in production.
     '--log-level',
     'warn',
+    // More flags for an experiment (space-separated), e.g. PYLON_BENCH_START_ARGS='--store memory'.
+    ...(process.env.PYLON_BENCH_START_ARGS?.split(' ').filter(Boolean) ?? []),
   ],
   // In an empty directory: no pylon.yaml is read, and the default store (sqlite:./data/pylon.db) lands there.
   { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] },
