@@ -230,6 +230,31 @@ describe('json codec', () => {
     );
   });
 
+  it('an answer (res with an id and data) reads exactly as any envelope would', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+        fc.option(fc.jsonValue(), { nil: undefined }),
+        (id, data) => {
+          const env = { kind: 'res', id, data } as Envelope;
+          const general = JSON.stringify({ kind: 'res', id, data });
+          expect(dec.decode(jsonCodec.encode(env))).toBe(general);
+          expect(jsonCodec.encodeText?.(env)).toBe(general);
+          expect(jsonCodec.decode(jsonCodec.encode(env))).toEqual(
+            data === undefined ? { kind: 'res', id } : env,
+          );
+        },
+      ),
+    );
+    // Binary data is still refused, and an error answer still carries its error.
+    expect(() => jsonCodec.encode({ kind: 'res', id: 1, data: { b: new Uint8Array(2) } })).toThrow(
+      /binary data/,
+    );
+    expect(dec.decode(jsonCodec.encode({ kind: 'res', id: 1, error: { code: 'X', message: 'm' } }))).toBe(
+      '{"kind":"res","id":1,"error":{"code":"X","message":"m"}}',
+    );
+  });
+
   it('reads hotpot one-way messages as kind msg', () => {
     const out = jsonCodec.decode(enc.encode('{"type":"Echo","data":{"Message":"hi"}}'));
     expect(out).toEqual({ kind: 'msg', type: 'Echo', data: { Message: 'hi' } });
