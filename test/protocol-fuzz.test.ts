@@ -183,7 +183,7 @@ function inputArb(codec: Codec): fc.Arbitrary<Uint8Array> {
     { weight: 3, arbitrary: fc.uint8Array({ maxLength: 64 }) },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 1024 }) },
     { weight: 4, arbitrary: mutatedFrameArb(codec) },
-    { weight: 2, arbitrary: containerArb[codec.name] },
+    { weight: 2, arbitrary: containerArb[codec.name as keyof typeof containerArb] },
   );
 }
 

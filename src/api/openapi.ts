@@ -264,7 +264,10 @@ const schemas = {
       id: str,
       user: str,
       transport: { enum: ['tcp', 'ws', 'http'] },
-      codec: { enum: ['json', 'msgpack', 'proto'] },
+      codec: {
+        enum: ['json', 'msgpack', 'proto', 'mqtt', 'mqtt5'],
+        description: 'mqtt and mqtt5: an MQTT 3.1.1 or 5.0 client (docs/mqtt.md), on transport tcp',
+      },
       remoteAddress: str,
       labels: strings,
       connectedAt: { type: 'string', format: 'date-time' },

@@ -48,6 +48,16 @@ export const OPTIONS: readonly OptionSpec[] = [
     arg: 'port',
     help: 'TCP port (4-byte length framing)',
   },
+  {
+    key: 'mqtt-port',
+    kind: 'int',
+    section: 'listen',
+    default: -1,
+    min: -1,
+    max: 65535,
+    arg: 'port',
+    help: 'MQTT 3.1.1 and 5.0 port (docs/mqtt.md; 1883 is the usual one); -1 turns it off',
+  },
   // connections
   {
     key: 'keepalive-interval',

@@ -28,6 +28,7 @@ export interface StartFlags extends AuthFlags, ClusterFlags {
   host: string;
   wsPort: number;
   tcpPort: number;
+  mqttPort: number;
   keepaliveInterval: number;
   keepaliveTimeout: number;
   logLevel: LogLevel;
@@ -113,6 +114,7 @@ export async function start(flags: StartFlags): Promise<void> {
     validate: auth.validate,
     duplicateLogin: flags.duplicateLogin,
     tcp: { port: flags.tcpPort, host: flags.host },
+    ...(flags.mqttPort >= 0 ? { mqtt: { port: flags.mqttPort, host: flags.host } } : {}),
     ws: {
       port: flags.wsPort,
       host: flags.host,
@@ -178,6 +180,7 @@ export async function start(flags: StartFlags): Promise<void> {
     process.stdout.write(`pylon: chat on http://${hostPart(addr.ws)}:${addr.ws.port}/\n`);
   }
   if (addr.tcp) process.stdout.write(`pylon: TCP on tcp://${hostPart(addr.tcp)}:${addr.tcp.port}\n`);
+  if (addr.mqtt) process.stdout.write(`pylon: MQTT on mqtt://${hostPart(addr.mqtt)}:${addr.mqtt.port}\n`);
   if (admin) {
     process.stdout.write(`pylon: admin API on http://${hostPart(admin.http)}:${admin.http.port}/v1/`);
     process.stdout.write(admin.grpc ? ` and gRPC on ${flags.adminHost}:${admin.grpc.port}\n` : '\n');

@@ -1,4 +1,4 @@
-import type { Codec } from '../protocol/codec.js';
+import type { Codec, CodecName } from '../protocol/codec.js';
 import { DISCONNECT, type DisconnectInfo, disconnectName, shouldReconnect } from '../protocol/disconnect.js';
 import { type Envelope, MAX_ID } from '../protocol/envelope.js';
 import { PylonError, TimeoutError } from '../protocol/errors.js';
@@ -313,7 +313,7 @@ export class PylonClient {
       link = this.dialer(
         this.url,
         {
-          codec: this.codec.name,
+          codec: this.codec.name as CodecName,
           token: this.token,
           headers: this.options.headers,
           maxFrame: this.options.maxFrame ?? DEFAULT_CLIENT_MAX_FRAME,

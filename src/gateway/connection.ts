@@ -130,8 +130,11 @@ export class Connection extends WheelEntry implements Member, Recipient, Bucket 
       return;
     }
     if (this.state !== 'open') return;
-    const ka = host.keepalive;
-    if (ka === undefined) return;
+    const gatewayKa = host.keepalive;
+    if (gatewayKa === undefined) return;
+    // A protocol whose client keeps itself alive (MQTT's keepalive): no pings, its own timeout.
+    const own = this.codec.keepaliveMs;
+    const ka = own === undefined ? gatewayKa : { interval: own, timeout: own };
     if (this.oneWay !== undefined) {
       // A one-way stream cannot answer: it gets a sign of life each interval, and a reader that
       // is gone shows as a write error or as a buffer over its cap (slow_consumer).

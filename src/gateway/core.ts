@@ -7,6 +7,7 @@ import { Fanout } from '../hub/fanout.js';
 import { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
+import { MqttCodec } from '../mqtt/codec.js';
 import { AdmissionControl } from '../net/admission.js';
 import {
   type Admission,
@@ -708,7 +709,9 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   onOpen(link: Link, info: LinkInfo): void {
     let codec: Codec | undefined = jsonCodec;
-    if (info.transport === 'ws') {
+    // An MQTT client: a codec of its own (MQTT needs per-connection state), its CONNECT the hello.
+    if (info.protocol === 'mqtt') codec = new MqttCodec();
+    else if (info.transport === 'ws') {
       const name = info.protocol ? CODEC_BY_SUBPROTOCOL[info.protocol] : (info.query.get('codec') ?? 'json');
       codec = name ? getCodec(name) : undefined;
     }
@@ -956,7 +959,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.connections.opened(conn);
     if (conn.labels) for (const label of conn.labels) this.presence.joined(conn, label);
     const ka = this.keepalive;
-    if (ka) this.wheel.start(conn, ka.interval);
+    // A client that keeps itself alive (MQTT) is first looked at when its own timeout is due.
+    if (ka) this.wheel.start(conn, Math.min(ka.interval, conn.codec.keepaliveMs ?? ka.interval));
     else this.wheel.stop(conn);
     if (conn.token?.expiresAt !== undefined) armExpiry(this, conn);
     this.logger.info(

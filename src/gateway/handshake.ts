@@ -58,7 +58,9 @@ export function hello(host: HandshakeHost, conn: Connection, env: Envelope): voi
   }
   const fields = (data ?? {}) as Record<string, unknown>;
   const wanted = fields.codec ?? conn.codec.name;
-  const codec = typeof wanted === 'string' ? getCodec(wanted) : undefined;
+  // The connection's own codec (MQTT's is per connection, not in the registry), or one by name.
+  const codec =
+    wanted === conn.codec.name ? conn.codec : typeof wanted === 'string' ? getCodec(wanted) : undefined;
   if (codec === undefined) {
     host.disconnect(conn, 'bad_hello', `unknown codec "${String(wanted)}"`);
     return;

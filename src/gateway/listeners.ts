@@ -1,3 +1,5 @@
+import { MqttCodec } from '../mqtt/codec.js';
+import { mqttPacketLength } from '../mqtt/length.js';
 import { setBudgetLimits } from '../net/budget.js';
 import { HttpTransport, type PostResult } from '../net/http-transport.js';
 import type { LinkSink } from '../net/link.js';
@@ -7,12 +9,20 @@ import { StreamListener } from '../net/stream.js';
 import { WsListener } from '../net/ws.js';
 import { FRAME_HEADER_SIZE, frameLength } from '../protocol/framing.js';
 import { SUBPROTOCOLS } from '../protocol/index.js';
+import type { Connection } from './connection.js';
 import type { ResolvedOptions } from './options.js';
 import type { GatewayAddresses } from './types.js';
+
+/** Whether an MQTT link's connection has not sent its CONNECT yet. */
+function awaitingConnect(link: SocketLink): boolean {
+  const codec = (link.owner as Connection | undefined)?.codec;
+  return codec instanceof MqttCodec && codec.awaitingConnect;
+}
 
 /** The gateway's listeners, built from its options: TCP and/or WebSocket, one sink. */
 export class Listeners {
   private tcp: StreamListener | undefined;
+  private mqtt: StreamListener | undefined;
   private ws: WsListener | undefined;
   private http: HttpTransport | undefined;
 
@@ -37,7 +47,8 @@ export class Listeners {
 
   async start(): Promise<GatewayAddresses> {
     const o = this.o;
-    if (!o.tcp && !o.ws) throw new Error('no listener configured: set options.tcp and/or options.ws');
+    if (!o.tcp && !o.ws && !o.mqtt)
+      throw new Error('no listener configured: set options.tcp, options.ws and/or options.mqtt');
     setBudgetLimits(o.budgets);
     const common = {
       sink: this.sink,
@@ -58,6 +69,23 @@ export class Listeners {
         lengthPrefix: true,
       });
       addresses.tcp = await this.tcp.listen();
+    }
+    if (o.mqtt) {
+      // MQTT's own framing (a remaining-length varint): whole packets to the sink, which reads
+      // them with the connection's MqttCodec. The largest packet is maxFrame plus its header.
+      const maxPacket = 5 + o.maxFrame;
+      this.mqtt = new StreamListener({
+        ...common,
+        host: o.mqtt.host,
+        port: o.mqtt.port,
+        ...(o.mqtt.tls ? { tls: o.mqtt.tls } : {}),
+        maxPacket,
+        length: (buffer: Uint8Array, link: SocketLink) =>
+          mqttPacketLength(buffer, maxPacket, awaitingConnect(link)),
+        lengthPrefix: false,
+        protocol: 'mqtt',
+      });
+      addresses.mqtt = await this.mqtt.listen();
     }
     if (o.ws) {
       const h = o.ws.http;
@@ -102,11 +130,12 @@ export class Listeners {
 
   reloadTls(): void {
     this.tcp?.reloadTls();
+    this.mqtt?.reloadTls();
     this.ws?.reloadTls();
   }
 
   /** Stop accepting; open connections stay. */
   async stop(): Promise<void> {
-    await Promise.all([this.tcp?.stop(), this.ws?.stop()]);
+    await Promise.all([this.tcp?.stop(), this.mqtt?.stop(), this.ws?.stop()]);
   }
 }

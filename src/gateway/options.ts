@@ -79,6 +79,11 @@ export interface GatewayOptions {
   /** WebSocket listener. Omit for none. */
   ws?: WsListenOptions;
   /**
+   * MQTT 3.1.1 and 5.0 listener (docs/mqtt.md): MQTT clients as connections of the same hub,
+   * CONNECT through `validate`, topics as labels. Omit for none.
+   */
+  mqtt?: ListenOptions;
+  /**
    * Largest frame (TCP) or message (WebSocket) a client may send, in bytes. Default 64 KiB
    * (Centrifugo's limit too): what clients send a gateway is small, and every byte a client may
    * announce is one an attacker may make the server hold. Pushes to clients are not limited by it.
@@ -225,6 +230,7 @@ export interface GatewayOptions {
 
 export interface ResolvedOptions {
   tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
+  mqtt: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
   ws:
     | (Required<
         Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression' | 'http'>
@@ -364,6 +370,9 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
   return {
     tcp: o.tcp
       ? { port: port('tcp.port', o.tcp.port), host: o.tcp.host ?? '127.0.0.1', tls: o.tcp.tls }
+      : undefined,
+    mqtt: o.mqtt
+      ? { port: port('mqtt.port', o.mqtt.port), host: o.mqtt.host ?? '127.0.0.1', tls: o.mqtt.tls }
       : undefined,
     ws: o.ws
       ? {

@@ -87,7 +87,10 @@ export async function pushTo(
     variants = new Map(Object.entries(options.variants));
     for (const [label, v] of variants) checkData(v, `variants.${label}`);
   }
-  const push: Broadcast = { type, data, variants };
+  const push: Broadcast =
+    'labels' in t
+      ? { type, data, variants, topics: [...(t.labels.all ?? []), ...(t.labels.any ?? [])] }
+      : { type, data, variants };
   const members = p.hub.select(t);
   // Backpressure where the push is accepted (a node running another's push must run it), before
   // anything records it: a refused push is not replayed to resumed sessions either.

@@ -23,6 +23,7 @@ export interface GatewayEvents {
 export interface GatewayAddresses {
   tcp?: AddressInfo;
   ws?: AddressInfo;
+  mqtt?: AddressInfo;
 }
 
 export interface GatewayStats {

@@ -13,6 +13,11 @@ export interface Broadcast {
    * its labels, in the order it got them, that has one; otherwise `data`.
    */
   variants?: ReadonlyMap<string, unknown>;
+  /**
+   * The labels the push was addressed to (its `all` then `any` labels): for a protocol whose
+   * messages are on a topic (MQTT), a member gets the push on the first of them it holds.
+   */
+  topics?: readonly string[];
 }
 
 /** The encoded frames of one push, built on first use per (codec, variant). */
@@ -35,12 +40,14 @@ export class FrameCache {
   tryFor(m: Member): OutFrame | null {
     const variants = this.push.variants;
     const variant = variants === undefined ? '' : variantFor(m.labels, variants);
-    const key = variant === '' ? m.codec.name : `${m.codec.name}\u0000${variant}`;
+    const topic = m.codec.encodePushOn === undefined ? undefined : topicFor(m.labels, this.push.topics);
+    let key = variant === '' ? m.codec.name : `${m.codec.name}\u0000${variant}`;
+    if (topic !== undefined) key = `${key}\u0001${topic}`;
     let f = this.byKey.get(key);
     if (f === undefined) {
       const data = variant === '' ? this.push.data : variants?.get(variant);
       try {
-        f = encodePush(m.codec, this.push.type, data);
+        f = encodePush(m.codec, this.push.type, data, topic);
       } catch (err) {
         this.error ??= err;
         f = null;
@@ -67,10 +74,26 @@ export function encodeBroadcast(
   push: Broadcast,
 ): OutFrame {
   const variant = push.variants === undefined ? '' : variantFor(labels, push.variants);
-  return encodePush(codec, push.type, variant === '' ? push.data : push.variants?.get(variant));
+  const topic = codec.encodePushOn === undefined ? undefined : topicFor(labels, push.topics);
+  return encodePush(codec, push.type, variant === '' ? push.data : push.variants?.get(variant), topic);
 }
 
-export function encodePush(codec: Codec, type: string, data: unknown): OutFrame {
+/** The first of a push's label `topics` that a member with `labels` holds. */
+export function topicFor(
+  labels: readonly string[] | undefined,
+  topics: readonly string[] | undefined,
+): string | undefined {
+  if (labels === undefined || topics === undefined) return undefined;
+  for (const t of topics) if (labels.includes(t)) return t;
+  return undefined;
+}
+
+/** A push's frame for `codec`; on `topic` (a label) for a codec that carries topics (MQTT). */
+export function encodePush(codec: Codec, type: string, data: unknown, topic?: string): OutFrame {
   const env: Envelope = data === undefined ? { kind: 'push', type } : { kind: 'push', type, data };
-  return new OutFrame(codec.encode(env), !codec.binary);
+  const bytes =
+    topic !== undefined && codec.encodePushOn !== undefined
+      ? codec.encodePushOn(topic, env)
+      : codec.encode(env);
+  return new OutFrame(bytes, !codec.binary);
 }

@@ -20,6 +20,8 @@ export interface StreamListenOptions extends SocketLinkOptions {
    * body. Otherwise bytes go as they are (a protocol framed them) and packets come whole.
    */
   lengthPrefix: boolean;
+  /** What the sink sees as the link's `protocol` (LinkInfo): '' for Pylon's own, 'mqtt' for MQTT. */
+  protocol?: string;
   /** Written to a refused socket before it is closed (an HTTP server's 503); default: just closed. */
   refusal?: (status: number) => Uint8Array | undefined;
 }
@@ -136,7 +138,7 @@ export class StreamListener {
       headers: NO_HEADERS,
       url: '',
       query: NO_QUERY,
-      protocol: '',
+      protocol: o.protocol ?? '',
     };
     o.sink.onOpen(link, info);
   }
