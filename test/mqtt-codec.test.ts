@@ -125,6 +125,17 @@ describe.each([4, 5] as const)('MQTT %s codec fuzz', (version) => {
     );
     expect(mqttPacketLength(Buffer.from([0x30, 0x7f]), 1024)).toBe(129);
   });
+
+  it('a PUBLISH topic longer than a route name may be is refused', () => {
+    const codec = connected(version);
+    const publish = (topic: string) =>
+      mqttPacket.generate(
+        { cmd: 'publish', topic, payload: Buffer.from('1'), qos: 0, retain: false, dup: false },
+        { protocolVersion: version },
+      );
+    expect(codec.decode(publish('t'.repeat(256)))).toMatchObject({ kind: 'msg', data: 1 });
+    expect(() => codec.decode(publish('t'.repeat(257)))).toThrow(/topic must be at most 256 characters/);
+  });
 });
 
 describe('MQTT codec: qos-1 packet ids', () => {

@@ -3,6 +3,7 @@ import type { Codec } from '../protocol/codec.js';
 import type { Envelope } from '../protocol/envelope.js';
 import { ProtocolError, PylonError } from '../protocol/errors.js';
 import { stringifyJson } from '../protocol/json-codec.js';
+import { MAX_TYPE_LENGTH } from '../protocol/validate.js';
 
 type Packet = mqtt.Packet;
 
@@ -186,6 +187,12 @@ export class MqttCodec implements Codec {
         this.answers.set(p.messageId ?? 0, { cmd: 'unsuback', count: p.unsubscriptions.length });
         return { kind: 'unsub', id: p.messageId ?? 0, data: { labels: p.unsubscriptions } };
       case 'publish': {
+        // The topic is the route name: the same bound as every codec's `type`.
+        if (p.topic.length > MAX_TYPE_LENGTH)
+          throw new ProtocolError(
+            `topic must be at most ${MAX_TYPE_LENGTH} characters, got ${p.topic.length}`,
+            'PROTOCOL',
+          );
         const data = payloadData(p.payload as Buffer);
         if (p.qos === 0) return { kind: 'msg', type: p.topic, data };
         if (p.qos === 1) {
