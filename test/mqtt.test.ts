@@ -105,6 +105,23 @@ for (const version of [4, 5] as const) {
       expect(gateway.connectionsOf('ann')[0]?.labels ?? []).toEqual([]);
     });
 
+    it("the label's latest history entry is the topic's retained message, sent after the SUBACK", async () => {
+      const { gateway, url } = await setup({ history: [{ match: /^room\//, size: 10 }] });
+      await gateway.push({ labels: { all: ['room/7'] } }, 'state', { on: false });
+      await gateway.push({ labels: { all: ['room/7'] } }, 'state', { on: true });
+      const m = await client(url, version, { username: 'ann' });
+      const got: Array<[string, string, boolean]> = [];
+      m.on('message', (topic, payload, packet) => got.push([topic, payload.toString(), packet.retain]));
+      await m.subscribeAsync('room/7');
+      await expect.poll(() => got).toEqual([['room/7', '{"on":true}', true]]);
+      await gateway.push({ labels: { all: ['room/7'] } }, 'state', { on: false });
+      await expect.poll(() => got.at(-1)).toEqual(['room/7', '{"on":false}', false]);
+      // A label without history has no retained message.
+      await m.subscribeAsync('quiet');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(got).toHaveLength(2);
+    });
+
     it('SUBSCRIBE refused by authorizeSub or with wildcards gets a failure code, and joins nothing', async () => {
       const { gateway, url } = await setup();
       const m = await client(url, version, { username: 'ann' });

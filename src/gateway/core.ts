@@ -17,6 +17,7 @@ import {
   type LinkInfo,
   type LinkSink,
 } from '../net/link.js';
+import { OutFrame } from '../net/out-frame.js';
 import type { Codec } from '../protocol/codec.js';
 import {
   type DisconnectInfo,
@@ -968,6 +969,28 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       'connect',
     );
     this.events.emit('connect', conn);
+  }
+
+  /**
+   * An MQTT client subscribed: the latest history entry of each label is its retained message,
+   * sent on the label's topic with RETAIN set (docs/mqtt.md). It holds the label now, so it may
+   * read its history.
+   */
+  subscribed(conn: Connection, labels: readonly string[]): void {
+    const codec = conn.codec;
+    if (!(codec instanceof MqttCodec) || !this.history.enabled) return;
+    for (const label of labels) {
+      this.history.read(label, 1).then(
+        (page) => {
+          const e = page.messages.at(-1);
+          if (e === undefined || conn.state !== 'open' || !conn.has(label)) return;
+          const env: Envelope = { kind: 'push', type: e.type, data: e.data };
+          conn.deliver(new OutFrame(codec.encodeRetained(label, env), false), 0);
+        },
+        (err: unknown) =>
+          this.logger.warn({ err, conn: conn.id, label }, 'retained message: history read failed'),
+      );
+    }
   }
 
   // ---- inside ----

@@ -18,6 +18,8 @@ export interface SubscribeHost extends DispatchHost {
   readonly labelTotals: LabelTotals;
   /** The gateway clock's now (monotonic ms). */
   now(): number;
+  /** A `sub` succeeded and was answered: what follows it (an MQTT client's retained messages). */
+  subscribed?(conn: Connection, labels: readonly string[]): void;
   disconnect(conn: Connection, name: DisconnectName, reason?: string): void;
 }
 
@@ -118,6 +120,7 @@ export function subscribe(host: SubscribeHost, conn: Connection, env: Envelope):
           } else conn.leave(l);
         }
         reply(host, conn, id, { labels: conn.labels ? [...conn.labels] : [] }, undefined);
+        if (action === 'sub') host.subscribed?.(conn, wanted);
       } catch (err) {
         reply(host, conn, id, undefined, err);
       }

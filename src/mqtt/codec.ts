@@ -333,6 +333,13 @@ export class MqttCodec implements Codec {
     return mqtt.generate(p, { protocolVersion: this.version === 5 ? 5 : 4 });
   }
 
+  /** A label's latest history entry, sent after a SUBSCRIBE as the topic's retained message. */
+  encodeRetained(topic: string, env: Envelope): Uint8Array {
+    const p = this.publish({ ...env, qos: 0, seq: undefined }, topic);
+    p.retain = true;
+    return mqtt.generate(p, { protocolVersion: this.version === 5 ? 5 : 4 });
+  }
+
   private publish(env: Envelope, on?: string): mqtt.IPublishPacket {
     const topic = on ?? env.type ?? '';
     const payload = dataPayload(env.data);
