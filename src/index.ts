@@ -22,6 +22,7 @@ export type {
   GatewayOptions,
   KeepaliveOptions,
   ListenOptions,
+  MqttListenOptions,
   RateLimitOptions,
   WsListenOptions,
 } from './gateway/options.js';

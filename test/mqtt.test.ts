@@ -167,6 +167,57 @@ for (const version of [4, 5] as const) {
   });
 }
 
+describe('MQTT publishing to subscribers (mqtt.publish) and last wills', () => {
+  it("a PUBLISH the policy lets through reaches the topic's MQTT and WebSocket subscribers; one it refuses only the handler", async () => {
+    const asked: string[] = [];
+    const { gateway, url, wsUrl } = await setup({
+      mqtt: {
+        port: 0,
+        publish: (conn, topic) => {
+          asked.push(`${conn.user} ${topic}`);
+          return topic.startsWith('shared/');
+        },
+      },
+    });
+    const handled: unknown[] = [];
+    gateway.handle('private/x', (d) => void handled.push(d));
+    const sub = await client(url, 5, { username: 'sub' });
+    await sub.subscribeAsync('shared/t');
+    await sub.subscribeAsync('private/x');
+    const w = await pylonConnect(wsUrl, { token: 'web', reconnect: false });
+    await w.subscribe(['shared/t']);
+    const wsGot = new Promise((resolve) => w.on('shared/t', resolve));
+    const got: string[] = [];
+    sub.on('message', (topic, payload) => got.push(`${topic} ${payload}`));
+    const pub = await client(url, 4, { username: 'dev' });
+    await pub.publishAsync('shared/t', '{"v":1}', { qos: 1 }); // no handler, but it went out: PUBACK success
+    await pub.publishAsync('private/x', '{"v":2}', { qos: 0 });
+    await expect.poll(() => got).toEqual(['shared/t {"v":1}']);
+    expect(await wsGot).toEqual({ v: 1 });
+    await expect.poll(() => handled).toEqual([{ v: 2 }]);
+    expect(got).toEqual(['shared/t {"v":1}']);
+    expect(asked).toEqual(['dev shared/t', 'dev private/x']);
+    await w.close();
+  });
+
+  it('the will goes out on a close the client did not ask for, not after its DISCONNECT', async () => {
+    const { gateway, url } = await setup({ mqtt: { port: 0, publish: () => true } });
+    const watcher = await client(url, 5, { username: 'watch' });
+    await watcher.subscribeAsync('status/dev');
+    const got: string[] = [];
+    watcher.on('message', (topic, payload) => got.push(`${topic} ${payload}`));
+    const will = { topic: 'status/dev', payload: Buffer.from('offline'), qos: 0 as const, retain: false };
+    const polite = await client(url, 5, { username: 'dev', will });
+    await polite.endAsync(); // DISCONNECT: no will
+    const rude = await client(url, 4, { username: 'dev', will });
+    await expect.poll(() => gateway.connectionsOf('dev').length).toBe(1);
+    (rude.stream as unknown as { destroy(): void }).destroy(); // the network drops it
+    await expect.poll(() => got).toEqual(['status/dev offline']);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(got).toEqual(['status/dev offline']);
+  });
+});
+
 describe('MQTT refusals and hostile input', () => {
   it('QoS 2 is refused with reason 0x9B on MQTT 5; QoS 1 to a topic nobody handles gets PUBACK 0x10', async () => {
     const { gateway, url } = await setup();

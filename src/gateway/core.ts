@@ -53,7 +53,7 @@ import {
   refusalOf,
   type TokenInfo,
 } from './denials.js';
-import { dispatchMessage, dispatchRequest } from './dispatch.js';
+import { dispatchMessage, dispatchRequest, reply } from './dispatch.js';
 import { authenticate, type HandshakeHost, hello } from './handshake.js';
 import { History } from './history.js';
 import { DEFAULT_KEY_WINDOW, MemoryKeys, pushOnce } from './idempotency.js';
@@ -61,7 +61,7 @@ import { joinLabel, leaveLabel, updateLabels } from './label-ops.js';
 import { type LabelTotals, rememberSubscribed } from './labels.js';
 import { Listeners } from './listeners.js';
 import { oneWayHello } from './one-way.js';
-import type { GatewayOptions, KeepaliveOptions, ResolvedOptions } from './options.js';
+import type { GatewayOptions, KeepaliveOptions, MqttListenOptions, ResolvedOptions } from './options.js';
 import { resolveOptions } from './options.js';
 import { Presence, presenceMatcher } from './presence.js';
 import { type Pushing, pushTo } from './push.js';
@@ -995,7 +995,69 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
 
   // ---- inside ----
 
+  /**
+   * A PUBLISH from an MQTT client, when `mqtt.publish` is set: also pushed to the topic's label
+   * if the policy lets it, then handled as any message or request. A QoS 1 PUBLISH that went to
+   * subscribers and has no handler is answered with success (its PUBACK).
+   */
+  private mqttPublish(
+    conn: Connection,
+    env: Envelope,
+    policy: NonNullable<MqttListenOptions['publish']>,
+  ): void {
+    const topic = env.type as string;
+    Promise.resolve()
+      .then(() => policy(conn, topic))
+      .then(
+        async (ok) => {
+          if (ok === true) await this.push({ labels: { all: [topic] } }, topic, env.data, {});
+          return ok === true;
+        },
+        (err: unknown) => {
+          this.logger.warn({ err, conn: conn.id, topic }, 'mqtt.publish policy failed');
+          return false;
+        },
+      )
+      .then(
+        (forwarded) => {
+          if (conn.state !== 'open') return;
+          if (env.kind === 'msg') dispatchMessage(this, conn, env);
+          else if (forwarded && !this.router.has(topic))
+            reply(this, conn, env.id as number, undefined, undefined);
+          else dispatchRequest(this, conn, env);
+        },
+        (err: unknown) => {
+          if (env.kind === 'req' && conn.state === 'open')
+            reply(this, conn, env.id as number, undefined, err);
+          else this.logger.warn({ err, conn: conn.id, topic }, 'mqtt publish to subscribers failed');
+        },
+      );
+  }
+
+  /** An MQTT client's last will, on a close it did not ask for: through the same policy. */
+  private mqttWill(conn: Connection, will: { topic: string; data: unknown }): void {
+    const policy = this.options.mqtt?.publish;
+    if (policy === undefined) return;
+    Promise.resolve()
+      .then(() => policy(conn, will.topic))
+      .then((ok) =>
+        ok === true ? this.push({ labels: { all: [will.topic] } }, will.topic, will.data, {}) : undefined,
+      )
+      .catch((err: unknown) =>
+        this.logger.warn({ err, conn: conn.id, topic: will.topic }, 'mqtt last will not sent'),
+      );
+  }
+
   private route(conn: Connection, env: Envelope): void {
+    const mqttPolicy = this.options.mqtt?.publish;
+    if (
+      mqttPolicy !== undefined &&
+      (env.kind === 'msg' || env.kind === 'req') &&
+      conn.codec instanceof MqttCodec
+    ) {
+      this.mqttPublish(conn, env, mqttPolicy);
+      return;
+    }
     switch (env.kind) {
       case 'req':
         if (this.taps.active && conn.user !== undefined) this.taps.inbound(conn.id, conn.user, env);
@@ -1098,6 +1160,9 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     if (conn.opened) this.logger.info(fields, info.name === 'kicked' ? 'kick' : 'disconnect');
     else this.logger.debug(fields, 'closed before connect');
     if (conn.opened) this.events.emit('disconnect', conn, info);
+    const codec = conn.codec;
+    if (conn.opened && codec instanceof MqttCodec && codec.will !== undefined && info.name !== 'normal')
+      this.mqttWill(conn, codec.will);
   }
 
   private checkDrained(): void {

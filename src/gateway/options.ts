@@ -73,6 +73,16 @@ export interface HttpOptions {
   maxStreams: number;
 }
 
+/** The MQTT listener (docs/mqtt.md). */
+export interface MqttListenOptions extends ListenOptions {
+  /**
+   * Which PUBLISHes from MQTT clients (and their last wills) also go to the topic's subscribers,
+   * as a qos-0 push to the label of that name with the topic as its type: true lets it through.
+   * Default: none do (a PUBLISH goes to the topic's handler only).
+   */
+  publish?: (connection: Connection, topic: string) => boolean | Promise<boolean>;
+}
+
 export interface GatewayOptions {
   /** TCP listener with Pylon framing. Omit for none. */
   tcp?: ListenOptions;
@@ -82,7 +92,7 @@ export interface GatewayOptions {
    * MQTT 3.1.1 and 5.0 listener (docs/mqtt.md): MQTT clients as connections of the same hub,
    * CONNECT through `validate`, topics as labels. Omit for none.
    */
-  mqtt?: ListenOptions;
+  mqtt?: MqttListenOptions;
   /**
    * Largest frame (TCP) or message (WebSocket) a client may send, in bytes. Default 64 KiB
    * (Centrifugo's limit too): what clients send a gateway is small, and every byte a client may
@@ -230,7 +240,7 @@ export interface GatewayOptions {
 
 export interface ResolvedOptions {
   tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
-  mqtt: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
+  mqtt: (Required<Omit<ListenOptions, 'tls'>> & Pick<MqttListenOptions, 'tls' | 'publish'>) | undefined;
   ws:
     | (Required<
         Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression' | 'http'>
@@ -372,7 +382,12 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
       ? { port: port('tcp.port', o.tcp.port), host: o.tcp.host ?? '127.0.0.1', tls: o.tcp.tls }
       : undefined,
     mqtt: o.mqtt
-      ? { port: port('mqtt.port', o.mqtt.port), host: o.mqtt.host ?? '127.0.0.1', tls: o.mqtt.tls }
+      ? {
+          port: port('mqtt.port', o.mqtt.port),
+          host: o.mqtt.host ?? '127.0.0.1',
+          tls: o.mqtt.tls,
+          publish: o.mqtt.publish,
+        }
       : undefined,
     ws: o.ws
       ? {

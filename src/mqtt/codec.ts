@@ -136,6 +136,8 @@ export class MqttCodec implements Codec {
   private welcomed = false;
   /** The reason code of the DISCONNECT to come, when the codec knows it better than the kick's name. */
   private refusal: number | undefined = undefined;
+  /** The CONNECT's last will, until a DISCONNECT from the client withdraws it. */
+  will: { topic: string; data: unknown } | undefined = undefined;
   private readonly parser = mqtt.parser({});
   private parsed: Packet | undefined;
   private failure: Error | undefined;
@@ -217,6 +219,8 @@ export class MqttCodec implements Codec {
       case 'pingreq':
         return { kind: 'ping' };
       case 'disconnect':
+        // A normal DISCONNECT withdraws the will (MQTT 5's 0x04 asks for it to be sent all the same).
+        if ((p as mqtt.IDisconnectPacket).reasonCode !== 0x04) this.will = undefined;
         return { kind: 'bye' };
       default:
         throw new ProtocolError(`MQTT ${p.cmd.toUpperCase()} is not accepted from a client here`, 'PROTOCOL');
@@ -233,6 +237,15 @@ export class MqttCodec implements Codec {
       (this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = 5;
     const keepalive = p.keepalive ?? 0;
     if (keepalive > 0) this.keepaliveMs = keepalive * 1500;
+    if (p.will !== undefined && p.will !== null && typeof p.will.topic === 'string') {
+      if (p.will.topic.length > MAX_TYPE_LENGTH)
+        throw new ProtocolError(`will topic must be at most ${MAX_TYPE_LENGTH} characters`, 'PROTOCOL');
+      const payload = p.will.payload;
+      this.will = {
+        topic: p.will.topic,
+        data: payloadData(typeof payload === 'string' ? Buffer.from(payload) : payload),
+      };
+    }
     const password = p.password === undefined ? undefined : Buffer.from(p.password).toString('utf8');
     // The token: the password when there is one (a JWT, an API key), else the username.
     const token = password !== undefined && password !== '' ? password : p.username;
