@@ -198,6 +198,14 @@ describe('MQTT publishing to subscribers (mqtt.publish) and last wills', () => {
     expect(got).toEqual(['shared/t {"v":1}']);
     expect(asked).toEqual(['dev shared/t', 'dev private/x']);
     await w.close();
+    // Data a push refuses (nested deeper than 64): a QoS 1 PUBLISH says so in its PUBACK.
+    const v5 = await client(url, 5, { username: 'dev5' });
+    const puback = new Promise<mqttPacket.IPubackPacket>((resolve) =>
+      v5.on('packetreceive', (p) => p.cmd === 'puback' && resolve(p as mqttPacket.IPubackPacket)),
+    );
+    v5.publish('shared/t', `${'['.repeat(100)}${']'.repeat(100)}`, { qos: 1 });
+    expect((await puback).reasonCode).toBe(0x99);
+    expect(got).toEqual(['shared/t {"v":1}']);
   });
 
   it('the will goes out on a close the client did not ask for, not after its DISCONNECT', async () => {

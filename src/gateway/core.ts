@@ -1006,32 +1006,34 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     policy: NonNullable<MqttListenOptions['publish']>,
   ): void {
     const topic = env.type as string;
-    Promise.resolve()
-      .then(() => policy(conn, topic))
-      .then(
-        async (ok) => {
-          if (ok === true) await this.push({ labels: { all: [topic] } }, topic, env.data, {});
-          return ok === true;
-        },
-        (err: unknown) => {
-          this.logger.warn({ err, conn: conn.id, topic }, 'mqtt.publish policy failed');
-          return false;
-        },
-      )
-      .then(
-        (forwarded) => {
-          if (conn.state !== 'open') return;
-          if (env.kind === 'msg') dispatchMessage(this, conn, env);
-          else if (forwarded && !this.router.has(topic))
-            reply(this, conn, env.id as number, undefined, undefined);
-          else dispatchRequest(this, conn, env);
-        },
-        (err: unknown) => {
-          if (env.kind === 'req' && conn.state === 'open')
-            reply(this, conn, env.id as number, undefined, err);
-          else this.logger.warn({ err, conn: conn.id, topic }, 'mqtt publish to subscribers failed');
-        },
-      );
+    // What happened to the push to subscribers: 'sent', 'not' (the policy said no), or its error.
+    const forward = async (): Promise<'sent' | 'not' | { err: unknown }> => {
+      let ok: boolean;
+      try {
+        ok = (await policy(conn, topic)) === true;
+      } catch (err) {
+        this.logger.warn({ err, conn: conn.id, topic }, 'mqtt.publish policy failed');
+        return 'not';
+      }
+      if (!ok) return 'not';
+      try {
+        await this.push({ labels: { all: [topic] } }, topic, env.data, {});
+        return 'sent';
+      } catch (err) {
+        return { err };
+      }
+    };
+    void forward().then((r) => {
+      if (conn.state !== 'open') return;
+      if (env.kind === 'msg') {
+        if (typeof r === 'object')
+          this.logger.warn({ err: r.err, conn: conn.id, topic }, 'mqtt publish to subscribers failed');
+        dispatchMessage(this, conn, env);
+      } else if (typeof r === 'object') reply(this, conn, env.id as number, undefined, r.err);
+      else if (r === 'sent' && !this.router.has(topic))
+        reply(this, conn, env.id as number, undefined, undefined);
+      else dispatchRequest(this, conn, env);
+    });
   }
 
   /** An MQTT client's last will, on a close it did not ask for: through the same policy. */

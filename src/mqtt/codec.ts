@@ -27,6 +27,7 @@ export const REASON = {
   packetTooLarge: 0x95,
   quotaExceeded: 0x97,
   administrativeAction: 0x98,
+  payloadFormatInvalid: 0x99,
   qosNotSupported: 0x9b,
   useAnotherServer: 0x9c,
   connectionRateExceeded: 0x9f,
@@ -332,7 +333,7 @@ export class MqttCodec implements Codec {
     return {
       cmd: 'puback',
       messageId: id,
-      reasonCode: reasonOfError(err.code),
+      reasonCode: reasonOfError(err.code, true),
       properties: { reasonString: err.message },
     };
   }
@@ -385,10 +386,13 @@ function connackV5(name: string): number {
   return REASON_OF[name] ?? REASON.notAuthorized;
 }
 
-/** A PylonError code as an MQTT 5 reason code (SUBACK, UNSUBACK, PUBACK). */
-function reasonOfError(code: string): number {
+/**
+ * A PylonError code as an MQTT 5 reason code: in a SUBACK or UNSUBACK a bad request is a bad
+ * topic filter, in a PUBACK a payload the handler or the push refused.
+ */
+function reasonOfError(code: string, puback = false): number {
   if (code === 'FORBIDDEN' || code === 'UNAUTHORIZED') return REASON.notAuthorized;
-  if (code === 'BAD_REQUEST') return REASON.topicFilterInvalid;
+  if (code === 'BAD_REQUEST') return puback ? REASON.payloadFormatInvalid : REASON.topicFilterInvalid;
   if (code === 'TOO_MANY_REQUESTS') return REASON.quotaExceeded;
   if (code === 'NOT_FOUND') return 0x10; // no matching subscribers: nobody handles this topic
   return REASON.unspecified;
