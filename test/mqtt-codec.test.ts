@@ -126,6 +126,14 @@ describe.each([4, 5] as const)('MQTT %s codec fuzz', (version) => {
     expect(mqttPacketLength(Buffer.from([0x30, 0x7f]), 1024)).toBe(129);
   });
 
+  it('the parser shared by all connections keeps nothing of a malformed packet', () => {
+    const a = connected(version);
+    // A SUBSCRIBE whose topic claims 62 bytes of the 2 there are: refused, and the parser stopped mid-way.
+    expect(() => a.decode(Buffer.from([0x82, 6, 0, 3, 0, 62, 0x78, 0]))).toThrow(ProtocolError);
+    const b = connected(version); // another connection's CONNECT reads whole
+    expect(b.decode(mqttPacket.generate({ cmd: 'pingreq' }))).toEqual({ kind: 'ping' });
+  });
+
   it('a PUBLISH topic longer than a route name may be is refused', () => {
     const codec = connected(version);
     const publish = (topic: string) =>

@@ -86,6 +86,50 @@ const MAX_INFLIGHT = 0xffff;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * One parser per protocol version for the whole process: packets come whole (mqttPacketLength
+ * framed them) and are parsed at once, so no connection needs a parser of its own (an
+ * EventEmitter, a buffer list and a packet each: most of what an idle MQTT connection held).
+ */
+const parsers = new Map<
+  4 | 5,
+  { parser: ReturnType<typeof mqtt.parser>; packet?: Packet; failure?: Error }
+>();
+
+function parseOne(
+  bytes: Uint8Array,
+  version: 4 | 5,
+): { packet: Packet | undefined; failure: Error | undefined } {
+  let entry = parsers.get(version);
+  if (entry === undefined) {
+    const e: { parser: ReturnType<typeof mqtt.parser>; packet?: Packet; failure?: Error } = {
+      parser: mqtt.parser({ protocolVersion: version }),
+    };
+    e.parser.on('packet', (p: Packet) => {
+      e.packet = p;
+    });
+    e.parser.on('error', (err: Error) => {
+      e.failure = err;
+    });
+    parsers.set(version, e);
+    entry = e;
+  }
+  entry.packet = undefined;
+  entry.failure = undefined;
+  // Whatever an earlier malformed or short packet left in it is dropped first, and the version
+  // set again (reading a CONNECT sets it to the CONNECT's).
+  const parser = entry.parser as unknown as {
+    _resetState(): void;
+    _pos: number;
+    settings: { protocolVersion: number };
+  };
+  parser._resetState();
+  parser._pos = 0; // not reset by _resetState, and read by the length parser
+  parser.settings.protocolVersion = version;
+  entry.parser.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return { packet: entry.packet, failure: entry.failure };
+}
+
 /** The payload of a PUBLISH as Pylon data: JSON when it is UTF-8 JSON, else the bytes. */
 export function payloadData(payload: Uint8Array): unknown {
   if (payload.length === 0) return new Uint8Array(0);
@@ -139,31 +183,15 @@ export class MqttCodec implements Codec {
   private refusal: number | undefined = undefined;
   /** The CONNECT's last will, until a DISCONNECT from the client withdraws it. */
   will: { topic: string; data: unknown } | undefined = undefined;
-  private readonly parser = mqtt.parser({});
-  private parsed: Packet | undefined;
-  private failure: Error | undefined;
-  /** Request ids of SUBSCRIBE, UNSUBSCRIBE and qos-1 PUBLISH packets (their packet ids). */
-  private readonly answers = new Map<number, Answer>();
+  /** Request ids of SUBSCRIBE, UNSUBSCRIBE and qos-1 PUBLISH packets (their packet ids); made when first needed. */
+  private answers: Map<number, Answer> | undefined = undefined;
   /** Our qos-1 PUBLISHes: packet id -> seq, and seq -> packet id (a redelivery reuses its id). */
-  private readonly seqOf = new Map<number, number>();
-  private readonly idOf = new Map<number, number>();
+  private seqOf: Map<number, number> | undefined = undefined;
+  private idOf: Map<number, number> | undefined = undefined;
   private nextId = 0;
 
-  constructor() {
-    this.parser.on('packet', (p: Packet) => {
-      this.parsed = p;
-    });
-    this.parser.on('error', (err: Error) => {
-      this.failure = err;
-    });
-  }
-
   decode(bytes: Uint8Array): Envelope {
-    this.parsed = undefined;
-    this.failure = undefined;
-    this.parser.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    const p = this.parsed as Packet | undefined;
-    const failure = this.failure as Error | undefined;
+    const { packet: p, failure } = parseOne(bytes, this.version === 5 ? 5 : 4);
     if (failure !== undefined || p === undefined)
       throw new ProtocolError(`malformed MQTT packet: ${failure?.message ?? 'incomplete'}`, 'PROTOCOL');
     if (!this.connected && p.cmd !== 'connect')
@@ -177,7 +205,7 @@ export class MqttCodec implements Codec {
       case 'subscribe': {
         const topics = p.subscriptions.map((s) => s.topic);
         const refused = topics.some(hasWildcard) ? REASON.wildcardsNotSupported : undefined;
-        this.answers.set(p.messageId ?? 0, {
+        this.answersMap().set(p.messageId ?? 0, {
           cmd: 'suback',
           granted: Math.min(1, ...p.subscriptions.map((s) => s.qos)),
           count: topics.length,
@@ -187,7 +215,7 @@ export class MqttCodec implements Codec {
         return { kind: 'sub', id: p.messageId ?? 0, data: { labels: refused === undefined ? topics : [] } };
       }
       case 'unsubscribe':
-        this.answers.set(p.messageId ?? 0, { cmd: 'unsuback', count: p.unsubscriptions.length });
+        this.answersMap().set(p.messageId ?? 0, { cmd: 'unsuback', count: p.unsubscriptions.length });
         return { kind: 'unsub', id: p.messageId ?? 0, data: { labels: p.unsubscriptions } };
       case 'publish': {
         // The topic is the route name: the same bound as every codec's `type`.
@@ -199,21 +227,21 @@ export class MqttCodec implements Codec {
         const data = payloadData(p.payload as Buffer);
         if (p.qos === 0) return { kind: 'msg', type: p.topic, data };
         if (p.qos === 1) {
-          this.answers.set(p.messageId ?? 0, { cmd: 'puback' });
+          this.answersMap().set(p.messageId ?? 0, { cmd: 'puback' });
           return { kind: 'req', id: p.messageId ?? 0, type: p.topic, data };
         }
         this.refusal = REASON.qosNotSupported;
         throw new ProtocolError('QoS 2 is not supported: publish with QoS 0 or 1', 'PROTOCOL');
       }
       case 'puback': {
-        const seq = this.seqOf.get(p.messageId ?? 0);
+        const seq = this.seqOf?.get(p.messageId ?? 0);
         // Not in flight (a second PUBACK of a PUBLISH that was sent again): nothing to do.
         if (seq === undefined) return NOTHING;
         // Cumulative, like Pylon's ack: MQTT acknowledges qos-1 PUBLISHes in the order they were sent.
-        for (const [id, s] of this.seqOf) {
+        for (const [id, s] of this.seqOf as Map<number, number>) {
           if (s > seq) continue;
-          this.seqOf.delete(id);
-          this.idOf.delete(s);
+          this.seqOf?.delete(id);
+          this.idOf?.delete(s);
         }
         return { kind: 'ack', seq };
       }
@@ -234,8 +262,6 @@ export class MqttCodec implements Codec {
     const version = p.protocolVersion ?? 4;
     this.version = version === 5 ? 5 : version === 3 ? 3 : 4;
     if (this.version === 5) this.name = 'mqtt5';
-    if (this.version === 5)
-      (this.parser as unknown as { settings: { protocolVersion: number } }).settings.protocolVersion = 5;
     const keepalive = p.keepalive ?? 0;
     if (keepalive > 0) this.keepaliveMs = keepalive * 1500;
     if (p.will !== undefined && p.will !== null && typeof p.will.topic === 'string') {
@@ -309,9 +335,9 @@ export class MqttCodec implements Codec {
 
   private answer(env: Envelope): Packet | undefined {
     const id = env.id ?? 0;
-    const a = this.answers.get(id);
+    const a = this.answers?.get(id);
     if (a === undefined) return undefined;
-    this.answers.delete(id);
+    this.answers?.delete(id);
     const v5 = this.version === 5;
     const err = env.error;
     if (a.cmd === 'suback') {
@@ -347,6 +373,11 @@ export class MqttCodec implements Codec {
     return mqtt.generate(p, { protocolVersion: this.version === 5 ? 5 : 4 });
   }
 
+  private answersMap(): Map<number, Answer> {
+    this.answers ??= new Map();
+    return this.answers;
+  }
+
   /** A label's latest history entry, sent after a SUBSCRIBE as the topic's retained message. */
   encodeRetained(topic: string, env: Envelope): Uint8Array {
     const p = this.publish({ ...env, qos: 0, seq: undefined }, topic);
@@ -364,6 +395,8 @@ export class MqttCodec implements Codec {
       return p;
     }
     // A redelivery of a seq keeps its packet id, with DUP set.
+    this.seqOf ??= new Map();
+    this.idOf ??= new Map();
     let id = this.idOf.get(env.seq);
     const dup = id !== undefined;
     if (id === undefined) {
