@@ -226,6 +226,45 @@ describe('MQTT publishing to subscribers (mqtt.publish) and last wills', () => {
   });
 });
 
+describe('MQTT publishes waiting for the policy are bounded', () => {
+  it('as requests are (maxPendingRequests): past it a QoS 1 PUBLISH gets PUBACK 0x97', async () => {
+    const { url } = await setup({
+      maxPendingRequests: 3,
+      mqtt: { port: 0, publish: () => new Promise<boolean>(() => {}) },
+    });
+    const m = await client(url, 5, { username: 'slow' });
+    const codes: number[] = [];
+    m.on('packetreceive', (p) => {
+      if (p.cmd === 'puback') codes.push((p as mqttPacket.IPubackPacket).reasonCode ?? 0);
+    });
+    for (let i = 0; i < 5; i++) m.publish('t', String(i), { qos: 1 });
+    await expect.poll(() => codes).toEqual([0x97, 0x97]); // three wait for the policy, the rest are refused
+  });
+});
+
+describe('MQTT last wills are bounded', () => {
+  it('per will and for the gateway: past either the CONNECT is refused with 0x97; a closed connection gives its bytes back', async () => {
+    const { gateway, url } = await setup({
+      mqtt: { port: 0, publish: () => true, maxWill: 100, maxWillTotal: 150 },
+    });
+    const will = (n: number) => ({
+      topic: 'w',
+      payload: Buffer.alloc(n, 0x61),
+      qos: 0 as const,
+      retain: false,
+    });
+    const a = await client(url, 5, { username: 'a', will: will(79) }); // 80 bytes with its topic
+    const refusal = (n: number, user: string) =>
+      mqtt.connectAsync(url, { protocolVersion: 5, reconnectPeriod: 0, username: user, will: will(n) });
+    await expect(refusal(79, 'b')).rejects.toMatchObject({ code: 0x97 }); // 160 in all: over 150
+    await expect(refusal(150, 'c')).rejects.toMatchObject({ code: 0x97 }); // one will over 100
+    await a.endAsync();
+    await expect.poll(() => gateway.connectionsOf('a').length).toBe(0);
+    const b = await client(url, 5, { username: 'b', will: will(79) }); // room again
+    expect(b.connected).toBe(true);
+  });
+});
+
 describe('MQTT refusals and hostile input', () => {
   it('QoS 2 is refused with reason 0x9B on MQTT 5; QoS 1 to a topic nobody handles gets PUBACK 0x10', async () => {
     const { gateway, url } = await setup();

@@ -7,7 +7,7 @@ import { Fanout } from '../hub/fanout.js';
 import { Hub } from '../hub/hub.js';
 import type { Target } from '../hub/member.js';
 import type { Logger } from '../log/logger.js';
-import { MqttCodec } from '../mqtt/codec.js';
+import { MqttCodec, WillBudget } from '../mqtt/codec.js';
 import { AdmissionControl } from '../net/admission.js';
 import {
   type Admission,
@@ -105,6 +105,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly keepalive: KeepaliveOptions | undefined;
   readonly highWaterMark: number;
   readonly maxPendingRequests: number;
+  /** MQTT last wills held (kept only when mqtt.publish could send them). */
+  private readonly wills: WillBudget | undefined;
   readonly logger: Logger;
   readonly addresses: GatewayAddresses = {};
   readonly router = new Router();
@@ -171,6 +173,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.keepalive = o.keepalive;
     this.highWaterMark = o.highWaterMark;
     this.maxPendingRequests = o.maxPendingRequests;
+    this.wills =
+      o.mqtt?.publish === undefined ? undefined : new WillBudget(o.mqtt.maxWill, o.mqtt.maxWillTotal);
     this.logger = o.logger;
     this.handshake = {
       validate: o.validate,
@@ -711,7 +715,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   onOpen(link: Link, info: LinkInfo): void {
     let codec: Codec | undefined = jsonCodec;
     // An MQTT client: a codec of its own (MQTT needs per-connection state), its CONNECT the hello.
-    if (info.protocol === 'mqtt') codec = new MqttCodec();
+    if (info.protocol === 'mqtt') codec = new MqttCodec(this.wills);
     else if (info.transport === 'ws') {
       const name = info.protocol ? CODEC_BY_SUBPROTOCOL[info.protocol] : (info.query.get('codec') ?? 'json');
       codec = name ? getCodec(name) : undefined;
@@ -1006,6 +1010,20 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     policy: NonNullable<MqttListenOptions['publish']>,
   ): void {
     const topic = env.type as string;
+    // The policy and the push are work in flight for the connection, bounded as its requests are.
+    if (conn.pending >= this.maxPendingRequests) {
+      if (env.kind === 'req')
+        reply(
+          this,
+          conn,
+          env.id as number,
+          undefined,
+          new PylonError('TOO_MANY_REQUESTS', 'too many publishes in flight'),
+        );
+      else this.logger.warn({ conn: conn.id, topic }, 'mqtt publish dropped: too many in flight');
+      return;
+    }
+    conn.pending++;
     // What happened to the push to subscribers: 'sent', 'not' (the policy said no), or its error.
     const forward = async (): Promise<'sent' | 'not' | { err: unknown }> => {
       let ok: boolean;
@@ -1024,6 +1042,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
       }
     };
     void forward().then((r) => {
+      conn.pending--;
       if (conn.state !== 'open') return;
       if (env.kind === 'msg') {
         if (typeof r === 'object')
@@ -1163,8 +1182,10 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     else this.logger.debug(fields, 'closed before connect');
     if (conn.opened) this.events.emit('disconnect', conn, info);
     const codec = conn.codec;
-    if (conn.opened && codec instanceof MqttCodec && codec.will !== undefined && info.name !== 'normal')
-      this.mqttWill(conn, codec.will);
+    if (codec instanceof MqttCodec && codec.will !== undefined) {
+      if (conn.opened && info.name !== 'normal') this.mqttWill(conn, codec.will);
+      codec.dropWill();
+    }
   }
 
   private checkDrained(): void {

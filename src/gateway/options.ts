@@ -3,6 +3,7 @@ import type { DeliveryOptions } from '../delivery/delivery.js';
 import { DEFAULT_DELIVERY } from '../delivery/delivery.js';
 import type { Logger } from '../log/logger.js';
 import { createLogger } from '../log/logger.js';
+import { DEFAULT_MAX_WILL, DEFAULT_MAX_WILL_TOTAL } from '../mqtt/codec.js';
 import { DEFAULT_BUDGET_LIMITS } from '../net/budget.js';
 import type { TlsFiles } from '../net/tls.js';
 import { DEFAULT_DEFLATE, type DeflateOptions } from '../net/ws-deflate.js';
@@ -81,6 +82,10 @@ export interface MqttListenOptions extends ListenOptions {
    * Default: none do (a PUBLISH goes to the topic's handler only).
    */
   publish?: (connection: Connection, topic: string) => boolean | Promise<boolean>;
+  /** Largest last will (topic and payload) a connection may leave, bytes. Default 4 KiB. */
+  maxWill?: number;
+  /** Bytes of last wills the gateway holds in all; a CONNECT past it is refused (0x97). Default 16 MiB. */
+  maxWillTotal?: number;
 }
 
 export interface GatewayOptions {
@@ -240,7 +245,10 @@ export interface GatewayOptions {
 
 export interface ResolvedOptions {
   tcp: (Required<Omit<ListenOptions, 'tls'>> & Pick<ListenOptions, 'tls'>) | undefined;
-  mqtt: (Required<Omit<ListenOptions, 'tls'>> & Pick<MqttListenOptions, 'tls' | 'publish'>) | undefined;
+  mqtt:
+    | (Required<Omit<ListenOptions, 'tls'>> &
+        Pick<MqttListenOptions, 'tls' | 'publish'> & { maxWill: number; maxWillTotal: number })
+    | undefined;
   ws:
     | (Required<
         Omit<WsListenOptions, 'httpHandler' | 'tls' | 'origins' | 'verify' | 'compression' | 'http'>
@@ -387,6 +395,8 @@ export function resolveOptions(o: GatewayOptions): ResolvedOptions {
           host: o.mqtt.host ?? '127.0.0.1',
           tls: o.mqtt.tls,
           publish: o.mqtt.publish,
+          maxWill: positive('mqtt.maxWill', o.mqtt.maxWill, DEFAULT_MAX_WILL),
+          maxWillTotal: positive('mqtt.maxWillTotal', o.mqtt.maxWillTotal, DEFAULT_MAX_WILL_TOTAL),
         }
       : undefined,
     ws: o.ws

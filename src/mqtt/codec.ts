@@ -79,6 +79,7 @@ type Answer =
   | { cmd: 'puback' };
 
 const MAX_PACKET_ID = 0xffff;
+const PUBACK: Answer = { cmd: 'puback' };
 /** An envelope the gateway takes and does nothing with (a client's pong). */
 const NOTHING: Envelope = { kind: 'pong' };
 /** qos-1 PUBLISHes of ours waiting for their PUBACK, per connection (Pylon's own in-flight cap is lower). */
@@ -153,6 +154,22 @@ export function hasWildcard(topic: string): boolean {
   return topic.includes('+') || topic.includes('#');
 }
 
+/** Per connection and for the whole gateway: how many bytes of last wills may be held. */
+export const DEFAULT_MAX_WILL = 4096;
+export const DEFAULT_MAX_WILL_TOTAL = 16 * 1024 * 1024;
+
+/**
+ * The wills a gateway holds: a will waits for the whole life of its connection, so what 10,000
+ * connections can make the gateway keep is bounded here, per will and in all.
+ */
+export class WillBudget {
+  held = 0;
+  constructor(
+    readonly maxWill: number = DEFAULT_MAX_WILL,
+    readonly maxTotal: number = DEFAULT_MAX_WILL_TOTAL,
+  ) {}
+}
+
 /**
  * Pylon's envelopes as MQTT 3.1.1 and 5.0 packets, for one connection (docs/mqtt.md): the
  * gateway sees an MQTT client as any other connection, CONNECT being its hello and SUBSCRIBE a
@@ -183,6 +200,18 @@ export class MqttCodec implements Codec {
   private refusal: number | undefined = undefined;
   /** The CONNECT's last will, until a DISCONNECT from the client withdraws it. */
   will: { topic: string; data: unknown } | undefined = undefined;
+  /** Bytes of the will counted in the budget. */
+  private willBytes = 0;
+
+  /** `wills`: where wills are counted; none: they are not kept (nothing could send them). */
+  constructor(private readonly wills?: WillBudget) {}
+
+  /** The will is gone (sent, withdrawn, or the connection closed): its bytes leave the budget. */
+  dropWill(): void {
+    this.will = undefined;
+    if (this.wills !== undefined) this.wills.held -= this.willBytes;
+    this.willBytes = 0;
+  }
   /** Request ids of SUBSCRIBE, UNSUBSCRIBE and qos-1 PUBLISH packets (their packet ids); made when first needed. */
   private answers: Map<number, Answer> | undefined = undefined;
   /** Our qos-1 PUBLISHes: packet id -> seq, and seq -> packet id (a redelivery reuses its id). */
@@ -227,7 +256,7 @@ export class MqttCodec implements Codec {
         const data = payloadData(p.payload as Buffer);
         if (p.qos === 0) return { kind: 'msg', type: p.topic, data };
         if (p.qos === 1) {
-          this.answersMap().set(p.messageId ?? 0, { cmd: 'puback' });
+          this.answersMap().set(p.messageId ?? 0, PUBACK);
           return { kind: 'req', id: p.messageId ?? 0, type: p.topic, data };
         }
         this.refusal = REASON.qosNotSupported;
@@ -249,7 +278,7 @@ export class MqttCodec implements Codec {
         return { kind: 'ping' };
       case 'disconnect':
         // A normal DISCONNECT withdraws the will (MQTT 5's 0x04 asks for it to be sent all the same).
-        if ((p as mqtt.IDisconnectPacket).reasonCode !== 0x04) this.will = undefined;
+        if ((p as mqtt.IDisconnectPacket).reasonCode !== 0x04) this.dropWill();
         return { kind: 'bye' };
       default:
         throw new ProtocolError(`MQTT ${p.cmd.toUpperCase()} is not accepted from a client here`, 'PROTOCOL');
@@ -264,14 +293,24 @@ export class MqttCodec implements Codec {
     if (this.version === 5) this.name = 'mqtt5';
     const keepalive = p.keepalive ?? 0;
     if (keepalive > 0) this.keepaliveMs = keepalive * 1500;
-    if (p.will !== undefined && p.will !== null && typeof p.will.topic === 'string') {
+    const w = this.wills;
+    if (w !== undefined && p.will !== undefined && p.will !== null && typeof p.will.topic === 'string') {
       if (p.will.topic.length > MAX_TYPE_LENGTH)
         throw new ProtocolError(`will topic must be at most ${MAX_TYPE_LENGTH} characters`, 'PROTOCOL');
-      const payload = p.will.payload;
-      this.will = {
-        topic: p.will.topic,
-        data: payloadData(typeof payload === 'string' ? Buffer.from(payload) : payload),
-      };
+      const payload = typeof p.will.payload === 'string' ? Buffer.from(p.will.payload) : p.will.payload;
+      const bytes = payload.length + p.will.topic.length;
+      if (bytes > w.maxWill || w.held + bytes > w.maxTotal) {
+        this.refusal = REASON.quotaExceeded;
+        throw new ProtocolError(
+          bytes > w.maxWill
+            ? `a will of ${bytes} bytes is larger than the ${w.maxWill} allowed`
+            : 'the server holds as many wills as it may: try later',
+          'PROTOCOL',
+        );
+      }
+      w.held += bytes;
+      this.willBytes = bytes;
+      this.will = { topic: p.will.topic, data: payloadData(payload) };
     }
     const password = p.password === undefined ? undefined : Buffer.from(p.password).toString('utf8');
     // The token: the password when there is one (a JWT, an API key), else the username.
@@ -306,10 +345,14 @@ export class MqttCodec implements Codec {
             ? {
                 cmd: 'connack',
                 sessionPresent: false,
-                reasonCode: connackV5(name),
+                reasonCode: this.refusal ?? connackV5(name),
                 properties: { reasonString: k.reason },
               }
-            : { cmd: 'connack', sessionPresent: false, returnCode: connackV3(name) };
+            : {
+                cmd: 'connack',
+                sessionPresent: false,
+                returnCode: this.refusal !== undefined ? 3 : connackV3(name),
+              };
         }
         // MQTT 3.1.1 has no DISCONNECT from the server: the connection is just closed.
         if (!v5) return undefined;
