@@ -9,13 +9,14 @@
 // Writes bench/results/cluster-<time>.json and prints the markdown table.
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, connect as netConnect } from 'node:net';
+import { createConnection, connect as netConnect } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { frameText, readFrames } from './lib/framing.js';
 import { Histogram } from './lib/histogram.js';
 import { loadProbe } from './lib/load.js';
+import { freePort } from './lib/ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const role = process.argv[2];
@@ -132,16 +133,6 @@ async function runClients() {
 }
 
 // ---- orchestrator ----
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function ping(port) {
   return new Promise((resolve) => {
     const s = createConnection({ port, host: '127.0.0.1' });

@@ -7,11 +7,12 @@
 //   receipt (p50 / p99), and the broker's CPU (from /proc) per delivery.
 import { fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqttPacket from 'mqtt-packet';
+import { freePort, waitForPort } from './lib/ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const arg = (name, fallback) => {
@@ -30,16 +31,6 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const range = (xs, d = 0) =>
   `${Math.min(...xs).toLocaleString('en-US', { maximumFractionDigits: d })}–${Math.max(...xs).toLocaleString('en-US', { maximumFractionDigits: d })}`;
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rss(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -60,17 +51,7 @@ async function startBroker(kind, dir) {
       `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_type none\n`,
     );
     const child = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      const ok = await new Promise((resolve) => {
-        const s = connect({ port, host: '127.0.0.1' }, () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      });
-      if (ok) break;
-      await sleep(50);
-    }
+    await waitForPort(port);
     return { child, port };
   }
   const child = spawn(process.execPath, [join(here, 'mqtt-server.js'), kind], {

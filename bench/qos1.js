@@ -5,11 +5,11 @@
 //   [--cpu-prof DIR] (the gateway process writes a .cpuprofile per run there; bench/profile.js reads them)
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../dist/client/index.js';
+import { freePort, waitForPort } from './lib/ports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const arg = (name, fallback) => {
@@ -29,16 +29,6 @@ const CONCURRENCY = 100;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const spread = (xs) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startRedis() {
   if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) return undefined;
@@ -62,17 +52,7 @@ async function startRedis() {
     ],
     { stdio: 'ignore' },
   );
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((resolve) => {
-      const s = createConnection({ port, host: '127.0.0.1' }, () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitForPort(port);
   return {
     url: `redis://127.0.0.1:${port}`,
     stop: () => {
