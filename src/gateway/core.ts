@@ -107,6 +107,8 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   readonly maxPendingRequests: number;
   /** MQTT last wills held (kept only when mqtt.publish could send them). */
   private readonly wills: WillBudget | undefined;
+  /** mqtt.publish, read once (route looks at it for every message). */
+  private readonly mqttPolicy: MqttListenOptions['publish'];
   readonly logger: Logger;
   readonly addresses: GatewayAddresses = {};
   readonly router = new Router();
@@ -173,6 +175,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
     this.keepalive = o.keepalive;
     this.highWaterMark = o.highWaterMark;
     this.maxPendingRequests = o.maxPendingRequests;
+    this.mqttPolicy = o.mqtt?.publish;
     this.wills =
       o.mqtt?.publish === undefined ? undefined : new WillBudget(o.mqtt.maxWill, o.mqtt.maxWillTotal);
     this.logger = o.logger;
@@ -1070,7 +1073,7 @@ export class GatewayCore implements LinkSink, ConnectionOwner, HandshakeHost, Su
   }
 
   private route(conn: Connection, env: Envelope): void {
-    const mqttPolicy = this.options.mqtt?.publish;
+    const mqttPolicy = this.mqttPolicy;
     if (
       mqttPolicy !== undefined &&
       (env.kind === 'msg' || env.kind === 'req') &&
